@@ -1,0 +1,87 @@
+/*
+Package outbox is a durable local queue of AMQP messages that survives
+crashes and outages.
+
+An Outbox is one bbolt file. HTTP handlers Append records; one forwarder
+reads them in order (ReadPending), publishes them, and acknowledges (Ack)
+the ones the broker confirmed. It keeps clickedge's first promise: a click
+that was answered is on disk, and stays there until the broker confirmed it.
+
+# Write path
+
+One goroutine, the writer, owns the bbolt write path. Append encodes the
+record in the caller's goroutine, queues it, and wakes the writer; the
+writer commits the oldest batch of queued records together with every
+waiting Ack in one transaction and one fsync. Whatever arrives while a
+commit runs goes into the next one (natural batching), capped by
+Options.MaxBatchRecords and Options.MaxBatchBytes.
+
+# When a record is durable
+
+In Sync mode (the default) Append returns nil only after the commit holding
+the record returned from fdatasync: the record survives kill -9 and power
+loss from then on. In Async mode Append returns once the record is queued;
+it is committed within Options.FlushInterval plus one commit (see the
+CommitLatency histogram), and that is the loss window on a crash. bbolt's
+NoSync is never used.
+
+Append never blocks for longer than Options.CommitTimeout. Any error from
+Append means the record is not known to be stored: ErrFull, ErrOverloaded,
+ErrWrite and ErrInvalidRecord mean it certainly is not; ErrTimeout means it
+may still be committed later.
+
+# Sequence and order
+
+Each committed record gets a sequence number (Record.Seq), assigned in
+commit order, strictly increasing and never reused, not even after the
+records before it were deleted. Records appended by one goroutine, one
+after another, get increasing sequence numbers. ReadPending returns pending
+records in sequence order.
+
+# When a record may be deleted
+
+A record leaves the pending set only through Ack, which the forwarder calls
+after the broker's basic.ack for it (and no basic.return). Acks ride in the
+next commit; a crash before it leaves the record pending and it is published
+again. A delivered record is kept for Options.Retention after its delivery,
+for replay, and then pruned, at most Options.PruneBatch per commit so that
+pruning never stalls appends for long. When Options.MaxBytes is reached,
+delivered records are evicted early, oldest first; pending records are never
+deleted by the outbox.
+
+# What a reader must expect
+
+Delivery is at least once. A record is read again after a restart if it was
+read but not acknowledged, or acknowledged but the commit holding the ack
+did not happen. Records are published with their MessageID so consumers
+deduplicate. Between restarts a reader that passes the last sequence it saw
+as "after" sees each record once.
+
+# The spill
+
+When Append fails, the caller may Spill the record: a bounded memory queue
+(Options.SpillBytes) that the forwarder publishes directly, ahead of the
+file. Spilled records are not durable: they survive broker outages but not
+a crash of the process. They carry sequence numbers of their own and
+Record.Spilled is set. When the spill is full, Spill returns ErrSpillFull
+and counts the record in Stats.Spill.Dropped: nothing is dropped without
+being counted.
+
+# Damage
+
+Open checks every page and every record checksum before bbolt reads the
+file (see Verify). A damaged file, truncated or with flipped bits, makes
+Open fail with an error wrapping ErrCorrupt that says what to do; records
+are never skipped silently. A file that passed is safe for bbolt. A record
+damaged later, while the node runs, makes ReadPending fail with ErrCorrupt
+rather than skip it.
+
+# Concurrency
+
+Append, Spill, Stats and Sync may be called from any goroutine. ReadPending,
+ReadSpill, Ack and AckSpill are meant for one forwarder; they are safe to
+call concurrently, but two readers would each deliver every record. Only one
+process may open a file; Open fails with ErrLocked after
+Options.LockTimeout.
+*/
+package outbox

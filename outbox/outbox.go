@@ -1,0 +1,678 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Errors returned by the outbox. Append and Spill return them wrapped, so
+// test with errors.Is.
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("outbox: closed")
+
+	// ErrFull is returned by Append when pending records (committed and
+	// queued) would exceed Options.MaxBytes. The record was not stored.
+	ErrFull = errors.New("outbox: size limit reached")
+
+	// ErrWrite is returned by Append when the commit that held the record
+	// failed (ENOSPC, EIO, ...), and by every Append during the back-off that
+	// follows such a failure. The record was not stored. The underlying
+	// error is wrapped too.
+	ErrWrite = errors.New("outbox: write failed")
+
+	// ErrTimeout is returned by Append in Sync mode when the commit holding
+	// the record did not finish within Options.CommitTimeout. The record may
+	// still be committed later: a caller that keeps a copy elsewhere (the
+	// spill) may cause a duplicate, never a loss.
+	ErrTimeout = errors.New("outbox: commit timed out")
+
+	// ErrOverloaded is returned by Append when more than
+	// Options.MaxQueueBytes of records wait for their commit: the disk does
+	// not keep up. The record was not stored.
+	ErrOverloaded = errors.New("outbox: write queue full")
+
+	// ErrSpillFull is returned by Spill when the memory spill holds
+	// Options.SpillBytes already, or the spill is disabled. The record is
+	// lost and counted in Stats.SpillDropped.
+	ErrSpillFull = errors.New("outbox: spill full")
+
+	// ErrCorrupt is returned by Open, and by reads, when the file is
+	// damaged. Nothing is repaired or skipped silently: see the error text
+	// for what to do.
+	ErrCorrupt = errors.New("outbox: file is damaged")
+
+	// ErrLocked is returned by Open when another process holds the file
+	// for longer than Options.LockTimeout.
+	ErrLocked = errors.New("outbox: file is locked by another process")
+)
+
+// Durability selects when Append returns.
+type Durability int
+
+const (
+	// Sync: Append returns after the commit holding the record is fsynced.
+	Sync Durability = iota
+	// Async: Append returns at once; the record is committed within
+	// Options.FlushInterval plus one commit.
+	Async
+)
+
+func (d Durability) String() string {
+	switch d {
+	case Sync:
+		return "sync"
+	case Async:
+		return "async"
+	}
+	return fmt.Sprintf("Durability(%d)", int(d))
+}
+
+// ParseDurability parses "sync" or "async".
+func ParseDurability(s string) (Durability, error) {
+	switch s {
+	case "sync":
+		return Sync, nil
+	case "async":
+		return Async, nil
+	}
+	return 0, fmt.Errorf("unknown durability %q (want sync or async)", s)
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultFlushInterval   = 10 * time.Millisecond
+	DefaultMaxBatchRecords = 8192
+	DefaultMaxBatchBytes   = 8 << 20
+	DefaultMaxQueueBytes   = 64 << 20
+	DefaultMaxRecordBytes  = 1 << 20
+	DefaultRetention       = 24 * time.Hour
+	DefaultPruneInterval   = time.Second
+	DefaultPruneBatch      = 1000
+	DefaultCommitTimeout   = 5 * time.Second
+	DefaultSpillBytes      = 32 << 20
+	DefaultLockTimeout     = time.Second
+)
+
+// Options configures an Outbox. A nil *Options means all defaults; every
+// zero field means its default.
+type Options struct {
+	// Durability is Sync (the zero value) or Async.
+	Durability Durability
+
+	// FlushInterval is, in Async mode, the longest a record waits in memory
+	// before its commit starts: the loss window on a crash is FlushInterval
+	// plus one commit. Zero means DefaultFlushInterval. Ignored in Sync mode,
+	// where a commit starts as soon as the previous one ends.
+	FlushInterval time.Duration
+
+	// MaxBatchRecords and MaxBatchBytes cap one commit. Zero means
+	// DefaultMaxBatchRecords and DefaultMaxBatchBytes.
+	MaxBatchRecords int
+	MaxBatchBytes   int
+
+	// MaxQueueBytes bounds the records accepted but not yet committed;
+	// beyond it Append returns ErrOverloaded. Zero means DefaultMaxQueueBytes.
+	MaxQueueBytes int
+
+	// MaxBytes caps the encoded bytes of records held on disk. Delivered
+	// records are evicted, oldest first, to stay under it; when pending
+	// records alone reach it, Append returns ErrFull. The file is larger
+	// than this by the B-tree's overhead (see docs/performance.md). Zero
+	// means no limit but the disk.
+	MaxBytes int64
+
+	// MaxRecordBytes caps one encoded record. Zero means DefaultMaxRecordBytes.
+	MaxRecordBytes int
+
+	// Retention is how long delivered records are kept for replay, counted
+	// from their delivery. Zero means DefaultRetention; negative means
+	// delivered records are deleted at once.
+	Retention time.Duration
+
+	// PruneInterval is how often expired delivered records are deleted, and
+	// PruneBatch how many at most in one commit, which bounds the extra
+	// latency pruning adds to a commit. Zero means DefaultPruneInterval and
+	// DefaultPruneBatch.
+	PruneInterval time.Duration
+	PruneBatch    int
+
+	// CommitTimeout bounds how long a Sync-mode Append waits for its commit
+	// before it returns ErrTimeout. Zero means DefaultCommitTimeout.
+	CommitTimeout time.Duration
+
+	// SpillBytes bounds the memory spill (see Spill). Zero means
+	// DefaultSpillBytes; negative disables the spill.
+	SpillBytes int
+
+	// LockTimeout is how long Open waits for another process to release
+	// the file. Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
+
+	// SkipVerify skips the full check of the file that Open does by
+	// default (every page and every record checksum; see Verify). Open is
+	// then O(1) in the file size, but damage is found only when a record is
+	// read. The zero value verifies.
+	SkipVerify bool
+
+	// ReadOnly opens the file without taking the write lock exclusively and
+	// without a writer: Append, Ack and Spill return ErrClosed. For tools.
+	ReadOnly bool
+
+	// Logger receives rare events (write errors, recovery). Nil discards.
+	Logger *slog.Logger
+
+	// Now returns the current time. Nil means time.Now. Tests use it to
+	// drive retention without sleeping.
+	Now func() time.Time
+
+	// freelist settings; chosen by measurement, see bench_test.go.
+	freelistType   bolt.FreelistType
+	noFreelistSync bool
+
+	// beforeCommit, when set, runs in the writer before each commit; an
+	// error fails the commit. Tests inject slow and failing disks with it.
+	beforeCommit func() error
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.FlushInterval <= 0 {
+		r.FlushInterval = DefaultFlushInterval
+	}
+	if r.MaxBatchRecords <= 0 {
+		r.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if r.MaxBatchBytes <= 0 {
+		r.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if r.MaxQueueBytes <= 0 {
+		r.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if r.MaxRecordBytes <= 0 {
+		r.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if r.Retention == 0 {
+		r.Retention = DefaultRetention
+	}
+	if r.PruneInterval <= 0 {
+		r.PruneInterval = DefaultPruneInterval
+	}
+	if r.PruneBatch <= 0 {
+		r.PruneBatch = DefaultPruneBatch
+	}
+	if r.CommitTimeout <= 0 {
+		r.CommitTimeout = DefaultCommitTimeout
+	}
+	if r.SpillBytes == 0 {
+		r.SpillBytes = DefaultSpillBytes
+	}
+	if r.LockTimeout <= 0 {
+		r.LockTimeout = DefaultLockTimeout
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.freelistType == "" {
+		r.freelistType = bolt.FreelistMapType
+	}
+	return r
+}
+
+// Bucket names. The file holds nothing else.
+var (
+	bucketMeta     = []byte("meta")
+	bucketPending  = []byte("pending")
+	bucketRetained = []byte("retained")
+)
+
+// Keys in the meta bucket: 8-byte big-endian counters, updated in every
+// commit so that they always match the committed records.
+var (
+	metaFormat        = []byte("format")
+	metaNextSeq       = []byte("next_seq")
+	metaPendingCount  = []byte("pending_count")
+	metaPendingBytes  = []byte("pending_bytes")
+	metaRetainedCount = []byte("retained_count")
+	metaRetainedBytes = []byte("retained_bytes")
+)
+
+const fileFormat = 1
+
+// Outbox is a durable queue of records in one bbolt file. It is safe for
+// concurrent use: any number of goroutines may Append and Spill; one
+// reader (the forwarder) reads and acknowledges.
+type Outbox struct {
+	path string
+	opts Options
+	db   *bolt.DB
+	log  *slog.Logger
+
+	mu          sync.Mutex
+	queue       []*batch // uncommitted, oldest first; the last one takes appends
+	queuedBytes int
+	committing  *batch   // taken by the writer, commit in progress
+	acks        []uint64 // acknowledged seqs waiting for a commit
+	acksSince   time.Time
+	closed      bool
+
+	wake    chan struct{} // cap 1: there is work for the writer
+	notify  chan struct{} // cap 1: new records for the reader
+	closing chan struct{}
+	wg      sync.WaitGroup
+
+	bufs sync.Pool // *[]byte encode buffers
+
+	// Committed state, written by the writer after each commit.
+	pendingCount   atomic.Int64
+	pendingBytes   atomic.Int64
+	retainedCount  atomic.Int64
+	retainedBytes  atomic.Int64
+	nextSeq        atomic.Uint64
+	oldestPending  atomic.Int64 // unix nanos, 0 when none
+	oldestRetained atomic.Int64
+	failedUntil    atomic.Int64 // unix nanos, wall clock; Appends fail fast before it
+	pruneNow       atomic.Bool
+	lastErr        atomic.Pointer[errorAt]
+
+	spill spill
+	ctr   counters
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type errorAt struct {
+	err error
+	at  time.Time
+}
+
+// batch is a group of records committed together. Appenders waiting for it
+// block on done; err is set before done is closed.
+type batch struct {
+	recs    []*[]byte
+	bytes   int
+	created int64 // unix nanos, wall clock (not Options.Now)
+	done    chan struct{}
+	state   atomic.Uint32
+	err     error
+}
+
+func (b *batch) finish(err error) {
+	if b.state.CompareAndSwap(0, 1) {
+		b.err = err
+		close(b.done)
+	}
+}
+
+// Open opens or creates the outbox file at path. The file is checked before
+// use (see Options.SkipVerify); a damaged file makes Open fail with an error
+// wrapping ErrCorrupt that says what to do.
+func Open(path string, opts *Options) (*Outbox, error) {
+	o := &Outbox{
+		path:    path,
+		opts:    opts.withDefaults(),
+		wake:    make(chan struct{}, 1),
+		notify:  make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		ctr:     newCounters(),
+	}
+	o.log = o.opts.Logger
+	o.spill.max = o.opts.SpillBytes
+
+	db, err := openBolt(path, &o.opts)
+	if err != nil {
+		return nil, err
+	}
+	o.db = db
+	if err := o.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if !o.opts.ReadOnly {
+		o.wg.Add(2)
+		go func() { defer o.wg.Done(); o.writeLoop() }()
+		go func() { defer o.wg.Done(); o.timeoutLoop() }()
+	}
+	return o, nil
+}
+
+// openBolt opens the bbolt file. The file is locked and verified inside
+// bbolt's OpenFile hook, before bbolt reads a byte of it: bbolt trusts its
+// pages and may panic, even on another goroutine, on a damaged file.
+func openBolt(path string, opts *Options) (*bolt.DB, error) {
+	bopts := &bolt.Options{
+		Timeout:         opts.LockTimeout,
+		FreelistType:    opts.freelistType,
+		NoFreelistSync:  opts.noFreelistSync,
+		ReadOnly:        opts.ReadOnly,
+		InitialMmapSize: 256 << 20,
+		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, mode)
+			if err != nil {
+				return nil, err
+			}
+			if err := lockFile(f, !opts.ReadOnly, opts.LockTimeout); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%w: %s (is a clickedge node running on this data directory?)", ErrLocked, name)
+			}
+			if !opts.SkipVerify {
+				if _, err := verifyFile(f); err != nil {
+					f.Close()
+					return nil, err
+				}
+			}
+			return f, nil
+		},
+	}
+	db, err := bolt.Open(path, 0o600, bopts)
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, ErrLocked), errors.Is(err, ErrCorrupt):
+		return nil, err
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s (is a clickedge node running on this data directory?)", ErrLocked, path)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, corruptError(path, err)
+	}
+	return nil, fmt.Errorf("outbox: open %s: %w", path, err)
+}
+
+// corruptError explains a damaged file and what to do about it.
+func corruptError(path string, cause error) error {
+	return fmt.Errorf("%w: %s: %v; the node will not start on it. Stop, keep a copy of the file, "+
+		"then run `clickedge outbox salvage -data DIR -out NEWDIR` to copy every readable record into a "+
+		"fresh outbox, and start the node on NEWDIR (docs/runbook.md)", ErrCorrupt, path, cause)
+}
+
+// load creates the buckets of a new file and reads the counters of an
+// existing one.
+func (o *Outbox) load() error {
+	init := func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		if m.Get(metaFormat) == nil {
+			if err := putUint64(m, metaFormat, fileFormat); err != nil {
+				return err
+			}
+			return putUint64(m, metaNextSeq, 1)
+		}
+		return nil
+	}
+	if !o.opts.ReadOnly {
+		if err := o.db.Update(init); err != nil {
+			return fmt.Errorf("outbox: initialise %s: %w", o.path, err)
+		}
+	}
+	return o.db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			if o.opts.ReadOnly {
+				return fmt.Errorf("outbox: %s is not an outbox (no meta bucket)", o.path)
+			}
+			return corruptError(o.path, errors.New("meta bucket missing"))
+		}
+		if f := getUint64(m, metaFormat); f != fileFormat {
+			return fmt.Errorf("outbox: %s has file format %d; this build reads format %d", o.path, f, fileFormat)
+		}
+		o.nextSeq.Store(getUint64(m, metaNextSeq))
+		o.pendingCount.Store(int64(getUint64(m, metaPendingCount)))
+		o.pendingBytes.Store(int64(getUint64(m, metaPendingBytes)))
+		o.retainedCount.Store(int64(getUint64(m, metaRetainedCount)))
+		o.retainedBytes.Store(int64(getUint64(m, metaRetainedBytes)))
+		o.oldestPending.Store(oldestTime(tx.Bucket(bucketPending), false))
+		o.oldestRetained.Store(oldestTime(tx.Bucket(bucketRetained), true))
+		return nil
+	})
+}
+
+// oldestTime returns the append (or delivery) time of the first record in b.
+func oldestTime(b *bolt.Bucket, delivered bool) int64 {
+	if b == nil {
+		return 0
+	}
+	_, v := b.Cursor().First()
+	if v == nil || checkRecord(v) != nil {
+		return 0
+	}
+	a, d := recordTimes(v)
+	if delivered {
+		return d
+	}
+	return a
+}
+
+// Path returns the file's path.
+func (o *Outbox) Path() string { return o.path }
+
+// Append stores r. In Sync mode it returns once the record is committed and
+// fsynced; in Async mode once it is queued. r is encoded before Append
+// returns, so the caller may reuse it. Append sets r.Time when zero.
+//
+// The errors ErrFull, ErrWrite, ErrTimeout, ErrOverloaded and
+// ErrInvalidRecord mean the record is not (known to be) stored; the caller
+// decides whether to Spill it. Append never blocks for longer than
+// Options.CommitTimeout.
+func (o *Outbox) Append(r *Record) error {
+	if o.opts.ReadOnly {
+		return ErrClosed
+	}
+	if r.Time.IsZero() {
+		r.Time = o.opts.Now()
+	}
+	buf, err := o.encode(r)
+	if err != nil {
+		return err
+	}
+	n := len(*buf)
+	now := time.Now().UnixNano()
+	if until := o.failedUntil.Load(); now < until {
+		o.putBuf(buf)
+		return o.writeError()
+	}
+
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		o.putBuf(buf)
+		return ErrClosed
+	}
+	if o.queuedBytes+n > o.opts.MaxQueueBytes {
+		o.mu.Unlock()
+		o.putBuf(buf)
+		o.ctr.overloaded.Add(1)
+		return ErrOverloaded
+	}
+	if max := o.opts.MaxBytes; max > 0 && o.pendingBytes.Load()+int64(o.queuedBytes+n) > max {
+		o.mu.Unlock()
+		o.putBuf(buf)
+		o.ctr.full.Add(1)
+		return ErrFull
+	}
+	b := o.openBatch(now)
+	b.recs = append(b.recs, buf)
+	b.bytes += n
+	o.queuedBytes += n
+	full := len(b.recs) >= o.opts.MaxBatchRecords || b.bytes >= o.opts.MaxBatchBytes
+	o.mu.Unlock()
+
+	if o.opts.Durability == Async && !full {
+		// The writer is woken by the first record of a batch and then waits
+		// for FlushInterval, so a wake per record is not needed.
+		if len(b.recs) == 1 {
+			o.signal()
+		}
+		return nil
+	}
+	o.signal()
+	if o.opts.Durability == Async {
+		return nil
+	}
+	<-b.done
+	return b.err
+}
+
+// openBatch returns the batch that takes new records, starting a new one
+// when the last is full or taken. o.mu is held.
+func (o *Outbox) openBatch(now int64) *batch {
+	if n := len(o.queue); n > 0 {
+		b := o.queue[n-1]
+		if len(b.recs) < o.opts.MaxBatchRecords && b.bytes < o.opts.MaxBatchBytes {
+			return b
+		}
+	}
+	b := &batch{created: now, done: make(chan struct{})}
+	o.queue = append(o.queue, b)
+	return b
+}
+
+func (o *Outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (o *Outbox) encode(r *Record) (*[]byte, error) {
+	n, err := encodedLen(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > o.opts.MaxRecordBytes {
+		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrInvalidRecord, n, o.opts.MaxRecordBytes)
+	}
+	buf, _ := o.bufs.Get().(*[]byte)
+	if buf == nil || cap(*buf) < n {
+		b := make([]byte, 0, max(n, 512))
+		buf = &b
+	}
+	*buf = appendRecord((*buf)[:0], r)
+	return buf, nil
+}
+
+func (o *Outbox) putBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		o.bufs.Put(b)
+	}
+}
+
+func (o *Outbox) writeError() error {
+	if e := o.lastErr.Load(); e != nil {
+		return fmt.Errorf("%w: %w", ErrWrite, e.err)
+	}
+	return ErrWrite
+}
+
+// Ack marks records as delivered. It returns at once; the change rides in
+// the next commit with appends, so acknowledging costs no fsync of its own.
+// A crash before that commit leaves the records pending, and they are
+// delivered again: a duplicate, never a loss. Acks of unknown or already
+// delivered sequences are ignored and counted.
+func (o *Outbox) Ack(seqs ...uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	if o.opts.ReadOnly {
+		return ErrClosed
+	}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	if len(o.acks) == 0 {
+		o.acksSince = o.opts.Now()
+	}
+	o.acks = append(o.acks, seqs...)
+	o.mu.Unlock()
+	o.signal()
+	return nil
+}
+
+// Sync waits until every record appended and every ack made before the
+// call is committed. It returns the commit's error.
+func (o *Outbox) Sync() error {
+	if o.opts.ReadOnly {
+		return nil
+	}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	// An empty batch at the tail forces a commit, which carries any acks.
+	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{})}
+	o.queue = append(o.queue, b)
+	o.mu.Unlock()
+	o.signal()
+	<-b.done
+	return b.err
+}
+
+// Prune runs a retention step now (rather than at the next
+// Options.PruneInterval) and waits for its commit. At most
+// Options.PruneBatch expired records are deleted per call.
+func (o *Outbox) Prune() error {
+	o.pruneNow.Store(true)
+	return o.Sync()
+}
+
+// Notify returns a channel that receives a value after commits that added
+// records and after spills. It has a buffer of one and a single intended
+// receiver, the forwarder.
+func (o *Outbox) Notify() <-chan struct{} { return o.notify }
+
+func (o *Outbox) notifyReader() {
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the writer after it has committed everything queued, and
+// closes the file. It is safe to call twice; later calls return the first
+// call's result.
+func (o *Outbox) Close() error {
+	o.closeOnce.Do(func() {
+		o.mu.Lock()
+		o.closed = true
+		o.mu.Unlock()
+		close(o.closing)
+		o.wg.Wait()
+		o.closeErr = o.db.Close()
+	})
+	return o.closeErr
+}
+
+func putUint64(b *bolt.Bucket, key []byte, v uint64) error {
+	k := seqKey(v)
+	return b.Put(key, k[:])
+}
+
+func getUint64(b *bolt.Bucket, key []byte) uint64 {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return keySeq(v)
+}

@@ -1,0 +1,135 @@
+package outbox
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// The spill is a bounded memory queue for records the file could not take
+// (size limit, write error, overload, timeout). The forwarder publishes it
+// directly, before the file's backlog, since it does not survive the
+// process. Records in it are not durable: a crash loses them, and Stats
+// says how many are at risk.
+
+type spill struct {
+	max int // bytes; <= 0 disables
+
+	mu      sync.Mutex
+	recs    []spilled // ordered by seq
+	count   int       // of recs not acked
+	bytes   int
+	nextSeq uint64
+
+	spilled, delivered, dropped atomic.Uint64
+}
+
+type spilled struct {
+	seq   uint64
+	buf   []byte
+	acked bool
+}
+
+// Spill keeps r in the bounded memory spill, for a record that Append could
+// not store. It returns ErrSpillFull, and counts the record as dropped, when
+// the spill is full or disabled. Spilled records are read with ReadSpill and
+// acknowledged with AckSpill.
+func (o *Outbox) Spill(r *Record) error {
+	if r.Time.IsZero() {
+		r.Time = o.opts.Now()
+	}
+	n, err := encodedLen(r)
+	if err != nil {
+		o.spill.dropped.Add(1)
+		return err
+	}
+	s := &o.spill
+	s.mu.Lock()
+	if s.max <= 0 || s.bytes+n > s.max {
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		return ErrSpillFull
+	}
+	s.nextSeq++
+	s.recs = append(s.recs, spilled{seq: s.nextSeq, buf: appendRecord(make([]byte, 0, n), r)})
+	s.count++
+	s.bytes += n
+	s.mu.Unlock()
+	s.spilled.Add(1)
+	o.notifyReader()
+	return nil
+}
+
+// ReadSpill appends to dst up to max spilled records with Seq > after,
+// oldest first. Their Spilled field is set.
+func (o *Outbox) ReadSpill(dst []Record, after uint64, max int) []Record {
+	s := &o.spill
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(s.recs, after+1, func(e spilled, seq uint64) int {
+		return cmpUint64(e.seq, seq)
+	})
+	for ; i < len(s.recs) && max > 0; i++ {
+		e := s.recs[i]
+		if e.acked {
+			continue
+		}
+		var r Record
+		if err := decodeRecord(e.buf, &r); err != nil {
+			continue // cannot happen: encoded by us, in memory
+		}
+		r.Seq = e.seq
+		r.Spilled = true
+		dst = append(dst, r)
+		max--
+	}
+	return dst
+}
+
+// AckSpill removes delivered records from the spill.
+func (o *Outbox) AckSpill(seqs ...uint64) {
+	s := &o.spill
+	s.mu.Lock()
+	for _, seq := range seqs {
+		i, ok := slices.BinarySearchFunc(s.recs, seq, func(e spilled, seq uint64) int {
+			return cmpUint64(e.seq, seq)
+		})
+		if !ok || s.recs[i].acked {
+			continue
+		}
+		s.recs[i].acked = true
+		s.count--
+		s.bytes -= len(s.recs[i].buf)
+		s.recs[i].buf = nil
+		s.delivered.Add(1)
+	}
+	// Drop the acked head; acks come mostly in order.
+	n := 0
+	for n < len(s.recs) && s.recs[n].acked {
+		n++
+	}
+	if n > 0 {
+		s.recs = slices.Delete(s.recs, 0, n)
+	}
+	s.mu.Unlock()
+}
+
+func (s *spill) stats() SpillStats {
+	s.mu.Lock()
+	st := SpillStats{Records: s.count, Bytes: s.bytes, Limit: s.max}
+	s.mu.Unlock()
+	st.Spilled = s.spilled.Load()
+	st.Delivered = s.delivered.Load()
+	st.Dropped = s.dropped.Load()
+	return st
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,438 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The writer goroutine owns the bbolt write path. It takes the oldest batch
+// of appended records and every waiting ack, writes them in one transaction
+// and commits it: natural batching, since whatever arrived during a commit
+// goes into the next one.
+
+const (
+	// ackDelay lets acks without appends gather for a moment, so an idle
+	// node that drains a backlog does not fsync once per confirm.
+	ackDelay = 5 * time.Millisecond
+	// ackBatch is the count of waiting acks that commits without delay.
+	ackBatch = 4096
+	// maxAcksPerCommit bounds the extra work acks add to one commit.
+	maxAcksPerCommit = 65536
+
+	minWriteRetry = 100 * time.Millisecond
+	maxWriteRetry = 5 * time.Second
+)
+
+// writerState is owned by the writer goroutine.
+type writerState struct {
+	arena     arena // keys and rewritten values of the current transaction
+	acks      []uint64
+	lastPrune time.Time
+}
+
+// arena hands out byte slices that stay valid until reset. bbolt keeps the
+// key and value slices given to Put until the commit, so they must never
+// move: a full chunk is replaced, never grown.
+type arena struct {
+	cur []byte
+}
+
+const arenaChunk = 1 << 20
+
+func (a *arena) alloc(n int) []byte {
+	if cap(a.cur)-len(a.cur) < n {
+		a.cur = make([]byte, 0, max(n, arenaChunk))
+	}
+	start := len(a.cur)
+	a.cur = a.cur[:start+n]
+	return a.cur[start : start+n : start+n]
+}
+
+// reset makes the arena reusable once no transaction refers to it. Only the
+// last chunk is kept.
+func (a *arena) reset() { a.cur = a.cur[:0] }
+
+func (o *Outbox) writeLoop() {
+	var w writerState
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	prune := time.NewTicker(o.opts.PruneInterval)
+	defer prune.Stop()
+	for {
+		select {
+		case <-o.wake:
+		case <-timer.C:
+		case <-prune.C:
+		case <-o.closing:
+			o.drain(&w)
+			return
+		}
+		for {
+			wait, more := o.commitNext(&w, false)
+			if wait > 0 {
+				timer.Reset(wait)
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+// drain commits everything still queued, for Close.
+// A failed commit fails the whole queue, so this ends.
+func (o *Outbox) drain(w *writerState) {
+	for {
+		if _, more := o.commitNext(w, true); !more {
+			return
+		}
+	}
+}
+
+// commitNext commits the next batch and waiting acks. It returns how long to
+// wait before there is something worth committing (Async delay, ack delay,
+// write back-off), or whether more work is queued.
+func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, more bool) {
+	now := time.Now()
+	if until := o.failedUntil.Load(); until > 0 && !final {
+		if d := time.Duration(until - now.UnixNano()); d > 0 {
+			return d, false
+		}
+	}
+
+	o.mu.Lock()
+	var b *batch
+	if len(o.queue) > 0 {
+		b = o.queue[0]
+		if o.opts.Durability == Async && !final && len(b.recs) > 0 &&
+			len(b.recs) < o.opts.MaxBatchRecords && b.bytes < o.opts.MaxBatchBytes {
+			if d := time.Duration(b.created+int64(o.opts.FlushInterval)-now.UnixNano()); d > 0 {
+				o.mu.Unlock()
+				return d, false
+			}
+		}
+	}
+	pruneDue := now.Sub(w.lastPrune) >= o.opts.PruneInterval || o.pruneNow.Load()
+	if b == nil && len(o.acks) > 0 && len(o.acks) < ackBatch && !final {
+		if d := ackDelay - now.Sub(o.acksSince); d > 0 && !pruneDue {
+			o.mu.Unlock()
+			return d, false
+		}
+	}
+	if b == nil && len(o.acks) == 0 && !pruneDue {
+		o.mu.Unlock()
+		return 0, false
+	}
+	if b != nil {
+		o.queue[0] = nil
+		o.queue = o.queue[1:]
+		o.queuedBytes -= b.bytes
+		o.committing = b
+	}
+	n := min(len(o.acks), maxAcksPerCommit)
+	w.acks = append(w.acks[:0], o.acks[:n]...)
+	o.acks = append(o.acks[:0], o.acks[n:]...)
+	if len(o.acks) > 0 {
+		o.acksSince = now
+	}
+	more = len(o.queue) > 0 || len(o.acks) > 0
+	o.mu.Unlock()
+
+	if pruneDue {
+		w.lastPrune = now
+		o.pruneNow.Store(false)
+	}
+	err := o.commit(w, b, pruneDue)
+	w.arena.reset()
+
+	o.mu.Lock()
+	o.committing = nil
+	if err != nil && len(w.acks) > 0 {
+		// Keep the acks for the next commit; losing them would only cause
+		// duplicates, but keeping them is free.
+		o.acks = append(o.acks, w.acks...)
+	}
+	o.mu.Unlock()
+
+	if b != nil {
+		for _, buf := range b.recs {
+			o.putBuf(buf)
+		}
+		b.finish(err)
+	}
+	if err != nil {
+		o.failQueue(err)
+		return 0, false
+	}
+	return 0, more
+}
+
+// failQueue fails every queued batch after a write error: they would meet
+// the same disk.
+func (o *Outbox) failQueue(err error) {
+	o.mu.Lock()
+	q := o.queue
+	o.queue = nil
+	o.queuedBytes = 0
+	o.mu.Unlock()
+	for _, b := range q {
+		for _, buf := range b.recs {
+			o.putBuf(buf)
+		}
+		b.finish(err)
+	}
+}
+
+// commit writes one batch, acks and a bounded prune step in a single
+// transaction. On failure nothing of it is applied.
+func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
+	start := time.Now()
+	now := o.opts.Now()
+	tx, err := o.db.Begin(true)
+	if err != nil {
+		return o.commitFailed(fmt.Errorf("outbox: begin commit: %w", err))
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	meta := tx.Bucket(bucketMeta)
+	pending := tx.Bucket(bucketPending)
+	retained := tx.Bucket(bucketRetained)
+	// Keys only grow, so full pages waste nothing.
+	pending.FillPercent = 1.0
+	retained.FillPercent = 1.0
+
+	c := counts{
+		nextSeq:       o.nextSeq.Load(),
+		pendingCount:  o.pendingCount.Load(),
+		pendingBytes:  o.pendingBytes.Load(),
+		retainedCount: o.retainedCount.Load(),
+		retainedBytes: o.retainedBytes.Load(),
+	}
+	nrec := 0
+	if b != nil {
+		nrec = len(b.recs)
+	}
+	if b != nil {
+		for _, buf := range b.recs {
+			k := w.key(c.nextSeq)
+			if err := pending.Put(k, *buf); err != nil {
+				return o.commitFailed(fmt.Errorf("outbox: commit batch: %w", err))
+			}
+			c.nextSeq++
+			c.pendingCount++
+			c.pendingBytes += int64(len(*buf))
+		}
+	}
+
+	acked, unknown, err := o.applyAcks(w, pending, retained, &c, now)
+	if err != nil {
+		return o.commitFailed(err)
+	}
+
+	var pruned, evicted int
+	if prune && o.opts.Retention > 0 {
+		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, func(delivered int64) bool {
+			return delivered < now.Add(-o.opts.Retention).UnixNano()
+		})
+		if err != nil {
+			return o.commitFailed(err)
+		}
+	}
+	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
+		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, func(int64) bool {
+			return c.pendingBytes+c.retainedBytes > max
+		})
+		if err != nil {
+			return o.commitFailed(err)
+		}
+	}
+
+	if hook := o.opts.beforeCommit; hook != nil {
+		if err := hook(); err != nil {
+			return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+		}
+	}
+	if err := c.put(meta); err != nil {
+		return o.commitFailed(fmt.Errorf("outbox: commit counters: %w", err))
+	}
+	oldestP := oldestTime(pending, false)
+	oldestR := oldestTime(retained, true)
+	if err := tx.Commit(); err != nil {
+		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+	}
+
+	o.nextSeq.Store(c.nextSeq)
+	o.pendingCount.Store(c.pendingCount)
+	o.pendingBytes.Store(c.pendingBytes)
+	o.retainedCount.Store(c.retainedCount)
+	o.retainedBytes.Store(c.retainedBytes)
+	o.oldestPending.Store(oldestP)
+	o.oldestRetained.Store(oldestR)
+	o.failedUntil.Store(0)
+	o.ctr.retry.Store(0)
+
+	d := time.Since(start)
+	o.ctr.commits.Add(1)
+	o.ctr.commitLatency.observe(d.Seconds())
+	if nrec > 0 {
+		o.ctr.appended.Add(uint64(nrec))
+		o.ctr.batchSize.observe(float64(nrec))
+		o.notifyReader()
+	}
+	o.ctr.acked.Add(uint64(acked))
+	o.ctr.ackUnknown.Add(uint64(unknown))
+	o.ctr.pruned.Add(uint64(pruned))
+	o.ctr.evicted.Add(uint64(evicted))
+	if pruned+evicted > 0 {
+		o.ctr.pruneLatency.observe(d.Seconds())
+	}
+	return nil
+}
+
+// commitFailed records a write error and starts the back-off during which
+// Appends fail fast.
+func (o *Outbox) commitFailed(err error) error {
+	o.ctr.commitErrors.Add(1)
+	o.lastErr.Store(&errorAt{err: err, at: o.opts.Now()})
+	o.log.Error("outbox write failed", "path", o.path, "err", err)
+
+	d := time.Duration(o.ctr.retry.Load())
+	d = min(max(2*d, minWriteRetry), maxWriteRetry)
+	o.ctr.retry.Store(int64(d))
+	o.failedUntil.Store(time.Now().Add(d).UnixNano())
+	return fmt.Errorf("%w: %w", ErrWrite, err)
+}
+
+// applyAcks moves acknowledged records from pending to retained (or deletes
+// them when nothing is retained).
+func (o *Outbox) applyAcks(w *writerState, pending, retained *bolt.Bucket, c *counts, now time.Time) (acked, unknown int, err error) {
+	if len(w.acks) == 0 {
+		return 0, 0, nil
+	}
+	slices.Sort(w.acks)
+	w.acks = slices.Compact(w.acks)
+	for _, seq := range w.acks {
+		k := w.key(seq)
+		v := pending.Get(k)
+		if v == nil {
+			unknown++
+			continue
+		}
+		n := int64(len(v))
+		if o.opts.Retention > 0 {
+			nv := markDelivered(w.arena.alloc(len(v))[:0], v, now)
+			if err := retained.Put(k, nv); err != nil {
+				return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
+			}
+			c.retainedCount++
+			c.retainedBytes += n
+		}
+		if err := pending.Delete(k); err != nil {
+			return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
+		}
+		c.pendingCount--
+		c.pendingBytes -= n
+		acked++
+	}
+	return acked, unknown, nil
+}
+
+// pruneRetained deletes up to limit delivered records from the oldest end
+// while expired reports true for the record's delivery time. Records are
+// visited in sequence order, which is delivery order but for records that
+// were retried; those are kept longer, never shorter, than the retention.
+func (o *Outbox) pruneRetained(retained *bolt.Bucket, c *counts, limit int, expired func(delivered int64) bool) (int, error) {
+	n := 0
+	cur := retained.Cursor()
+	for n < limit {
+		k, v := cur.First()
+		if k == nil {
+			break
+		}
+		var delivered int64
+		if checkRecord(v) == nil {
+			_, delivered = recordTimes(v)
+		}
+		if !expired(delivered) {
+			break
+		}
+		size := int64(len(v))
+		if err := cur.Delete(); err != nil {
+			return n, fmt.Errorf("outbox: prune: %w", err)
+		}
+		c.retainedCount--
+		c.retainedBytes -= size
+		n++
+	}
+	return n, nil
+}
+
+// key returns seq as a key in the writer's arena.
+func (w *writerState) key(seq uint64) []byte {
+	k := w.arena.alloc(8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
+}
+
+// counts mirrors the meta bucket.
+type counts struct {
+	nextSeq       uint64
+	pendingCount  int64
+	pendingBytes  int64
+	retainedCount int64
+	retainedBytes int64
+}
+
+func (c *counts) put(m *bolt.Bucket) error {
+	return errors.Join(
+		putUint64(m, metaNextSeq, c.nextSeq),
+		putUint64(m, metaPendingCount, uint64(c.pendingCount)),
+		putUint64(m, metaPendingBytes, uint64(c.pendingBytes)),
+		putUint64(m, metaRetainedCount, uint64(c.retainedCount)),
+		putUint64(m, metaRetainedBytes, uint64(c.retainedBytes)),
+	)
+}
+
+// timeoutLoop fails Sync-mode appends whose commit takes longer than
+// Options.CommitTimeout, so that a hung disk never hangs a request. The
+// commit itself goes on; if it succeeds later the record is stored and may
+// also have been spilled by the caller: a duplicate, never a loss.
+func (o *Outbox) timeoutLoop() {
+	t := time.NewTicker(max(o.opts.CommitTimeout/8, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-o.closing:
+			return
+		case <-t.C:
+		}
+		deadline := time.Now().Add(-o.opts.CommitTimeout).UnixNano()
+		var late []*batch
+		o.mu.Lock()
+		if b := o.committing; b != nil && b.created < deadline {
+			late = append(late, b)
+		}
+		for _, b := range o.queue {
+			if b.created >= deadline {
+				break
+			}
+			late = append(late, b)
+		}
+		o.mu.Unlock()
+		for _, b := range late {
+			if b.state.Load() == 0 {
+				o.ctr.timeouts.Add(uint64(len(b.recs)))
+			}
+			b.finish(ErrTimeout)
+		}
+	}
+}
