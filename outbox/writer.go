@@ -112,7 +112,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		b = o.queue[0]
 		if o.opts.Durability == Async && !final && len(b.recs) > 0 &&
 			len(b.recs) < o.opts.MaxBatchRecords && b.bytes < o.opts.MaxBatchBytes {
-			if d := time.Duration(b.created+int64(o.opts.FlushInterval)-now.UnixNano()); d > 0 {
+			if d := time.Duration(b.created + int64(o.opts.FlushInterval) - now.UnixNano()); d > 0 {
 				o.mu.Unlock()
 				return d, false
 			}
