@@ -1,0 +1,216 @@
+package outbox_test
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clickedge/clickedge/outbox"
+	"github.com/clickedge/clickedge/outbox/outboxtest"
+)
+
+// The crash test runs a child process (this test binary) that appends in
+// Sync mode from several goroutines and acknowledges some records, printing
+// each record's id once Append returned. The parent kills it with SIGKILL at
+// a random moment, reopens the file, and checks that every record the child
+// acknowledged is there exactly once, and in order per goroutine.
+//
+// OUTBOX_CRASH_CYCLES sets the number of cycles (default 50).
+
+const crashChildEnv = "OUTBOX_CRASH_CHILD"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(crashChildEnv); path != "" {
+		crashChild(path, os.Getenv("OUTBOX_CRASH_PREFIX"))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild appends until killed.
+func crashChild(path, prefix string) {
+	o, err := outbox.Open(path, &outbox.Options{LockTimeout: 10 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		os.Exit(3)
+	}
+	out := make(chan string, 4096)
+	const writers = 8
+	for g := range writers {
+		go func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("%s-%d-%d", prefix, g, i)
+				if err := o.Append(outboxtest.Record(id)); err != nil {
+					fmt.Fprintln(os.Stderr, "append:", err)
+					os.Exit(4)
+				}
+				out <- id
+			}
+		}()
+	}
+	// A reader acknowledges what it reads, like a forwarder, so that acks
+	// and moves to retained are in flight at the kill too.
+	go func() {
+		var after uint64
+		for {
+			recs, err := o.ReadPending(nil, after, 100, 0)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "read:", err)
+				os.Exit(5)
+			}
+			for _, r := range recs {
+				if rand.IntN(2) == 0 {
+					o.Ack(r.Seq)
+				}
+				after = r.Seq
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	w := bufio.NewWriter(os.Stdout)
+	for id := range out {
+		w.WriteString(id)
+		w.WriteByte('\n')
+		if len(out) == 0 {
+			w.Flush()
+		}
+	}
+}
+
+func TestCrashKill9KeepsEveryAcknowledgedRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test runs child processes; skipped with -short")
+	}
+	cycles := 50
+	if s := os.Getenv("OUTBOX_CRASH_CYCLES"); s != "" {
+		cycles, _ = strconv.Atoi(s)
+	}
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	acked := map[string]bool{}
+	var total, maxFile int64
+	for cycle := range cycles {
+		lines := runAndKill(t, path, fmt.Sprintf("c%d", cycle), time.Duration(10+rand.IntN(190))*time.Millisecond)
+		for _, id := range lines {
+			acked[id] = true
+		}
+		total += int64(len(lines))
+
+		o, err := outbox.Open(path, nil)
+		if err != nil {
+			t.Fatalf("cycle %d: reopen after kill -9: %v", cycle, err)
+		}
+		checkCrashInvariants(t, cycle, o, acked)
+		if fs := o.Stats().FileSize; fs > maxFile {
+			maxFile = fs
+		}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d cycles, %d acknowledged appends survived kill -9, file up to %d bytes", cycles, total, maxFile)
+	if total == 0 {
+		t.Fatal("the child never acknowledged a record: the test proved nothing")
+	}
+}
+
+// runAndKill runs a child and kills it after d, returning the ids it
+// acknowledged.
+func runAndKill(t *testing.T, path, prefix string, d time.Duration) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path, "OUTBOX_CRASH_PREFIX="+prefix)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+	}()
+	time.Sleep(d)
+	cmd.Process.Signal(syscall.SIGKILL)
+	wg.Wait()
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("child exited on its own (%v): %s", err, stderr.String())
+	}
+	// A line cut by the kill is not an acknowledgement.
+	if n := len(lines); n > 0 && strings.Count(lines[n-1], "-") != 2 {
+		lines = lines[:n-1]
+	}
+	return lines
+}
+
+func checkCrashInvariants(t *testing.T, cycle int, o *outbox.Outbox, acked map[string]bool) {
+	t.Helper()
+	seen := map[string]uint64{}
+	add := func(recs []outbox.Record) {
+		for _, r := range recs {
+			if prev, dup := seen[r.MessageID]; dup {
+				t.Fatalf("cycle %d: %s stored twice (seq %d and %d)", cycle, r.MessageID, prev, r.Seq)
+			}
+			seen[r.MessageID] = r.Seq
+		}
+	}
+	add(outboxtest.ReadAll(t, o))
+	var after uint64
+	for {
+		recs, err := o.ReadRetained(nil, after, 1000, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		add(recs)
+		after = recs[len(recs)-1].Seq
+	}
+	for id := range acked {
+		if _, ok := seen[id]; !ok {
+			t.Fatalf("cycle %d: acknowledged record %s lost after kill -9", cycle, id)
+		}
+	}
+	// Per writer goroutine, each record's seq is above its predecessor's.
+	type pos struct {
+		g string
+		i int
+	}
+	seqs := map[pos]uint64{}
+	for id, seq := range seen {
+		p := strings.LastIndexByte(id, '-')
+		seqs[pos{id[:p], mustAtoi(id[p+1:])}] = seq
+	}
+	for p, seq := range seqs {
+		if prev, ok := seqs[pos{p.g, p.i - 1}]; ok && prev >= seq {
+			t.Fatalf("cycle %d: %s-%d has seq %d, not after its predecessor's %d", cycle, p.g, p.i, seq, prev)
+		}
+	}
+}
+
+func mustAtoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
