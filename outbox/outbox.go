@@ -269,6 +269,8 @@ type Outbox struct {
 	committing  *batch   // taken by the writer, commit in progress
 	acks        []uint64 // acknowledged seqs waiting for a commit
 	acksSince   time.Time
+	ackQueued   uint64 // acks ever queued
+	ackDone     uint64 // acks ever taken into a successful commit
 	closed      bool
 
 	wake    chan struct{} // cap 1: there is work for the writer
@@ -604,6 +606,7 @@ func (o *Outbox) Ack(seqs ...uint64) error {
 		o.acksSince = o.opts.Now()
 	}
 	o.acks = append(o.acks, seqs...)
+	o.ackQueued += uint64(len(seqs))
 	o.mu.Unlock()
 	o.signal()
 	return nil
@@ -615,18 +618,30 @@ func (o *Outbox) Sync() error {
 	if o.opts.ReadOnly {
 		return nil
 	}
-	o.mu.Lock()
-	if o.closed {
+	var target uint64
+	for first := true; ; first = false {
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return ErrClosed
+		}
+		if first {
+			target = o.ackQueued
+		} else if o.ackDone >= target {
+			o.mu.Unlock()
+			return nil
+		}
+		// An empty batch at the tail forces a commit, which carries acks;
+		// a commit takes at most maxAcksPerCommit, hence the loop.
+		b := &batch{created: time.Now().UnixNano(), done: make(chan struct{})}
+		o.queue = append(o.queue, b)
 		o.mu.Unlock()
-		return ErrClosed
+		o.signal()
+		<-b.done
+		if b.err != nil {
+			return b.err
+		}
 	}
-	// An empty batch at the tail forces a commit, which carries any acks.
-	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{})}
-	o.queue = append(o.queue, b)
-	o.mu.Unlock()
-	o.signal()
-	<-b.done
-	return b.err
 }
 
 // Prune runs a retention step now (rather than at the next

@@ -1,0 +1,388 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Benchmarks of the outbox. docs/performance.md has the figures and the
+// commands. They report rates as custom metrics (appends/s, records/s) and
+// latencies from HDR histograms, since ns/op of a concurrent benchmark is
+// not a latency.
+
+func benchRecord(i int) *Record {
+	id := fmt.Sprintf("0190f3c2a1b27c3d8e4f%012d", i)
+	return &Record{
+		Exchange:   "clicks",
+		RoutingKey: "click.eu-central",
+		MessageID:  id,
+		Headers:    []Header{{"region", "eu-central"}, {"node", "eu-1"}, {"schema", int64(1)}},
+		Body: fmt.Appendf(nil, `{"v":1,"click_id":%q,"ts":"2026-11-27T05:10:00.123Z","link":"tv-sale",`+
+			`"url":"https://shop.example/tv?cid=%s&sub=aff-42","rule":"","region":"eu-central","node":"eu-1",`+
+			`"country":"DE","device":"mobile","params":{"subid":"aff-42"}}`, id, id),
+	}
+}
+
+// runWriters runs n goroutines that together call fn b.N times, and reports
+// appends/s.
+func runWriters(b *testing.B, n int, fn func(i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1))
+				if i > b.N {
+					return
+				}
+				if err := fn(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "appends/s")
+}
+
+// BenchmarkAppendSync compares the group commit with one bbolt Update per
+// record, both fsyncing before the append returns.
+//
+//	go test -run '^$' -bench 'AppendSync' -benchtime 3s ./outbox/
+func BenchmarkAppendSync(b *testing.B) {
+	for _, writers := range []int{1, 16, 64, 256} {
+		b.Run(fmt.Sprintf("writers=%d/group-commit", writers), func(b *testing.B) {
+			o, err := Open(filepath.Join(b.TempDir(), "o.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer o.Close()
+			recs := make([]*Record, 1024)
+			for i := range recs {
+				recs[i] = benchRecord(i)
+			}
+			runWriters(b, writers, func(i int) error {
+				r := *recs[i%len(recs)]
+				return o.Append(&r)
+			})
+			st := o.Stats()
+			b.ReportMetric(float64(st.Appended)/float64(st.Commits), "records/commit")
+		})
+		b.Run(fmt.Sprintf("writers=%d/update-per-record", writers), func(b *testing.B) {
+			db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), 0o600, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucketPending); return err })
+			enc := make([][]byte, 1024)
+			for i := range enc {
+				enc[i] = appendRecord(nil, benchRecord(i))
+			}
+			runWriters(b, writers, func(i int) error {
+				return db.Update(func(tx *bolt.Tx) error {
+					bk := tx.Bucket(bucketPending)
+					seq, _ := bk.NextSequence()
+					k := seqKey(seq)
+					return bk.Put(k[:], enc[i%len(enc)])
+				})
+			})
+		})
+	}
+}
+
+// BenchmarkAppendLatency offers appends at a fixed rate (open model: each
+// append starts at its scheduled time whether or not earlier ones
+// finished) and reports p50/p99/max from the scheduled start, so a stall
+// is not hidden by coordinated omission.
+//
+//	go test -run '^$' -bench 'AppendLatency' -benchtime 1x ./outbox/
+func BenchmarkAppendLatency(b *testing.B) {
+	for _, mode := range []Durability{Sync, Async} {
+		for _, rate := range []int{10000, 30000} {
+			b.Run(fmt.Sprintf("%v/rate=%d", mode, rate), func(b *testing.B) {
+				o, err := Open(filepath.Join(b.TempDir(), "o.db"), &Options{Durability: mode})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer o.Close()
+				h := openLoop(b, rate, 3*time.Second, func(i int) error { return o.Append(benchRecord(i)) })
+				b.ReportMetric(float64(h.ValueAtQuantile(50))/1e3, "p50-µs")
+				b.ReportMetric(float64(h.ValueAtQuantile(99))/1e3, "p99-µs")
+				b.ReportMetric(float64(h.Max())/1e3, "max-µs")
+				st := o.Stats()
+				b.ReportMetric(float64(st.Appended)/float64(st.Commits), "records/commit")
+			})
+		}
+	}
+}
+
+// openLoop calls fn at rate per second for d, each call on its own
+// goroutine, and returns the latency histogram in ns measured from each
+// call's scheduled start.
+func openLoop(b *testing.B, rate int, d time.Duration, fn func(i int) error) *hdrhistogram.Histogram {
+	total := int(float64(rate) * d.Seconds())
+	interval := time.Second / time.Duration(rate)
+	var mu sync.Mutex
+	h := hdrhistogram.New(1, int64(30*time.Second), 3)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i := range total {
+		due := start.Add(time.Duration(i) * interval)
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(i); err != nil {
+				b.Error(err)
+			}
+			lat := time.Since(due)
+			mu.Lock()
+			h.RecordValue(int64(lat))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	return h
+}
+
+// BenchmarkReadAck measures the forwarder's side: read pending records in
+// batches and acknowledge them, until the backlog is delivered and the acks
+// committed.
+//
+//	go test -run '^$' -bench 'ReadAck' -benchtime 1x ./outbox/
+func BenchmarkReadAck(b *testing.B) {
+	o, err := Open(filepath.Join(b.TempDir(), "o.db"), &Options{Durability: Async})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	n := fill(b, o, 200_000)
+	b.ResetTimer()
+	start := time.Now()
+	drain(b, o, 1000)
+	d := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(n)/d.Seconds(), "records/s")
+	if st := o.Stats(); st.Pending != 0 || st.Retained != int64(n) {
+		b.Fatalf("after drain pending %d retained %d", st.Pending, st.Retained)
+	}
+}
+
+// fill appends n records (rounded down to a multiple of 256) and returns
+// how many.
+func fill(b *testing.B, o *Outbox, n int) int {
+	var wg sync.WaitGroup
+	const writers = 256
+	per := n / writers
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				err := o.Append(benchRecord(w*per + i))
+				for errors.Is(err, ErrOverloaded) { // async: let the disk catch up
+					time.Sleep(time.Millisecond)
+					err = o.Append(benchRecord(w*per + i))
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := o.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	return per * writers
+}
+
+// drain reads and acks every pending record, then waits for the acks'
+// commit. It returns the commit latencies seen meanwhile.
+func drain(b *testing.B, o *Outbox, batch int) {
+	var after uint64
+	var buf []Record
+	seqs := make([]uint64, 0, batch)
+	for {
+		var err error
+		buf, err = o.ReadPending(buf[:0], after, batch, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(buf) == 0 {
+			break
+		}
+		seqs = seqs[:0]
+		for _, r := range buf {
+			seqs = append(seqs, r.Seq)
+		}
+		o.Ack(seqs...)
+		after = buf[len(buf)-1].Seq
+	}
+	if err := o.Sync(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkBacklog fills a backlog (a long partition), reopens, drains it
+// and reopens again, reporting file sizes and open times, for each freelist
+// setting. OUTBOX_BENCH_BACKLOG sets the record count (default 1M; the
+// documented run uses 5M).
+//
+//	OUTBOX_BENCH_BACKLOG=5000000 go test -run '^$' -bench 'Backlog' -benchtime 1x -timeout 60m ./outbox/
+func BenchmarkBacklog(b *testing.B) {
+	n := 1_000_000
+	if s := os.Getenv("OUTBOX_BENCH_BACKLOG"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	for _, fl := range []struct {
+		name   string
+		typ    bolt.FreelistType
+		noSync bool
+	}{
+		{"map-synced", bolt.FreelistMapType, false},
+		{"array-synced", bolt.FreelistArrayType, false},
+		{"map-nosync", bolt.FreelistMapType, true},
+	} {
+		b.Run(fmt.Sprintf("n=%d/freelist=%s", n, fl.name), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "o.db")
+			opts := &Options{Durability: Async, freelistType: fl.typ, noFreelistSync: fl.noSync}
+			o, err := Open(path, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			n := fill(b, o, n)
+			fillRate := float64(n) / time.Since(start).Seconds()
+			o.Close()
+			size1 := fileSize(path)
+
+			start = time.Now()
+			o, err = Open(path, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			open1 := time.Since(start)
+
+			before := o.Stats().CommitLatency
+			start = time.Now()
+			drain(b, o, 2000)
+			drainRate := float64(n) / time.Since(start).Seconds()
+			after := o.Stats().CommitLatency
+			o.Close()
+			size2 := fileSize(path)
+
+			// Sync-mode appends after the drain pay for the freelist.
+			start = time.Now()
+			o, err = Open(path, &Options{freelistType: fl.typ, noFreelistSync: fl.noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			open2 := time.Since(start)
+			for i := range 2000 {
+				if err := o.Append(benchRecord(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			post := o.Stats().CommitLatency
+			o.Close()
+			start = time.Now()
+			o, err = Open(path, &Options{SkipVerify: true, freelistType: fl.typ, noFreelistSync: fl.noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			open2Skip := time.Since(start)
+			o.Close()
+
+			b.ReportMetric(fillRate, "fill-records/s")
+			b.ReportMetric(float64(size1)/(1<<20), "full-MiB")
+			b.ReportMetric(open1.Seconds(), "open-full-s")
+			b.ReportMetric(drainRate, "drain-records/s")
+			b.ReportMetric(diffQuantile(before, after, 0.99)*1e3, "drain-commit-p99-ms")
+			b.ReportMetric(post.Quantile(0.99)*1e3, "after-drain-commit-p99-ms")
+			b.ReportMetric(float64(size2)/(1<<20), "drained-MiB")
+			b.ReportMetric(open2.Seconds(), "open-drained-s")
+			b.ReportMetric(open2Skip.Seconds(), "open-drained-noverify-s")
+		})
+	}
+}
+
+// diffQuantile estimates a quantile of the observations made between two
+// snapshots of a histogram.
+func diffQuantile(a, b Histogram, q float64) float64 {
+	d := Histogram{Bounds: b.Bounds, Counts: make([]uint64, len(b.Counts)), Count: b.Count - a.Count}
+	for i := range d.Counts {
+		d.Counts[i] = b.Counts[i] - a.Counts[i]
+	}
+	return d.Quantile(q)
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// BenchmarkPruneStall measures how much pruning adds to commits: appends at
+// a fixed rate while 200k retained records expire at once, against the same
+// load with nothing to prune.
+//
+//	go test -run '^$' -bench 'PruneStall' -benchtime 1x ./outbox/
+func BenchmarkPruneStall(b *testing.B) {
+	for _, prune := range []bool{false, true} {
+		for _, batch := range []int{1000, 10000} {
+			if !prune && batch != 1000 {
+				continue
+			}
+			b.Run(fmt.Sprintf("prune=%v/batch=%d", prune, batch), func(b *testing.B) {
+				var clock atomic.Int64
+				clock.Store(time.Now().UnixNano())
+				o, err := Open(filepath.Join(b.TempDir(), "o.db"), &Options{
+					Retention: time.Hour, PruneInterval: time.Millisecond, PruneBatch: batch,
+					Now: func() time.Time { return time.Unix(0, clock.Load()) },
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer o.Close()
+				fill(b, o, 200_000)
+				drain(b, o, 2000)
+				if prune {
+					clock.Add(int64(2 * time.Hour)) // every retained record expires
+				}
+				before := o.Stats()
+				h := openLoop(b, 5000, 2*time.Second, func(i int) error { return o.Append(benchRecord(i)) })
+				after := o.Stats()
+				b.ReportMetric(float64(h.ValueAtQuantile(50))/1e3, "append-p50-µs")
+				b.ReportMetric(float64(h.ValueAtQuantile(99))/1e3, "append-p99-µs")
+				b.ReportMetric(float64(h.Max())/1e3, "append-max-µs")
+				b.ReportMetric(diffQuantile(before.CommitLatency, after.CommitLatency, 0.99)*1e3, "commit-p99-ms")
+				b.ReportMetric(float64(after.Pruned-before.Pruned), "pruned")
+			})
+		}
+	}
+}
