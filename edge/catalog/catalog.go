@@ -1,0 +1,114 @@
+package catalog
+
+import (
+	"fmt"
+	"iter"
+	"os"
+)
+
+// Catalog is one immutable snapshot of the links. It is safe for concurrent
+// use; to change the catalog, parse a new one and swap the pointer.
+type Catalog struct {
+	name    string
+	version string
+	byCode  map[string]*Link
+	links   []*Link // file order
+}
+
+// Load reads and parses the catalog file at path. A file that cannot be read
+// yields an *fs.PathError; a bad catalog yields the errors of Parse.
+func Load(path string) (*Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Lookup returns the link with the given code, or nil. Codes are
+// case-sensitive. A nil *Catalog has no links.
+func (c *Catalog) Lookup(code string) *Link {
+	if c == nil {
+		return nil
+	}
+	return c.byCode[code]
+}
+
+// Len returns the number of links.
+func (c *Catalog) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.links)
+}
+
+// Version identifies the input: the first 12 hex digits of its SHA-256, so
+// nodes that loaded the same bytes report the same version.
+func (c *Catalog) Version() string { return c.version }
+
+// Name returns the name given to Parse (the path, for Load).
+func (c *Catalog) Name() string { return c.name }
+
+// Links yields the links in file order.
+func (c *Catalog) Links() iter.Seq[*Link] {
+	return func(yield func(*Link) bool) {
+		if c == nil {
+			return
+		}
+		for _, l := range c.links {
+			if !yield(l) {
+				return
+			}
+		}
+	}
+}
+
+// Link is one entry of the catalog. It is immutable; its exported fields are
+// for reading and must not be modified.
+type Link struct {
+	Code   string   // [A-Za-z0-9_-]{1,64}
+	Params []string // the query parameters a click records; without a list in the file, subid and subid1..subid4
+	Rules  []*Rule  // in file order; the first that matches wins
+
+	paused   bool
+	url      *Template
+	fallback *Template
+}
+
+// defaultParams are the parameters recorded for a link without a params list.
+var defaultParams = []string{"subid", "subid1", "subid2", "subid3", "subid4"}
+
+// Paused reports whether the link is paused; the edge then sends users to
+// Fallback instead of routing.
+func (l *Link) Paused() bool { return l.paused }
+
+// URL returns the link's default target, used when no rule matches.
+func (l *Link) URL() *Template { return l.url }
+
+// Fallback returns the target for a paused link, or nil when it has none.
+func (l *Link) Fallback() *Template { return l.fallback }
+
+// Route picks the target for a request: the first rule whose expression holds
+// decides, and a split chooses a branch by weight from rnd (the same rnd
+// picks the same branch, and uniform rnd gives the weighted distribution).
+// With no matching rule it returns the link's URL and rule "". The template is
+// never nil. Route ignores Paused: the caller checks that first. A nil f is a
+// request about which nothing is known.
+//
+// Route does not allocate for rules the closure compiler handles (see
+// matcher.go); other expressions run on a pooled expr VM.
+func (l *Link) Route(f *Facts, rnd uint64) (t *Template, rule string) {
+	if f == nil {
+		f = &noFacts
+	}
+	for _, r := range l.Rules {
+		if !r.matches(f) {
+			continue
+		}
+		if r.URL != nil {
+			return r.URL, r.Name
+		}
+		return r.pick(rnd), r.Name
+	}
+	return l.url, ""
+}

@@ -1,0 +1,68 @@
+// Package catalog holds the link catalog as immutable snapshots: links, their
+// rules and their URL templates.
+//
+// # Snapshots
+//
+// Parse (or Load) builds a complete *Catalog or returns errors; there is no
+// partial catalog. Nothing in a Catalog, Link, Rule or Template changes after
+// Parse returns, so any number of goroutines may use one without locks, and
+// the edge replaces the whole catalog by swapping an atomic.Pointer. A *Link
+// or *Template taken from an old snapshot stays valid after the swap.
+// Lookup is a plain map read. A nil *Catalog is an empty one.
+//
+// # Errors
+//
+// A bad file is refused with every problem at once (at most 20, sorted by
+// position), each an *Error naming the file, the line and column, the link,
+// the rule and the key:
+//
+//	links.yaml:7:15: link "tv-sale": rule "de-mobile": when: unknown name cuntry (1:1)
+//
+// Decoding is strict: an unknown key is an error. All of them wrap
+// ErrInvalid; an unreadable file (Load) does not.
+//
+// # Routing
+//
+// (*Link).Route evaluates the link's rules in file order; the first whose
+// `when` holds decides (a rule without `when` always matches, and rules after
+// it are refused as unreachable). A split picks its branch from the caller's
+// rnd: the same rnd always picks the same branch, and a uniform 64-bit rnd
+// gives each branch weight/total of the traffic. With no match Route returns
+// the link's URL and rule "". Route never returns a nil template and never
+// looks at Paused: the caller checks Paused and uses Fallback.
+//
+// Expressions are checked and compiled when the catalog loads: unknown
+// variables, non-bool results, cidr prefixes that do not parse and constant
+// params keys the link does not record are refused. The common shapes
+// (==, !=, <, <=, >, >=, in, &&, ||, !, ?:, contains, startsWith, endsWith,
+// matches, cidr, params[...] over the variables and constants) run as Go
+// closures and allocate nothing; anything else runs on a pooled expr VM,
+// which allocates a little.
+// Reading the `ip` variable as a string allocates; cidr does not. An
+// expression that fails at run time (only possible on the VM) does not match.
+// The client address is unmapped first, so an IPv4 client on a dual-stack
+// listener matches cidr("10.0.0.0/8").
+//
+// # No open redirect
+//
+// Every URL in the file (url, fallback_url, rule url, split url) must be an
+// absolute http or https URL whose scheme, host and port are literal: macros
+// may only appear after the authority, userinfo is refused outright, and the
+// host may only hold letters, digits, '.', '-', '_' or a bracketed IPv6
+// address. Literal parts may not hold spaces, control characters (CR, LF),
+// non-ASCII bytes, backslashes or other characters that browsers and servers
+// read differently, and percent signs must start valid escapes.
+// AppendURL escapes every macro value for where it stands (url.PathEscape in
+// the path, url.QueryEscape in the query and the fragment), and neither
+// escaping lets through '/', '?', '#', '\', CR, LF or any other control
+// byte. A rendered Location therefore always starts with the template's
+// literal scheme://host[:port], never contains CR or LF, and a value cannot
+// add a path segment, start a query or fragment, or add a query parameter.
+// A path value of ".." is kept as it is (escaping it would not stop a
+// browser from resolving it), so it can move the request up the path of the
+// same host, never off it.
+//
+// Parameter macros ({subid}, {subidN}, {param:NAME}) must name a parameter
+// the link records, so every value that reaches a target is also in the
+// click.
+package catalog
