@@ -1,0 +1,698 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The forwarder delivers the outbox to the broker: it reads pending records,
+// publishes them through a Session with a window of unconfirmed publishes,
+// and acknowledges in the outbox exactly the records the broker confirmed
+// (basic.ack without basic.return). Everything else stays pending and is
+// published again: after a reconnect, every record that was never
+// confirmed; after a nack or return, the failed records, once a back-off
+// has passed.
+//
+// Two cursors share the window: the live cursor follows new records, and a
+// backlog pass walks the older pending records from the start. A pass
+// starts at every (re)connect and after every failure, so after an outage
+// the backlog drains at full speed while live clicks keep flowing, each
+// taking at least half the window when both have records.
+
+// ForwarderConfig configures a Forwarder. Build it with
+// DefaultForwarderConfig and change what you need.
+type ForwarderConfig struct {
+	// Publisher opens broker sessions. Required.
+	Publisher Publisher
+
+	// Window is the most publishes awaiting their confirm. Default 1024.
+	Window int
+
+	// ReadBatch is the most records read from the outbox at once. Default 256.
+	ReadBatch int
+
+	// ConfirmTimeout: when the oldest unconfirmed publish is older than
+	// this and the broker has not blocked us, the session is presumed dead
+	// and replaced. Default 30s.
+	ConfirmTimeout time.Duration
+
+	// PublishTimeout bounds one Publish while the broker blocks
+	// publishing; the forwarder then retries without dropping the session.
+	// Default 5s.
+	PublishTimeout time.Duration
+
+	// ReconnectMin and ReconnectMax bound the exponential back-off, with
+	// jitter, between failed connection attempts. Defaults 100ms and 30s.
+	ReconnectMin, ReconnectMax time.Duration
+
+	// RetryMin and RetryMax bound the back-off after a nack or a return.
+	// Defaults 1s and 60s.
+	RetryMin, RetryMax time.Duration
+
+	// ProbeWindow is the window after a nack or return, until one publish
+	// is delivered again: an unroutable exchange costs a few publishes per
+	// retry, not the whole backlog. Default 16.
+	ProbeWindow int
+
+	// Logger receives connection changes and failures (rate-limited). Nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// DefaultForwarderConfig returns the defaults described on ForwarderConfig.
+func DefaultForwarderConfig() *ForwarderConfig {
+	return &ForwarderConfig{
+		Window:         1024,
+		ReadBatch:      256,
+		ConfirmTimeout: 30 * time.Second,
+		PublishTimeout: 5 * time.Second,
+		ReconnectMin:   100 * time.Millisecond,
+		ReconnectMax:   30 * time.Second,
+		RetryMin:       time.Second,
+		RetryMax:       time.Minute,
+		ProbeWindow:    16,
+	}
+}
+
+// Forwarder delivers an outbox's records to the broker. See the comment at
+// the top of forwarder.go.
+type Forwarder struct {
+	o   *Outbox
+	cfg ForwarderConfig
+	log *slog.Logger
+
+	closing   chan struct{}
+	closeCtx  context.Context // set before closing is closed
+	cancel    context.CancelFunc
+	ctx       context.Context
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// The loop's state; owned by the loop goroutine.
+	live         uint64 // last disk seq handed to Publish by the live cursor
+	spillAfter   uint64 // last spill seq handed to Publish
+	maxPublished uint64 // highest disk seq published since start
+	maxSpillPub  uint64
+	retryDelay   time.Duration
+	lastLogged   string
+
+	st forwarderCounters
+}
+
+type forwarderCounters struct {
+	connected      atomic.Bool
+	blocked        atomic.Bool
+	retrying       atomic.Bool
+	addr           atomic.Pointer[string]
+	published      atomic.Uint64
+	confirmed      atomic.Uint64
+	nacked         atomic.Uint64
+	returned       atomic.Uint64
+	republished    atomic.Uint64
+	reconnects     atomic.Uint64
+	connectErrors  atomic.Uint64
+	sessionErrors  atomic.Uint64
+	inFlight       atomic.Int64
+	lastErr        atomic.Pointer[errorAt]
+	confirmLatency *histogram
+}
+
+// ForwarderStats is a snapshot of the forwarder.
+type ForwarderStats struct {
+	Connected     bool
+	Addr          string // broker of the current session, "" when none
+	Blocked       bool   // the broker blocked publishing (resource alarm)
+	Retrying      bool   // backing off after a nack or return
+	InFlight      int    // publishes awaiting their confirm
+	Published     uint64
+	Confirmed     uint64 // delivered: basic.ack without basic.return
+	Nacked        uint64
+	Returned      uint64 // unroutable: basic.return
+	Republished   uint64 // publishes of records published before (after a reconnect or failure)
+	Reconnects    uint64 // sessions opened after the first
+	ConnectErrors uint64
+	SessionErrors uint64 // sessions that failed after opening
+	LastError     string
+	LastErrorAt   time.Time
+	// ConfirmLatency is seconds from publish to confirm.
+	ConfirmLatency Histogram
+}
+
+// NewForwarder starts delivering o's records through cfg.Publisher. Close
+// stops it.
+func NewForwarder(o *Outbox, cfg *ForwarderConfig) (*Forwarder, error) {
+	if cfg == nil || cfg.Publisher == nil {
+		return nil, errors.New("outbox: forwarder needs a Publisher")
+	}
+	c := *cfg
+	d := DefaultForwarderConfig()
+	if c.Window <= 0 {
+		c.Window = d.Window
+	}
+	if c.ReadBatch <= 0 {
+		c.ReadBatch = d.ReadBatch
+	}
+	if c.ConfirmTimeout <= 0 {
+		c.ConfirmTimeout = d.ConfirmTimeout
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = d.PublishTimeout
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = d.ReconnectMin
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		c.ReconnectMax = max(d.ReconnectMax, c.ReconnectMin)
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = d.RetryMin
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(d.RetryMax, c.RetryMin)
+	}
+	if c.ProbeWindow <= 0 {
+		c.ProbeWindow = d.ProbeWindow
+	}
+	c.ProbeWindow = min(c.ProbeWindow, c.Window)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	f := &Forwarder{
+		o:       o,
+		cfg:     c,
+		log:     c.Logger,
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	f.st.confirmLatency = newHistogram(LatencyBuckets)
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	// Records committed before the start are the first backlog pass.
+	f.live = o.nextSeq.Load() - 1
+	go func() {
+		defer close(f.done)
+		f.run()
+	}()
+	return f, nil
+}
+
+// Close stops reading records, waits until ctx ends for the confirms of
+// what is in flight, acknowledges the confirmed records, and closes the
+// session. Records without a confirm stay pending. Safe to call twice.
+func (f *Forwarder) Close(ctx context.Context) error {
+	f.closeOnce.Do(func() {
+		f.closeCtx = ctx
+		close(f.closing)
+	})
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		f.cancel() // interrupt a Connect or a blocked Publish
+		<-f.done
+	}
+	f.cancel()
+	return f.o.Sync()
+}
+
+// Stats returns a snapshot.
+func (f *Forwarder) Stats() ForwarderStats {
+	s := ForwarderStats{
+		Connected:      f.st.connected.Load(),
+		Blocked:        f.st.blocked.Load(),
+		Retrying:       f.st.retrying.Load(),
+		InFlight:       int(f.st.inFlight.Load()),
+		Published:      f.st.published.Load(),
+		Confirmed:      f.st.confirmed.Load(),
+		Nacked:         f.st.nacked.Load(),
+		Returned:       f.st.returned.Load(),
+		Republished:    f.st.republished.Load(),
+		Reconnects:     f.st.reconnects.Load(),
+		ConnectErrors:  f.st.connectErrors.Load(),
+		SessionErrors:  f.st.sessionErrors.Load(),
+		ConfirmLatency: f.st.confirmLatency.snapshot(),
+	}
+	if a := f.st.addr.Load(); a != nil && s.Connected {
+		s.Addr = *a
+	}
+	if e := f.st.lastErr.Load(); e != nil {
+		s.LastError = e.err.Error()
+		s.LastErrorAt = e.at
+	}
+	return s
+}
+
+func (f *Forwarder) closed() bool {
+	select {
+	case <-f.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+func (f *Forwarder) setErr(err error) {
+	f.st.lastErr.Store(&errorAt{err: err, at: time.Now()})
+}
+
+// run connects, serves sessions and reconnects until Close.
+func (f *Forwarder) run() {
+	backoff := f.cfg.ReconnectMin
+	sessions := 0
+	for !f.closed() {
+		sess, err := f.cfg.Publisher.Connect(f.ctx)
+		if err != nil {
+			f.st.connectErrors.Add(1)
+			f.setErr(err)
+			// Log the first failure and changes, not every retry.
+			if msg := err.Error(); msg != f.lastLogged {
+				f.log.Warn("forwarder cannot reach the broker; clicks wait in the outbox", "err", err)
+				f.lastLogged = msg
+			}
+			if !f.sleep(jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, f.cfg.ReconnectMax)
+			continue
+		}
+		backoff = f.cfg.ReconnectMin
+		f.lastLogged = ""
+		if sessions++; sessions > 1 {
+			f.st.reconnects.Add(1)
+		}
+		addr := sess.Addr()
+		f.st.addr.Store(&addr)
+		f.st.connected.Store(true)
+		f.log.Info("forwarder connected", "broker", addr)
+
+		err = f.serve(sess)
+
+		f.st.connected.Store(false)
+		f.st.blocked.Store(false)
+		f.st.inFlight.Store(0)
+		sess.Close()
+		if err != nil {
+			f.st.sessionErrors.Add(1)
+			f.setErr(err)
+			f.log.Warn("forwarder session ended; unconfirmed records will be published again", "broker", addr, "err", err)
+			f.lastLogged = err.Error()
+			if !f.sleep(jitter(f.cfg.ReconnectMin)) {
+				return
+			}
+		}
+	}
+}
+
+// sleep waits for d or Close, reporting false on Close.
+func (f *Forwarder) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-f.closing:
+		return false
+	}
+}
+
+// jitter spreads d over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// flight is one publish awaiting its confirm.
+type flight struct {
+	seq     uint64
+	spilled bool
+	sent    time.Time
+	key     string // routing key, for logs
+}
+
+// flightKey identifies a record across the disk and spill sequences.
+type flightKey struct {
+	seq     uint64
+	spilled bool
+}
+
+// pass is a walk over the older pending records, from the start.
+type pass struct {
+	after      uint64 // last seq read
+	end        uint64 // the pass covers seqs <= end
+	republish  uint64 // seqs <= this were published before the pass
+	active     bool
+	probing    bool // failure recovery: small window until one delivery
+	retryAt    time.Time
+	retryDelay time.Duration
+}
+
+// session is the state of one serve call.
+type session struct {
+	s        Session
+	inflight map[uint64]flight // by tag
+	inSet    map[flightKey]struct{}
+	pass     pass
+	paused   bool // after a failure, until pass.retryAt
+	acks     []uint64
+	spillAck []uint64
+	buf      []Record
+}
+
+// serve runs one session until it fails or the forwarder closes. It returns
+// nil on a clean close.
+func (f *Forwarder) serve(s Session) error {
+	ss := &session{
+		s:        s,
+		inflight: make(map[uint64]flight, f.cfg.Window),
+		inSet:    make(map[flightKey]struct{}, f.cfg.Window),
+	}
+	// Everything pending up to the live cursor was never confirmed on this
+	// session: publish it again, from the oldest.
+	f.startPass(ss, false)
+	f.spillAfter = 0
+
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := f.fill(ss); err != nil {
+			return err
+		}
+		select {
+		case c := <-s.Confirms():
+			f.confirm(ss, c)
+			// Take every confirm that is already there, then ack once.
+			for more := true; more; {
+				select {
+				case c := <-s.Confirms():
+					f.confirm(ss, c)
+				default:
+					more = false
+				}
+			}
+			f.flushAcks(ss)
+		case <-s.Done():
+			f.flushAcks(ss)
+			return fmt.Errorf("session: %w", s.Err())
+		case <-f.o.Notify():
+		case <-tick.C:
+			if err := f.checkTimeouts(ss); err != nil {
+				return err
+			}
+		case <-f.closing:
+			return f.finish(ss)
+		}
+	}
+}
+
+// startPass begins a backlog pass over the pending records up to the live
+// cursor. After a failure it starts in probe mode.
+func (f *Forwarder) startPass(ss *session, probe bool) {
+	// Acks of earlier confirms may not be committed yet; without this the
+	// pass would publish them again.
+	_ = f.o.Sync()
+	ss.pass = pass{
+		end:        f.live,
+		republish:  f.maxPublished,
+		active:     true,
+		probing:    probe,
+		retryDelay: ss.pass.retryDelay,
+	}
+}
+
+// window is how many more publishes may be in flight now.
+func (f *Forwarder) window(ss *session) int {
+	w := f.cfg.Window
+	if ss.pass.probing {
+		w = f.cfg.ProbeWindow
+	}
+	return w - len(ss.inflight)
+}
+
+// fill publishes records until the window is full or nothing is left.
+func (f *Forwarder) fill(ss *session) error {
+	if ss.paused {
+		if time.Now().Before(ss.pass.retryAt) {
+			return nil
+		}
+		ss.paused = false
+		f.st.retrying.Store(false)
+		f.spillAfter = 0
+		f.startPass(ss, true)
+	}
+	for {
+		if f.closed() {
+			return nil
+		}
+		room := f.window(ss)
+		if room <= 0 || ss.paused {
+			return nil
+		}
+		progress := false
+
+		// The spill first: it does not survive a crash.
+		ss.buf = f.o.ReadSpill(ss.buf[:0], f.spillAfter, min(room, f.cfg.ReadBatch))
+		for i := range ss.buf {
+			r := &ss.buf[i]
+			k := flightKey{r.Seq, true}
+			if _, busy := ss.inSet[k]; busy {
+				f.spillAfter = r.Seq
+				continue
+			}
+			ok, err := f.publish(ss, r, r.Seq <= f.maxSpillPub)
+			if !ok {
+				return err
+			}
+			f.spillAfter = r.Seq
+			f.maxSpillPub = max(f.maxSpillPub, r.Seq)
+			progress = true
+		}
+
+		// Live and backlog share what is left; each may take half when
+		// both have records.
+		room = f.window(ss)
+		liveRoom := room
+		if ss.pass.active {
+			liveRoom = (room + 1) / 2
+		}
+		n, err := f.fillLive(ss, liveRoom)
+		if err != nil {
+			return err
+		}
+		progress = progress || n > 0
+		if ss.pass.active {
+			n, err := f.fillPass(ss, f.window(ss))
+			if err != nil {
+				return err
+			}
+			progress = progress || n > 0
+		}
+		if !progress {
+			return nil
+		}
+	}
+}
+
+func (f *Forwarder) fillLive(ss *session, room int) (int, error) {
+	if room <= 0 {
+		return 0, nil
+	}
+	var err error
+	ss.buf, err = f.o.ReadPending(ss.buf[:0], f.live, min(room, f.cfg.ReadBatch), 0)
+	if err != nil {
+		return 0, f.readFailed(ss, err)
+	}
+	n := 0
+	for i := range ss.buf {
+		r := &ss.buf[i]
+		ok, err := f.publish(ss, r, r.Seq <= f.maxPublished)
+		if !ok {
+			return n, err
+		}
+		f.live = r.Seq
+		f.maxPublished = max(f.maxPublished, r.Seq)
+		n++
+	}
+	return n, nil
+}
+
+func (f *Forwarder) fillPass(ss *session, room int) (int, error) {
+	p := &ss.pass
+	if room <= 0 {
+		return 0, nil
+	}
+	var err error
+	ss.buf, err = f.o.ReadPending(ss.buf[:0], p.after, min(room, f.cfg.ReadBatch), 0)
+	if err != nil {
+		return 0, f.readFailed(ss, err)
+	}
+	n := 0
+	for i := range ss.buf {
+		r := &ss.buf[i]
+		if r.Seq > p.end {
+			p.active = false
+			return n, nil
+		}
+		if _, busy := ss.inSet[flightKey{r.Seq, false}]; !busy {
+			ok, err := f.publish(ss, r, r.Seq <= p.republish)
+			if !ok {
+				return n, err
+			}
+			f.maxPublished = max(f.maxPublished, r.Seq)
+			n++
+		}
+		p.after = r.Seq
+	}
+	if len(ss.buf) == 0 {
+		p.active = false
+	}
+	return n, nil
+}
+
+// readFailed handles an outbox read error: a damaged record. It is never
+// skipped: the forwarder stops reading and retries later, loudly.
+func (f *Forwarder) readFailed(ss *session, err error) error {
+	f.setErr(err)
+	f.log.Error("forwarder cannot read the outbox; delivery is stopped", "err", err)
+	f.pause(ss)
+	return nil
+}
+
+// publish sends r. It reports false when the record was not handed to the
+// session: err is nil if the broker blocked us (the session lives on),
+// non-nil if the session failed.
+func (f *Forwarder) publish(ss *session, r *Record, again bool) (bool, error) {
+	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.PublishTimeout)
+	tag, err := ss.s.Publish(ctx, r)
+	cancel()
+	if errors.Is(err, ErrBlocked) {
+		f.st.blocked.Store(true)
+		return false, nil
+	}
+	if err != nil {
+		if f.ctx.Err() != nil {
+			return false, nil // closing
+		}
+		return false, fmt.Errorf("publish: %w", err)
+	}
+	f.st.blocked.Store(false)
+	ss.inflight[tag] = flight{seq: r.Seq, spilled: r.Spilled, sent: time.Now(), key: r.RoutingKey}
+	ss.inSet[flightKey{r.Seq, r.Spilled}] = struct{}{}
+	f.st.inFlight.Store(int64(len(ss.inflight)))
+	f.st.published.Add(1)
+	if again {
+		f.st.republished.Add(1)
+	}
+	return true, nil
+}
+
+// confirm applies one broker answer.
+func (f *Forwarder) confirm(ss *session, c Confirm) {
+	fl, ok := ss.inflight[c.Tag]
+	if !ok {
+		return // a confirm for a tag we do not know: nothing to acknowledge
+	}
+	delete(ss.inflight, c.Tag)
+	delete(ss.inSet, flightKey{fl.seq, fl.spilled})
+	f.st.inFlight.Store(int64(len(ss.inflight)))
+	f.st.confirmLatency.observe(time.Since(fl.sent).Seconds())
+	if c.Delivered() {
+		f.st.confirmed.Add(1)
+		if fl.spilled {
+			ss.spillAck = append(ss.spillAck, fl.seq)
+		} else {
+			ss.acks = append(ss.acks, fl.seq)
+		}
+		if ss.pass.probing {
+			ss.pass.probing = false
+			ss.pass.retryDelay = 0
+		}
+		return
+	}
+	what := "nacked"
+	if c.Returned {
+		f.st.returned.Add(1)
+		what = "returned (unroutable)"
+	} else {
+		f.st.nacked.Add(1)
+	}
+	err := fmt.Errorf("broker %s a message with routing key %q: %s", what, fl.key, c.Reason)
+	f.setErr(err)
+	if !ss.paused {
+		f.log.Warn("forwarder: message not delivered; it stays pending and is retried", "routing_key", fl.key,
+			"outcome", what, "reason", c.Reason, "retry_in", f.nextRetry(ss))
+	}
+	f.pause(ss)
+}
+
+func (f *Forwarder) nextRetry(ss *session) time.Duration {
+	return min(max(2*ss.pass.retryDelay, f.cfg.RetryMin), f.cfg.RetryMax)
+}
+
+// pause stops publishing after a failure until a back-off has passed; then
+// a probing pass publishes the failed records again, oldest first.
+func (f *Forwarder) pause(ss *session) {
+	if ss.paused {
+		return
+	}
+	ss.pass.retryDelay = f.nextRetry(ss)
+	ss.pass.retryAt = time.Now().Add(ss.pass.retryDelay)
+	ss.pass.active = false
+	ss.paused = true
+	f.st.retrying.Store(true)
+}
+
+func (f *Forwarder) flushAcks(ss *session) {
+	if len(ss.acks) > 0 {
+		_ = f.o.Ack(ss.acks...)
+		ss.acks = ss.acks[:0]
+	}
+	if len(ss.spillAck) > 0 {
+		f.o.AckSpill(ss.spillAck...)
+		ss.spillAck = ss.spillAck[:0]
+	}
+}
+
+// checkTimeouts replaces a session whose confirms stopped coming.
+func (f *Forwarder) checkTimeouts(ss *session) error {
+	if len(ss.inflight) == 0 || ss.s.Blocked() {
+		return nil
+	}
+	var oldest time.Time
+	for _, fl := range ss.inflight {
+		if oldest.IsZero() || fl.sent.Before(oldest) {
+			oldest = fl.sent
+		}
+	}
+	if d := time.Since(oldest); d > f.cfg.ConfirmTimeout {
+		return fmt.Errorf("no confirm for %v (%d publishes in flight): presuming the connection dead", d.Round(time.Second), len(ss.inflight))
+	}
+	return nil
+}
+
+// finish waits for the confirms of what is in flight, until the close
+// deadline, and acknowledges what was confirmed.
+func (f *Forwarder) finish(ss *session) error {
+	ctx := f.closeCtx
+	for len(ss.inflight) > 0 {
+		select {
+		case c := <-ss.s.Confirms():
+			f.confirm(ss, c)
+		case <-ss.s.Done():
+			f.flushAcks(ss)
+			return nil
+		case <-ctx.Done():
+			f.flushAcks(ss)
+			f.log.Warn("forwarder closed with publishes unconfirmed; they stay pending", "in_flight", len(ss.inflight))
+			return nil
+		}
+	}
+	f.flushAcks(ss)
+	return nil
+}

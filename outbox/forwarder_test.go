@@ -1,0 +1,96 @@
+package outbox_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/clickedge/clickedge/outbox"
+	"github.com/clickedge/clickedge/outbox/outboxtest"
+)
+
+func TestForwarderContractFake(t *testing.T) {
+	outboxtest.RunForwarderContract(t, func(t *testing.T) *outboxtest.ForwarderEnv {
+		p := outboxtest.NewFakePublisher()
+		return &outboxtest.ForwarderEnv{
+			Publisher: p, Exchange: "clicks", RoutingKey: "click.test",
+			Received: p.Received, Break: p.Break,
+			Unroutable: func(b bool) { p.Unroutable.Store(b) },
+			Timeout:    10 * time.Second,
+		}
+	})
+}
+
+// A record is acknowledged in the outbox only after its confirm: with
+// confirms held, nothing leaves pending; a broken session loses the held
+// confirms and the records are published again.
+func TestForwarderAcksOnlyAfterConfirm(t *testing.T) {
+	p := outboxtest.NewFakePublisher()
+	p.HoldConfirms.Store(true)
+	o := outboxtest.Open(t, &outbox.Options{Durability: outbox.Async})
+	for i := range 50 {
+		o.Append(outboxtest.Record(string(rune('a'+i%26)) + time.Now().String()))
+	}
+	o.Sync()
+	cfg := outbox.DefaultForwarderConfig()
+	cfg.Publisher = p
+	cfg.ReconnectMin = 10 * time.Millisecond
+	f, err := outbox.NewForwarder(o, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(context.Background())
+	outboxtest.WaitFor(t, 5*time.Second, "50 publishes", func() bool { return f.Stats().InFlight == 50 })
+	o.Sync()
+	if st := o.Stats(); st.Pending != 50 || st.Acked != 0 {
+		t.Fatalf("with confirms held: pending %d acked %d, want 50 and 0", st.Pending, st.Acked)
+	}
+	p.Break()
+	outboxtest.WaitFor(t, 5*time.Second, "a new session", func() bool { return p.Sessions() == 2 && f.Stats().InFlight == 50 })
+	if fs := f.Stats(); fs.Republished != 50 {
+		t.Fatalf("republished = %d, want 50", fs.Republished)
+	}
+	p.Release()
+	outboxtest.WaitFor(t, 5*time.Second, "acks", func() bool { o.Sync(); return o.Stats().Pending == 0 })
+}
+
+// While the broker blocks publishing the forwarder waits without dropping
+// the session or deadlocking, and resumes when unblocked.
+func TestForwarderPausesWhileBlocked(t *testing.T) {
+	p := outboxtest.NewFakePublisher()
+	o := outboxtest.Open(t, &outbox.Options{Durability: outbox.Async})
+	cfg := outbox.DefaultForwarderConfig()
+	cfg.Publisher = p
+	cfg.PublishTimeout = 50 * time.Millisecond
+	f, _ := outbox.NewForwarder(o, cfg)
+	defer f.Close(context.Background())
+	outboxtest.WaitFor(t, 5*time.Second, "connected", func() bool { return f.Stats().Connected })
+	p.SetBlocked(true)
+	o.Append(outboxtest.Record("blocked-1"))
+	outboxtest.WaitFor(t, 5*time.Second, "blocked state", func() bool { return f.Stats().Blocked })
+	time.Sleep(200 * time.Millisecond) // several publish timeouts pass
+	if fs := f.Stats(); fs.Published != 0 || p.Sessions() != 1 {
+		t.Fatalf("while blocked: published %d, sessions %d; want 0 and 1", fs.Published, p.Sessions())
+	}
+	p.SetBlocked(false)
+	outboxtest.WaitFor(t, 5*time.Second, "delivery after unblock", func() bool { o.Sync(); return o.Stats().Pending == 0 })
+}
+
+func TestForwarderReconnectsWithBackoff(t *testing.T) {
+	p := outboxtest.NewFakePublisher()
+	p.RefuseConnect.Store(true)
+	o := outboxtest.Open(t, nil)
+	o.Append(outboxtest.Record("waits"))
+	cfg := outbox.DefaultForwarderConfig()
+	cfg.Publisher = p
+	cfg.ReconnectMin = 10 * time.Millisecond
+	cfg.ReconnectMax = 40 * time.Millisecond
+	f, _ := outbox.NewForwarder(o, cfg)
+	defer f.Close(context.Background())
+	outboxtest.WaitFor(t, 5*time.Second, "connect errors", func() bool { return f.Stats().ConnectErrors >= 3 })
+	if fs := f.Stats(); fs.Connected || fs.LastError == "" {
+		t.Fatalf("refused broker: %+v", fs)
+	}
+	p.RefuseConnect.Store(false)
+	outboxtest.WaitFor(t, 5*time.Second, "delivery", func() bool { o.Sync(); return o.Stats().Pending == 0 })
+}
