@@ -516,12 +516,13 @@ func (o *Outbox) Append(r *Record) error {
 	b.bytes += n
 	o.queuedBytes += n
 	full := len(b.recs) >= o.opts.MaxBatchRecords || b.bytes >= o.opts.MaxBatchBytes
+	first := len(b.recs) == 1
 	o.mu.Unlock()
 
 	if o.opts.Durability == Async && !full {
 		// The writer is woken by the first record of a batch and then waits
 		// for FlushInterval, so a wake per record is not needed.
-		if len(b.recs) == 1 {
+		if first {
 			o.signal()
 		}
 		return nil

@@ -160,10 +160,10 @@ func (s *FakeSession) Publish(ctx context.Context, r *outbox.Record) (uint64, er
 }
 
 func (s *FakeSession) Confirms() <-chan outbox.Confirm { return s.confirms }
-func (s *FakeSession) Done() <-chan struct{}          { return s.done }
-func (s *FakeSession) Blocked() bool                  { return s.blocked.Load() }
-func (s *FakeSession) Addr() string                   { return "fake" }
-func (s *FakeSession) Close() error                   { s.fail(errors.New("fake: closed")); return nil }
+func (s *FakeSession) Done() <-chan struct{}           { return s.done }
+func (s *FakeSession) Blocked() bool                   { return s.blocked.Load() }
+func (s *FakeSession) Addr() string                    { return "fake" }
+func (s *FakeSession) Close() error                    { s.fail(errors.New("fake: closed")); return nil }
 
 func (s *FakeSession) Err() error {
 	if e := s.err.Load(); e != nil {

@@ -460,9 +460,9 @@ func (s *session) Publish(ctx context.Context, r *outbox.Record) (uint64, error)
 }
 
 func (s *session) Confirms() <-chan outbox.Confirm { return s.confirms }
-func (s *session) Done() <-chan struct{}          { return s.done }
-func (s *session) Blocked() bool                  { return s.blocked.Load() }
-func (s *session) Addr() string                   { return s.addr }
+func (s *session) Done() <-chan struct{}           { return s.done }
+func (s *session) Blocked() bool                   { return s.blocked.Load() }
+func (s *session) Addr() string                    { return s.addr }
 
 func (s *session) Err() error {
 	s.errMu.Lock()
