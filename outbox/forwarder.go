@@ -568,9 +568,15 @@ func (f *Forwarder) readFailed(ss *session, err error) error {
 // session: err is nil if the broker blocked us (the session lives on),
 // non-nil if the session failed.
 func (f *Forwarder) publish(ss *session, r *Record, again bool) (bool, error) {
-	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.PublishTimeout)
+	ctx := f.ctx
+	if ss.s.Blocked() {
+		// Only a blocked broker makes Publish wait for ctx; a timer per
+		// publish would cost more than the publish.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(f.ctx, f.cfg.PublishTimeout)
+		defer cancel()
+	}
 	tag, err := ss.s.Publish(ctx, r)
-	cancel()
 	if errors.Is(err, ErrBlocked) {
 		f.st.blocked.Store(true)
 		return false, nil
