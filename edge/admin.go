@@ -1,0 +1,191 @@
+package edge
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clickedge/clickedge/edge/catalog"
+)
+
+// AdminConfig configures the admin listener's handler. Every func may be
+// called from many requests at once, so each must be thread-safe.
+type AdminConfig struct {
+	// Gatherer is what /metrics serves. Nil: /metrics answers 404.
+	Gatherer prometheus.Gatherer
+
+	// Token guards every endpoint that changes state: requests need
+	// "Authorization: Bearer <Token>". Empty: those endpoints answer 403
+	// (a read-only admin). Reads need no token.
+	Token string
+
+	// Ready says whether the node can take traffic: /readyz answers 200
+	// when it returns nil, else 503 with the error. Nil: always ready.
+	Ready func() error
+
+	// OutboxStatus returns what GET /admin/outbox shows, any value that
+	// encoding/json can marshal (cmd passes the outbox and forwarder
+	// stats). Nil: /admin/outbox answers 404.
+	OutboxStatus func() any
+
+	// ReloadCatalog reloads the catalog (POST /admin/catalog/reload). An
+	// error wrapping catalog.ErrInvalid (a bad file) answers 422, any other
+	// error 400, both with the error text; the last good catalog keeps
+	// serving. Nil: the endpoint answers 404.
+	ReloadCatalog func() error
+
+	// Server, when set, names the catalog version in the reload answer and
+	// in GET /admin/catalog. Nil: the version is "".
+	Server *Server
+}
+
+// NewAdmin returns the handler for the admin listener:
+//
+//	GET  /metrics                 Prometheus exposition of cfg.Gatherer
+//	GET  /healthz                 200 "ok" while the process serves
+//	GET  /readyz                  200 "ready", or 503 with cfg.Ready's error
+//	     /debug/pprof/...         net/http/pprof, on this mux only
+//	GET  /admin/outbox            JSON of cfg.OutboxStatus()
+//	GET  /admin/catalog           JSON {"version", "name", "links"}
+//	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/422
+//
+// The listener should not be public: profiles and metrics are readable
+// without a token.
+func NewAdmin(cfg AdminConfig) http.Handler {
+	a := &admin{cfg: cfg}
+	if cfg.Token != "" {
+		sum := sha256.Sum256([]byte(cfg.Token))
+		a.tokenSum = &sum
+	}
+	mux := http.NewServeMux()
+	if cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		adminText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	// Registered here by hand: importing net/http/pprof also registers them
+	// on http.DefaultServeMux, which clickedge never serves.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if cfg.OutboxStatus != nil {
+		mux.HandleFunc("GET /admin/outbox", func(w http.ResponseWriter, r *http.Request) {
+			adminJSON(w, http.StatusOK, cfg.OutboxStatus())
+		})
+	}
+	mux.HandleFunc("GET /admin/catalog", a.catalogInfo)
+	if cfg.ReloadCatalog != nil {
+		mux.HandleFunc("POST /admin/catalog/reload", a.authorized(a.reload))
+	}
+	return mux
+}
+
+type admin struct {
+	cfg      AdminConfig
+	tokenSum *[sha256.Size]byte // nil: no token configured
+}
+
+func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Ready != nil {
+		if err := a.cfg.Ready(); err != nil {
+			adminText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			return
+		}
+	}
+	adminText(w, http.StatusOK, "ready")
+}
+
+func (a *admin) catalogVersion() (version, name string, links int) {
+	if a.cfg.Server == nil {
+		return "", "", 0
+	}
+	c := a.cfg.Server.Catalog()
+	if c == nil {
+		return "", "", 0
+	}
+	return c.Version(), c.Name(), c.Len()
+}
+
+func (a *admin) catalogInfo(w http.ResponseWriter, r *http.Request) {
+	v, name, n := a.catalogVersion()
+	adminJSON(w, http.StatusOK, struct {
+		Version string `json:"version"`
+		Name    string `json:"name"`
+		Links   int    `json:"links"`
+	}{v, name, n})
+}
+
+func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
+	if err := a.cfg.ReloadCatalog(); err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, catalog.ErrInvalid) {
+			status = http.StatusUnprocessableEntity
+		}
+		adminText(w, status, "catalog not reloaded, the previous one keeps serving: "+err.Error())
+		return
+	}
+	v, _, n := a.catalogVersion()
+	adminJSON(w, http.StatusOK, struct {
+		Version string `json:"version"`
+		Links   int    `json:"links"`
+	}{v, n})
+}
+
+// authorized wraps a state-changing endpoint with the bearer token check.
+// The token is compared by its SHA-256 in constant time, so neither its
+// bytes nor its length leak through timing.
+func (a *admin) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.tokenSum == nil {
+			adminText(w, http.StatusForbidden, "admin token not configured; this endpoint is disabled")
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		scheme, token, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin"`)
+			adminText(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
+			return
+		}
+		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		if subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin", error="invalid_token"`)
+			adminText(w, http.StatusUnauthorized, "wrong bearer token")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func adminText(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write([]byte(msg + "\n"))
+}
+
+func adminJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		adminText(w, http.StatusInternalServerError, "encode: "+err.Error())
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
