@@ -632,7 +632,7 @@ func (f *Forwarder) confirm(ss *session, c Confirm) {
 	f.setErr(err)
 	if !ss.paused {
 		f.log.Warn("forwarder: message not delivered; it stays pending and is retried", "routing_key", fl.key,
-			"outcome", what, "reason", c.Reason, "retry_in", f.nextRetry(ss))
+			"outcome", what, "reason", c.Reason, "retry_in", f.nextRetry(ss).String())
 	}
 	f.pause(ss)
 }

@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 func main() {
@@ -196,11 +198,10 @@ func cmdServe(args []string, stdout, stderr io.Writer, env []string) int {
 	logger := newLogger(stderr, cfg.Log.SlogLevel())
 	logStartup(logger, cfg)
 
-	// serve wiring: lead. Open the outbox in cfg.DataDir, load the catalog
-	// (cfg.CatalogPath()) and GeoIP (cfg.GeoIPPath()), start the forwarder
-	// and the public and admin listeners, and shut down on SIGINT/SIGTERM.
-	logger.Error("serve is not wired yet")
-	return 1
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	return serve(cfg, logger, sigs, nil)
 }
 
 // logStartup logs what is starting, and at debug level the whole

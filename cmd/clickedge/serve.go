@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/clickedge/clickedge/edge"
+	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/edge/device"
+	"github.com/clickedge/clickedge/edge/geo"
+	"github.com/clickedge/clickedge/outbox"
+	"github.com/clickedge/clickedge/outbox/rabbit"
+)
+
+// demoCatalog serves when catalog.file is empty: `clickedge serve` with no
+// configuration redirects something out of the box.
+//
+//go:embed demo-links.yaml
+var demoCatalog []byte
+
+// outboxFile is the outbox's name inside data_dir.
+const outboxFile = "outbox.db"
+
+// node is a running edge: everything serve starts, in the order it stops.
+type node struct {
+	cfg *Config
+	log *slog.Logger
+
+	o   *outbox.Outbox
+	f   *outbox.Forwarder
+	geo *geo.DB
+	srv *edge.Server
+	reg *prometheus.Registry
+
+	public, admin       *http.Server
+	publicLn, adminLn   net.Listener
+	stopping            atomic.Bool
+	reloadMu            sync.Mutex // one catalog reload at a time
+	reloads, reloadErrs atomic.Uint64
+	lastReload          atomic.Int64 // unix seconds of the last good load
+}
+
+// serve runs an edge node until SIGINT or SIGTERM. It returns the exit code.
+func serve(cfg *Config, logger *slog.Logger, signals <-chan os.Signal, ready func(n *node)) int {
+	n, err := startNode(cfg, logger)
+	if err != nil {
+		logger.Error("clickedge cannot start", "err", err)
+		return 1
+	}
+	logger.Info("clickedge serving", "http", n.publicLn.Addr().String(), "admin", n.adminLn.Addr().String(),
+		"catalog", n.srv.Catalog().Name(), "catalog_version", n.srv.Catalog().Version(), "links", n.srv.Catalog().Len(),
+		"outbox", n.o.Path(), "durability", cfg.Outbox.Durability)
+	if ready != nil {
+		ready(n)
+	}
+	for sig := range signals {
+		switch sig {
+		case syscall.SIGHUP:
+			n.reload()
+		default:
+			logger.Info("clickedge stopping", "signal", sig.String())
+			return n.stop()
+		}
+	}
+	return n.stop()
+}
+
+// startNode opens everything and starts listening. On error, what was
+// opened is closed again.
+func startNode(cfg *Config, logger *slog.Logger) (n *node, err error) {
+	n = &node{cfg: cfg, log: logger}
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+	device.Warm() // builds the user-agent trie now, not on the first click
+
+	cat, err := loadCatalog(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.GeoIPPath() != "" {
+		n.geo, err = geo.Open(cfg.GeoIPPath(), &geo.Options{
+			PollInterval: time.Duration(cfg.GeoIP.PollInterval),
+			Logger:       logger.With("component", "geo"),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	n.o, err = outbox.Open(filepath.Join(cfg.DataDir, outboxFile), outboxOptions(cfg, logger))
+	if err != nil {
+		return nil, err
+	}
+
+	n.srv, err = edge.New(edgeConfig(cfg, n.o, n.geo, logger))
+	if err != nil {
+		return nil, err
+	}
+	n.srv.SetCatalog(cat)
+	n.lastReload.Store(time.Now().Unix())
+
+	pub, err := rabbit.New(rabbitConfig(cfg, logger))
+	if err != nil {
+		return nil, fmt.Errorf("forwarder: %w", err)
+	}
+	fc := outbox.DefaultForwarderConfig()
+	fc.Publisher = pub
+	fc.Window = cfg.Forwarder.Window
+	fc.ConfirmTimeout = time.Duration(cfg.Forwarder.ConfirmTimeout)
+	fc.ReconnectMin = time.Duration(cfg.Forwarder.ReconnectMin)
+	fc.ReconnectMax = time.Duration(cfg.Forwarder.ReconnectMax)
+	fc.Logger = logger.With("component", "forwarder")
+	n.f, err = outbox.NewForwarder(n.o, fc)
+	if err != nil {
+		return nil, err
+	}
+
+	n.reg = prometheus.NewRegistry()
+	n.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBuildInfo(),
+		&outboxCollector{o: n.o},
+		&forwarderCollector{f: n.f},
+		&catalogCollector{n: n},
+	)
+	if n.geo != nil {
+		n.reg.MustRegister(&geoCollector{db: n.geo})
+	}
+	n.reg.MustRegister(n.srv.Collectors()...)
+
+	if n.publicLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	if n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	n.public = &http.Server{
+		Handler:           accessLog(n.srv, cfg.Log.AccessSample, logger),
+		ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
+		IdleTimeout:       time.Duration(cfg.HTTP.IdleTimeout),
+		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	n.admin = &http.Server{
+		Handler: edge.NewAdmin(edge.AdminConfig{
+			Gatherer:      n.reg,
+			Token:         cfg.Admin.Token,
+			Ready:         n.ready,
+			OutboxStatus:  n.outboxStatus,
+			ReloadCatalog: n.reloadCatalog,
+			Server:        n.srv,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go n.public.Serve(n.publicLn)
+	go n.admin.Serve(n.adminLn)
+	return n, nil
+}
+
+// loadCatalog loads catalog.file, or the embedded demo catalog when none is
+// configured.
+func loadCatalog(cfg *Config) (*catalog.Catalog, error) {
+	if p := cfg.CatalogPath(); p != "" {
+		return catalog.Load(p)
+	}
+	return catalog.Parse("(embedded demo catalog)", demoCatalog)
+}
+
+func outboxOptions(cfg *Config, logger *slog.Logger) *outbox.Options {
+	o := &outbox.Options{
+		MaxBytes:      int64(cfg.Outbox.MaxBytes),
+		Retention:     time.Duration(cfg.Outbox.Retention),
+		FlushInterval: time.Duration(cfg.Outbox.FlushInterval),
+		SpillBytes:    int(cfg.Outbox.SpillBytes),
+		Logger:        logger.With("component", "outbox"),
+	}
+	if o.Retention == 0 {
+		o.Retention = -1 // retention: 0 means delete on delivery
+	}
+	if cfg.Outbox.OnError == "reject" {
+		o.SpillBytes = -1
+	}
+	o.Durability, _ = outbox.ParseDurability(cfg.Outbox.Durability) // validated
+	return o
+}
+
+func edgeConfig(cfg *Config, rec edge.Recorder, g *geo.DB, logger *slog.Logger) *edge.Config {
+	ec := edge.DefaultConfig()
+	ec.Region = cfg.Node.Region
+	ec.Node = cfg.Node.ID
+	ec.Exchange = cfg.Forwarder.Exchange
+	ec.Recorder = rec
+	ec.Geo = g
+	ec.TrustedProxies = cfg.TrustedProxies()
+	ec.OnRecordError, _ = edge.ParseRecordErrorPolicy(cfg.Outbox.OnError) // validated
+	ec.BotClicks, _ = edge.ParseBotPolicy(cfg.HTTP.BotClicks)
+	ec.Logger = logger.With("component", "edge")
+	return ec
+}
+
+func rabbitConfig(cfg *Config, logger *slog.Logger) *rabbit.Config {
+	rc := rabbit.DefaultConfig()
+	rc.URLs = cfg.Forwarder.AMQPURLs
+	rc.Exchange = cfg.Forwarder.Exchange
+	rc.Heartbeat = time.Duration(cfg.Forwarder.Heartbeat)
+	rc.DialTimeout = time.Duration(cfg.Forwarder.DialTimeout)
+	rc.DeclareQueue = cfg.Forwarder.DeclareQueue
+	rc.QueueType = cfg.Forwarder.QueueType
+	rc.ConfirmBuffer = max(rc.ConfirmBuffer, cfg.Forwarder.Window)
+	rc.ConnectionName = "clickedge " + cfg.Node.ID
+	rc.Logger = logger.With("component", "rabbit")
+	return rc
+}
+
+// ready is /readyz: the catalog is loaded and the outbox open. A broker is
+// not needed: the edge serves without the centre.
+func (n *node) ready() error {
+	switch {
+	case n.stopping.Load():
+		return errors.New("shutting down")
+	case n.srv.Catalog() == nil:
+		return errors.New("no catalog loaded")
+	}
+	return nil
+}
+
+// outboxStatus is GET /admin/outbox.
+func (n *node) outboxStatus() any {
+	os := n.o.Stats()
+	now := time.Now()
+	return map[string]any{
+		"node":                       n.cfg.Node.ID,
+		"region":                     n.cfg.Node.Region,
+		"outbox":                     os,
+		"oldest_pending_age_seconds": os.OldestPendingAge(now).Seconds(),
+		"forwarder":                  n.f.Stats(),
+	}
+}
+
+// reloadCatalog loads the catalog file again; a bad one is refused and the
+// last good one keeps serving. It also rechecks the GeoIP file.
+func (n *node) reloadCatalog() error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	cat, err := loadCatalog(n.cfg)
+	if err != nil {
+		n.reloadErrs.Add(1)
+		n.log.Error("catalog reload refused; the last good catalog keeps serving",
+			"version", n.srv.Catalog().Version(), "err", err)
+		return err
+	}
+	old := n.srv.Catalog()
+	n.srv.SetCatalog(cat)
+	n.reloads.Add(1)
+	n.lastReload.Store(time.Now().Unix())
+	n.log.Info("catalog reloaded", "file", cat.Name(), "version", cat.Version(), "links", cat.Len(),
+		"previous_version", old.Version())
+	return nil
+}
+
+// reload is SIGHUP: the catalog and the GeoIP database.
+func (n *node) reload() {
+	_ = n.reloadCatalog()
+	if n.geo != nil {
+		if changed, err := n.geo.Reload(); err != nil {
+			n.log.Error("geoip reload refused; the last good database keeps serving", "err", err)
+		} else if changed {
+			n.log.Info("geoip database reloaded", "file", n.cfg.GeoIPPath())
+		}
+	}
+}
+
+// stop shuts down in the order that loses nothing: stop accepting and
+// finish the requests in flight (each answered click is in the outbox),
+// commit the outbox, give the forwarder a deadline to publish and collect
+// confirms, close the outbox, then the admin listener.
+func (n *node) stop() int {
+	n.stopping.Store(true)
+	code := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.public.Shutdown(ctx); err != nil {
+		n.log.Error("public listener did not drain", "err", err)
+		code = 1
+	}
+	if err := n.o.Sync(); err != nil {
+		n.log.Error("outbox flush failed", "err", err)
+		code = 1
+	}
+	fctx, fcancel := context.WithTimeout(context.Background(), time.Duration(n.cfg.Forwarder.ShutdownTimeout))
+	defer fcancel()
+	_ = n.f.Close(fctx)
+	n.f = nil
+	st := n.o.Stats()
+	if err := n.o.Close(); err != nil {
+		n.log.Error("outbox close failed", "err", err)
+		code = 1
+	}
+	n.o = nil
+	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer acancel()
+	_ = n.admin.Shutdown(actx)
+	n.admin = nil
+	n.closeAll()
+	n.log.Info("clickedge stopped", "pending", st.Pending, "spill_unsent", st.Spill.Records)
+	return code
+}
+
+// closeAll closes whatever is still open; for failed starts and the end of
+// stop.
+func (n *node) closeAll() {
+	if n.public != nil {
+		n.public.Close()
+	} else if n.publicLn != nil {
+		n.publicLn.Close()
+	}
+	if n.admin != nil {
+		n.admin.Close()
+	} else if n.adminLn != nil {
+		n.adminLn.Close()
+	}
+	if n.f != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n.f.Close(ctx)
+		cancel()
+	}
+	if n.o != nil {
+		n.o.Close()
+	}
+	if n.geo != nil {
+		n.geo.Close()
+	}
+}
+
+// accessLog logs a sample of public requests. With sample 0 it returns h
+// itself: no cost on the hot path.
+func accessLog(h http.Handler, sample float64, logger *slog.Logger) http.Handler {
+	if sample <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rand.Float64() >= sample {
+			h.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		logger.Info("access", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration_us", time.Since(start).Microseconds(), "ua", r.UserAgent())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
