@@ -201,7 +201,7 @@ func cmdServe(args []string, stdout, stderr io.Writer, env []string) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	return serve(cfg, logger, sigs, nil)
+	return serve(cfg, logger, stderr, sigs, nil)
 }
 
 // logStartup logs what is starting, and at debug level the whole

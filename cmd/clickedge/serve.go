@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -56,10 +57,12 @@ type node struct {
 }
 
 // serve runs an edge node until SIGINT or SIGTERM. It returns the exit code.
-func serve(cfg *Config, logger *slog.Logger, signals <-chan os.Signal, ready func(n *node)) int {
+func serve(cfg *Config, logger *slog.Logger, stderr io.Writer, signals <-chan os.Signal, ready func(n *node)) int {
 	n, err := startNode(cfg, logger)
 	if err != nil {
 		logger.Error("clickedge cannot start", "err", err)
+		// Also as plain text: this is what an operator reads first.
+		printError(stderr, "clickedge serve: ", err)
 		return 1
 	}
 	logger.Info("clickedge serving", "http", n.publicLn.Addr().String(), "admin", n.adminLn.Addr().String(),
@@ -82,8 +85,8 @@ func serve(cfg *Config, logger *slog.Logger, signals <-chan os.Signal, ready fun
 
 // startNode opens everything and starts listening. On error, what was
 // opened is closed again.
-func startNode(cfg *Config, logger *slog.Logger) (n *node, err error) {
-	n = &node{cfg: cfg, log: logger}
+func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
+	n := &node{cfg: cfg, log: logger}
 	defer func() {
 		if err != nil {
 			n.closeAll()
