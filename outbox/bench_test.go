@@ -270,7 +270,7 @@ func BenchmarkBacklog(b *testing.B) {
 			path := filepath.Join(b.TempDir(), "o.db")
 			// Delivered records are deleted at once: the drained file is
 			// the steady state after retention, full of free pages.
-			opts := &Options{Durability: Async, Retention: -1, freelistType: fl.typ, noFreelistSync: fl.noSync}
+			opts := &Options{Durability: Async, Retention: -1, freelistType: fl.typ, noFreelistSync: &fl.noSync}
 			o, err := Open(path, opts)
 			if err != nil {
 				b.Fatal(err)
@@ -298,7 +298,7 @@ func BenchmarkBacklog(b *testing.B) {
 
 			// Sync-mode appends after the drain pay for the freelist.
 			start = time.Now()
-			o, err = Open(path, &Options{Retention: -1, freelistType: fl.typ, noFreelistSync: fl.noSync})
+			o, err = Open(path, &Options{Retention: -1, freelistType: fl.typ, noFreelistSync: &fl.noSync})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -311,7 +311,7 @@ func BenchmarkBacklog(b *testing.B) {
 			post := o.Stats().CommitLatency
 			o.Close()
 			start = time.Now()
-			o, err = Open(path, &Options{SkipVerify: true, Retention: -1, freelistType: fl.typ, noFreelistSync: fl.noSync})
+			o, err = Open(path, &Options{SkipVerify: true, Retention: -1, freelistType: fl.typ, noFreelistSync: &fl.noSync})
 			if err != nil {
 				b.Fatal(err)
 			}
