@@ -477,6 +477,13 @@ func (n *Node) start() error {
 	n.mu.Lock()
 	n.proc = p
 	n.mu.Unlock()
+	// The AMQP listener opens before the boot finishes: durable queues may
+	// not be recovered yet, and a publish then would be unroutable. Wait
+	// for the whole boot.
+	if out, err := n.Ctl("await_startup", "--timeout", strconv.Itoa(int(max(time.Until(deadline), 5*time.Second).Seconds()))); err != nil {
+		n.reported = true
+		return fmt.Errorf("%s: await_startup: %v: %s\n%s", n.name, err, out, n.logTail(40))
+	}
 	n.t.Logf("brokertest: node %s up on 127.0.0.1:%d in %v", n.name, n.ports.amqp, time.Since(began).Round(time.Millisecond))
 	return nil
 }

@@ -79,16 +79,11 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 
 // CheckDelivered fails unless every id reached the centre and every record
 // the outbox holds as delivered did reach it (nothing acked without a
-// confirm). It returns the duplicates.
-func CheckDelivered(t testing.TB, o *outbox.Outbox, ids []string, received map[string]int) (dups int) {
+// confirm). A consumer sees a message some time after the broker confirmed
+// it, so it waits up to timeout for both. It returns the duplicates.
+func CheckDelivered(t testing.TB, o *outbox.Outbox, ids []string, received func() map[string]int, timeout time.Duration) (dups int) {
 	t.Helper()
-	for _, id := range ids {
-		n := received[id]
-		if n == 0 {
-			t.Fatalf("record %s never reached the centre: lost", id)
-		}
-		dups += n - 1
-	}
+	var retained []string
 	var after uint64
 	for {
 		recs, err := o.ReadRetained(nil, after, 1000, 0)
@@ -99,13 +94,39 @@ func CheckDelivered(t testing.TB, o *outbox.Outbox, ids []string, received map[s
 			break
 		}
 		for _, r := range recs {
-			if received[r.MessageID] == 0 {
-				t.Fatalf("record %s is marked delivered but the centre never got it", r.MessageID)
-			}
+			retained = append(retained, r.MessageID)
 		}
 		after = recs[len(recs)-1].Seq
 	}
-	return dups
+	deadline := time.Now().Add(timeout)
+	for {
+		got := received()
+		missing := ""
+		for _, id := range ids {
+			if got[id] == 0 {
+				missing = fmt.Sprintf("record %s never reached the centre: lost", id)
+				break
+			}
+		}
+		if missing == "" {
+			for _, id := range retained {
+				if got[id] == 0 {
+					missing = fmt.Sprintf("record %s is marked delivered but the centre never got it", id)
+					break
+				}
+			}
+		}
+		if missing == "" {
+			for _, id := range ids {
+				dups += got[id] - 1
+			}
+			return dups
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, missing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func appendN(t *testing.T, o *outbox.Outbox, e *ForwarderEnv, prefix string, n int) []string {
@@ -130,7 +151,7 @@ func contractDelivers(t *testing.T, e *ForwarderEnv) {
 		o.Sync()
 		return o.Stats().Pending == 0
 	})
-	CheckDelivered(t, o, all, e.Received())
+	CheckDelivered(t, o, all, e.Received, e.Timeout)
 	st, fs := o.Stats(), f.Stats()
 	if st.Retained != int64(len(all)) || fs.Confirmed < uint64(len(all)) || !fs.Connected {
 		t.Fatalf("retained %d, confirmed %d, connected %v; want %d, >= %d, true", st.Retained, fs.Confirmed, fs.Connected, len(all), len(all))
@@ -153,7 +174,7 @@ func contractBreaks(t *testing.T, e *ForwarderEnv) {
 		o.Sync()
 		return o.Stats().Pending == 0
 	})
-	dups := CheckDelivered(t, o, ids, e.Received())
+	dups := CheckDelivered(t, o, ids, e.Received, e.Timeout)
 	fs := f.Stats()
 	if fs.Reconnects == 0 {
 		t.Fatalf("no reconnect after breaking the connection: %+v", fs)
@@ -190,7 +211,7 @@ func contractUnroutable(t *testing.T, e *ForwarderEnv) {
 		o.Sync()
 		return o.Stats().Pending == 0
 	})
-	CheckDelivered(t, o, ids, e.Received())
+	CheckDelivered(t, o, ids, e.Received, e.Timeout)
 }
 
 func contractClose(t *testing.T, e *ForwarderEnv) {
@@ -208,8 +229,7 @@ func contractClose(t *testing.T, e *ForwarderEnv) {
 		t.Fatalf("after Close pending %d + retained %d != %d", st.Pending, st.Retained, len(ids))
 	}
 	// Whatever was acked did reach the centre; the rest is still pending.
-	received := e.Received()
-	CheckDelivered(t, o, nil, received)
+	CheckDelivered(t, o, nil, e.Received, e.Timeout)
 	if f.Stats().InFlight != 0 && f.Stats().Connected {
 		t.Fatalf("closed forwarder still connected: %+v", f.Stats())
 	}

@@ -296,7 +296,7 @@ func (r *faultRig) settle(timeout time.Duration) (records, dups int) {
 	if err := r.c.WaitUnique(len(ids), timeout); err != nil {
 		r.t.Fatalf("consumer: %v", err)
 	}
-	dups = outboxtest.CheckDelivered(r.t, r.o, ids, received(r.c)())
+	dups = outboxtest.CheckDelivered(r.t, r.o, ids, received(r.c), timeout)
 	return len(ids), dups
 }
 
