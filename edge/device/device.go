@@ -2,7 +2,9 @@
 package device
 
 import (
+	"hash/maphash"
 	"sync"
+	"sync/atomic"
 
 	useragent "github.com/medama-io/go-useragent"
 	"github.com/medama-io/go-useragent/agents"
@@ -76,6 +78,34 @@ func Classify(ua string) Info {
 	if len(ua) > MaxLen {
 		ua = ua[:MaxLen]
 	}
+	// Real traffic repeats a few thousand user agents over and over: a
+	// direct-mapped cache answers those in a hash and a compare instead of
+	// the ~700ns of the scan and the parser. A miss costs one small
+	// allocation; a collision just replaces the slot. Lock-free: a slot is
+	// an atomic pointer to an immutable entry.
+	slot := &cache[maphash.String(cacheSeed, ua)&(cacheSize-1)]
+	if e := slot.Load(); e != nil && e.ua == ua {
+		return e.info
+	}
+	info := classify(ua)
+	slot.Store(&cacheEntry{ua: ua, info: info})
+	return info
+}
+
+const cacheSize = 4096 // a power of two
+
+type cacheEntry struct {
+	ua   string
+	info Info
+}
+
+var (
+	cache     [cacheSize]atomic.Pointer[cacheEntry]
+	cacheSeed = maphash.MakeSeed()
+)
+
+// classify does the work of Classify, uncached.
+func classify(ua string) Info {
 	var s scan
 	s.run(ua)
 	if !s.words {

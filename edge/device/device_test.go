@@ -1,6 +1,7 @@
 package device
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -335,6 +336,15 @@ func BenchmarkClassify(b *testing.B) {
 			}
 		})
 	}
+	b.Run("uncached", func(b *testing.B) {
+		b.ReportAllocs()
+		uas := groups["all"]
+		i := 0
+		for b.Loop() {
+			classify(uas[i%len(uas)])
+			i++
+		}
+	})
 	// The cost of each part, for the same input.
 	ua := corpus[0].ua
 	b.Run("parts/scan", func(b *testing.B) {
@@ -358,6 +368,29 @@ func TestClassifyDoesNotAllocate(t *testing.T) {
 	for _, tt := range corpus {
 		if n := testing.AllocsPerRun(20, func() { Classify(tt.ua) }); n != 0 {
 			t.Errorf("Classify(%q) allocates %.1f times, want 0", tt.ua, n)
+		}
+	}
+}
+
+// The cache returns exactly what the classifier does, also when entries
+// evict each other.
+func TestClassifyCacheMatchesClassifier(t *testing.T) {
+	Warm()
+	for round := range 3 {
+		for _, tt := range corpus {
+			if got, want := Classify(tt.ua), classify(tt.ua); got != want {
+				t.Fatalf("round %d: Classify(%q) = %+v, uncached %+v", round, tt.ua, got, want)
+			}
+		}
+	}
+	// More distinct user agents than slots: collisions replace entries.
+	for i := range 3 * cacheSize {
+		ua := fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) Chrome/%d.0 Safari/537.36", i)
+		if i%2 == 0 {
+			ua = fmt.Sprintf("Mozilla/5.0 (iPhone; CPU iPhone OS 17_%d like Mac OS X) Mobile/15E148 Safari/604.1", i)
+		}
+		if got, want := Classify(ua), classify(ua); got != want {
+			t.Fatalf("Classify(%q) = %+v, uncached %+v", ua, got, want)
 		}
 	}
 }
