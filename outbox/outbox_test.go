@@ -273,6 +273,31 @@ func TestNegativeRetentionDeletesOnAck(t *testing.T) {
 	}
 }
 
+// Retained records left by a run with retention (or a replay tool) are
+// pruned by a node that keeps nothing.
+func TestNegativeRetentionPrunesLeftovers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o, _ := outbox.Open(path, nil)
+	o.Append(outboxtest.Record("a"))
+	o.Append(outboxtest.Record("b"))
+	for _, r := range outboxtest.ReadAll(t, o) {
+		o.Ack(r.Seq)
+	}
+	o.Close()
+	o, err := outbox.Open(path, &outbox.Options{Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if st := o.Stats(); st.Retained != 2 {
+		t.Fatalf("retained before prune = %d, want 2", st.Retained)
+	}
+	o.Prune()
+	if st := o.Stats(); st.Retained != 0 || st.Pruned != 2 {
+		t.Fatalf("retained/pruned after prune = %d/%d, want 0/2", st.Retained, st.Pruned)
+	}
+}
+
 func TestAckUnknownAndDuplicateIgnored(t *testing.T) {
 	o := outboxtest.Open(t, nil)
 	o.Append(outboxtest.Record("a"))

@@ -262,9 +262,12 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	}
 
 	var pruned, evicted int
-	if prune && o.opts.Retention > 0 {
+	if prune && c.retainedCount > 0 {
+		// A negative retention keeps nothing: delivered records another
+		// process left (a replay tool, a node run with retention) go too.
+		cutoff := now.Add(-max(o.opts.Retention, 0)).UnixNano()
 		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, func(delivered int64) bool {
-			return delivered < now.Add(-o.opts.Retention).UnixNano()
+			return delivered <= cutoff
 		})
 		if err != nil {
 			return o.commitFailed(err)
