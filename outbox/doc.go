@@ -76,6 +76,16 @@ are never skipped silently. A file that passed is safe for bbolt. A record
 damaged later, while the node runs, makes ReadPending fail with ErrCorrupt
 rather than skip it.
 
+# Tools
+
+Scan walks records in batches, each in its own read transaction, for export
+and replay. Verify checks a file without opening it for writing. Compact
+rewrites a stopped node's file without its free pages and swaps it in,
+keeping the original as a backup. Salvage copies every record whose bytes
+are intact from a damaged file into a new one, walking the tree tolerantly
+and then every page of the file; a record found more than once keeps its
+delivered copy, since only a broker ack writes one.
+
 # Concurrency
 
 Append, Spill, Stats and Sync may be called from any goroutine. ReadPending,
