@@ -153,6 +153,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.queuedBytes -= b.bytes
 		o.committing = b
 		w.lastBatch = len(b.recs)
+		o.lastBatch.Store(int64(len(b.recs)))
 	}
 	n := min(len(o.acks), maxAcksPerCommit)
 	w.acks = append(w.acks[:0], o.acks[:n]...)
