@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -200,6 +201,13 @@ func cmdServe(args []string, stdout, stderr io.Writer, env []string) int {
 	logger := newLogger(stderr, cfg.Log.SlogLevel())
 	logStartup(logger, cfg)
 
+	// The live heap is small (tens of MB) and each click allocates a
+	// little (net/http, bbolt): at the default GOGC=100 the collector ran
+	// so often that it took about a fifth of the CPU under load
+	// (docs/performance.md). GOGC in the environment still wins.
+	if lookupEnv(env, "GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
