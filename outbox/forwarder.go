@@ -53,7 +53,8 @@ type ForwarderConfig struct {
 	ReconnectMin, ReconnectMax time.Duration
 
 	// RetryMin and RetryMax bound the back-off after a nack or a return.
-	// Defaults 1s and 60s.
+	// Defaults 1s and 10s: RetryMax is how long delivery may take to resume
+	// after a queue is bound again, and a retry costs only a probe window.
 	RetryMin, RetryMax time.Duration
 
 	// ProbeWindow is the window after a nack or return, until one publish
@@ -76,7 +77,7 @@ func DefaultForwarderConfig() *ForwarderConfig {
 		ReconnectMin:   100 * time.Millisecond,
 		ReconnectMax:   30 * time.Second,
 		RetryMin:       time.Second,
-		RetryMax:       time.Minute,
+		RetryMax:       10 * time.Second,
 		ProbeWindow:    16,
 	}
 }

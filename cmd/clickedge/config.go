@@ -90,6 +90,7 @@ type ForwarderConfig struct {
 	ConfirmTimeout  Duration `yaml:"confirm_timeout"`
 	ReconnectMin    Duration `yaml:"reconnect_min"`
 	ReconnectMax    Duration `yaml:"reconnect_max"`
+	RetryMax        Duration `yaml:"retry_max"`
 	DeclareQueue    string   `yaml:"declare_queue"`
 	QueueType       string   `yaml:"queue_type"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -710,6 +711,9 @@ func (c *Config) check() []problem {
 	if c.Forwarder.ReconnectMax < c.Forwarder.ReconnectMin {
 		bad("forwarder.reconnect_max", "must be >= forwarder.reconnect_min (%s), got %s",
 			c.Forwarder.ReconnectMin, c.Forwarder.ReconnectMax)
+	}
+	if r := c.Forwarder.RetryMax; r < Duration(1e9) || r > Duration(300e9) {
+		bad("forwarder.retry_max", "must be between 1s and 5m, got %s", r)
 	}
 	if q := c.Forwarder.DeclareQueue; q != "" {
 		if msg := checkAMQPName(q); msg != "" {

@@ -133,6 +133,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	fc.ConfirmTimeout = time.Duration(cfg.Forwarder.ConfirmTimeout)
 	fc.ReconnectMin = time.Duration(cfg.Forwarder.ReconnectMin)
 	fc.ReconnectMax = time.Duration(cfg.Forwarder.ReconnectMax)
+	fc.RetryMax = time.Duration(cfg.Forwarder.RetryMax)
 	fc.Logger = logger.With("component", "forwarder")
 	n.f, err = outbox.NewForwarder(n.o, fc)
 	if err != nil {
