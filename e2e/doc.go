@@ -1,0 +1,26 @@
+// Package e2e is clickedge's black-box reliability suite: it runs the built
+// binary against a private RabbitMQ node through a fault proxy, kills and
+// cuts things off, and checks that no answered click is lost.
+//
+// The tests are behind the build tag e2e, so `go test ./...` does not run
+// them; `make e2e` does:
+//
+//	go test -tags e2e -count=1 -timeout 25m -v ./e2e/
+//
+// They talk to the edge only through its outward contract (docs: the design
+// brief and docs/reliability.md): GET /r/{code}, the admin /metrics, the
+// clicks exchange, the process's exit code and stderr, and its data
+// directory as a file. Nothing here imports the edge's packages.
+//
+// Environment (read by the tests only):
+//
+//   - E2E_BIN: the clickedge binary; default: built from ./cmd/clickedge.
+//   - E2E_CYCLES: kill -9 cycles (default 40; 1000 for the long run).
+//   - E2E_RATE: clicks per second the load driver offers (default 1000).
+//   - E2E_BLACKHOLE: how long the partition lasts (default 60s).
+//   - E2E_SEED: seed of the random kill moments (default: the clock; logged).
+//   - E2E_REPORT: where the JSON results go (default
+//     $TMPDIR/clickedge-e2e-report.json).
+//   - E2E_LOGDIR: keep the edge's logs there (default: the test's temp dir,
+//     removed afterwards; the tail is printed on failure).
+package e2e
