@@ -1,0 +1,73 @@
+// Command bench load-tests clickedge side by side with a bare net/http
+// redirect and a publish-and-confirm-per-click server, and writes JSON, a
+// Markdown table and charts to docs/bench/.
+//
+// Run it from the module root:
+//
+//	go run ./bench -quick          # about a minute: a smoke test of the tool
+//	go run ./bench                 # the full run, 35-45 minutes
+//	go run ./bench report          # redraw results.md and the charts from results.json
+//
+// The servers under test are separate processes: clickedge itself (built
+// from ./cmd/clickedge), and this binary's own "bare" and "direct"
+// subcommands. The link-cache measurement runs in a child process too, so
+// that its memory figures are its own. See docs/performance.md for what the
+// scenarios are and how to read the results.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches to a subcommand; with none (or only flags) it is "run".
+func run(args []string, stdout, stderr io.Writer) int {
+	name := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	switch name {
+	case "run":
+		return cmdRun(args, stdout, stderr)
+	case "report":
+		return cmdReport(args, stdout, stderr)
+	case "bare":
+		return cmdBare(args, stderr)
+	case "direct":
+		return cmdDirect(args, stderr)
+	case "load":
+		return cmdLoad(args, stdout, stderr)
+	case "gencatalog":
+		return cmdGenCatalog(args, stdout, stderr)
+	case "linkcache":
+		return cmdLinkCache(args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "bench: unknown command %q\n\n", name)
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: go run ./bench [command] [flags]
+
+commands:
+  run        run the benchmarks and write docs/bench/ (the default)
+  report     redraw results.md and the charts from a results.json
+  bare       serve the bare net/http 302 baseline (used by run)
+  direct     serve the publish-and-confirm-per-click server (used by run)
+  load       drive load at a running server: -addr, -workers or -rate, -d
+  gencatalog write a generated catalog of -n links to stdout
+  linkcache  load a catalog file and measure it (used by run)
+
+Run 'go run ./bench run -h' for the flags.
+`)
+}
