@@ -28,11 +28,13 @@ const (
 	maxAcksPerCommit = 4096
 
 	// gatherWait is how long, at most, a Sync-mode commit waits for the
-	// batch to grow back to the size of the previous one. When a commit
-	// ends, all its appenders wake at once, and without this the writer
-	// would take the next batch after only the first few returned:
-	// batches would alternate between small and large, halving
-	// throughput. An fsync costs ~1ms, so this wait is cheap.
+	// appenders of the previous commit to come back. When a commit ends,
+	// all its appenders wake at once; without the wait the writer would
+	// take the next batch after only the first few returned, and batches
+	// would settle well below the number of writers. The batch waits
+	// until it holds as many records as were in flight when the last
+	// commit ended (that commit's plus those queued meanwhile), or for
+	// gatherWait. An fsync costs ~1ms, so the wait is cheap.
 	gatherWait = 200 * time.Microsecond
 
 	minWriteRetry = 100 * time.Millisecond
@@ -46,6 +48,7 @@ type writerState struct {
 	lastPrune time.Time
 	lastBatch int       // records in the previous commit
 	lastEnd   time.Time // when the previous commit ended
+	gather    int       // records in flight when it ended: the next batch's goal
 }
 
 // arena hands out byte slices that stay valid until reset. bbolt keeps the
@@ -127,7 +130,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 			var d time.Duration
 			if o.opts.Durability == Async {
 				d = time.Duration(b.created + int64(o.opts.FlushInterval) - now.UnixNano())
-			} else if len(o.queue) == 1 && len(b.recs) < w.lastBatch {
+			} else if len(o.queue) == 1 && len(b.recs) < w.gather {
 				d = gatherWait - now.Sub(w.lastEnd)
 			}
 			if d > 0 {
@@ -174,6 +177,12 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 
 	o.mu.Lock()
 	o.committing = nil
+	w.gather = w.lastBatch
+	if b == nil || len(b.recs) == 0 {
+		w.gather = 0
+	} else if len(o.queue) > 0 {
+		w.gather += len(o.queue[0].recs)
+	}
 	if err != nil && len(w.acks) > 0 {
 		// Keep the acks for the next commit; losing them would only cause
 		// duplicates, but keeping them is free.
