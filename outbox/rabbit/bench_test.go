@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ import (
 // delivers it to the shared broker with publisher confirms, for several
 // windows. Window 1 waits for each confirm before the next publish.
 // RABBIT_BENCH_RECORDS sets the backlog (default 200k; the documented run
-// uses 1M).
+// uses 1M); RABBIT_BENCH_WINDOWS the windows (default 1,1024).
 //
 //	RABBIT_BENCH_RECORDS=1000000 go test -run '^$' -bench Drain -benchtime 1x -timeout 30m ./outbox/rabbit/
 func BenchmarkDrain(b *testing.B) {
@@ -32,7 +33,15 @@ func BenchmarkDrain(b *testing.B) {
 		n, _ = strconv.Atoi(s)
 	}
 	shared := brokertest.SharedURL(b)
-	for _, window := range []int{1, 1024} {
+	windows := []int{1, 1024}
+	if s := os.Getenv("RABBIT_BENCH_WINDOWS"); s != "" {
+		windows = nil
+		for _, f := range strings.Split(s, ",") {
+			w, _ := strconv.Atoi(f)
+			windows = append(windows, w)
+		}
+	}
+	for _, window := range windows {
 		records := n
 		if window == 1 {
 			records = min(n, 5000) // at ~1-2k/s, more would only take longer
