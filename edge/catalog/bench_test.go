@@ -1,10 +1,20 @@
 package catalog
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/netip"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 const benchCatalog = `links:
@@ -147,6 +157,175 @@ func BenchmarkParse1000(b *testing.B) {
 	for b.Loop() {
 		if _, err := Parse("bench.yaml", data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// linkCode is the code of the i-th generated link: 7 base-36 characters,
+// like a short-link service's (and bench/linkcache.go's).
+func linkCode(i int) string {
+	return strconv.FormatInt(int64(i)+2176782336, 36)
+}
+
+// writeCatalog writes n links in the shape bench/linkcache.go measures: 7
+// in 10 plain, 2 with params and a geo rule, 1 paused with a fallback, each
+// with its own advertiser path. asJSON writes the same catalog as JSON.
+func writeCatalog(w io.Writer, n int, asJSON bool) {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	defer bw.Flush()
+	if asJSON {
+		bw.WriteString("{\"links\": [\n")
+	} else {
+		bw.WriteString("links:\n")
+	}
+	for i := range n {
+		c := linkCode(i)
+		sep := ","
+		if i == n-1 {
+			sep = ""
+		}
+		switch {
+		case i%10 >= 7 && i%10 <= 8 && asJSON:
+			fmt.Fprintf(bw, `{"code": %q, "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}&c={param:utm_campaign}", "params": ["subid", "subid1", "utm_campaign"], "rules": [{"name": "de-mobile", "when": "country == \"DE\" && device == \"mobile\"", "url": "https://m.adv%d.example/de/%d?cid={click_id}&sub={subid}"}]}%s
+`, c, i%5000, i, i%5000, i, sep)
+		case i%10 >= 7 && i%10 <= 8:
+			fmt.Fprintf(bw, `  - code: %s
+    url: "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}&c={param:utm_campaign}"
+    params: [subid, subid1, utm_campaign]
+    rules:
+      - name: de-mobile
+        when: 'country == "DE" && device == "mobile"'
+        url: "https://m.adv%d.example/de/%d?cid={click_id}&sub={subid}"
+`, c, i%5000, i, i%5000, i)
+		case i%10 == 9 && asJSON:
+			fmt.Fprintf(bw, `{"code": %q, "status": "paused", "url": "https://adv%d.example/lp/%d?cid={click_id}", "fallback_url": "https://adv%d.example/"}%s
+`, c, i%5000, i, i%5000, sep)
+		case i%10 == 9:
+			fmt.Fprintf(bw, `  - code: %s
+    status: paused
+    url: "https://adv%d.example/lp/%d?cid={click_id}"
+    fallback_url: "https://adv%d.example/"
+`, c, i%5000, i, i%5000)
+		case asJSON:
+			fmt.Fprintf(bw, `{"code": %q, "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}"}%s
+`, c, i%5000, i, sep)
+		default:
+			fmt.Fprintf(bw, `  - code: %s
+    url: "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}"
+`, c, i%5000, i)
+		}
+	}
+	if asJSON {
+		bw.WriteString("]}\n")
+	}
+}
+
+// cpuTime is the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rss is the process's resident set size, from /proc (0 elsewhere).
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// benchLoad parses data, n links, per iteration and reports the time per
+// link and the live heap one catalog holds.
+func benchLoad(b *testing.B, name string, data []byte, n int) {
+	base := liveHeap()
+	debug.FreeOSMemory()
+	rss0 := rss()
+	cpu0 := cpuTime()
+	var c *Catalog
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		c = nil
+		var err error
+		if c, err = Parse(name, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/link")
+	// CPU time, GC's included: steadier than the wall time on a shared
+	// machine, and what the parse costs the node.
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/float64(n), "cpu-ns/link")
+	live := liveHeap() - base
+	if c.Len() != n {
+		b.Fatalf("Len() = %d, want %d", c.Len(), n)
+	}
+	b.ReportMetric(float64(live)/(1<<20), "MB-live")
+	b.ReportMetric(float64(live)/float64(n), "B/link")
+	debug.FreeOSMemory()
+	b.ReportMetric(float64(rss()-rss0)/(1<<20), "MB-rss")
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(data) // counted in base
+}
+
+// BenchmarkLoad1M parses a generated catalog of a million links; it runs
+// only with -bench, and takes a while in YAML.
+func BenchmarkLoad1M(b *testing.B) {
+	const n = 1_000_000
+	for _, format := range []string{"json", "yaml"} {
+		b.Run(format, func(b *testing.B) {
+			var buf bytes.Buffer
+			writeCatalog(&buf, n, format == "json")
+			benchLoad(b, "links."+format, buf.Bytes(), n)
+		})
+	}
+}
+
+// BenchmarkLookupRandom1M looks up codes in random order over a million
+// links: the DRAM-bound case a big catalog sees in production.
+func BenchmarkLookupRandom1M(b *testing.B) {
+	const n = 1_000_000
+	var buf bytes.Buffer
+	writeCatalog(&buf, n, true)
+	c, err := Parse("links.json", buf.Bytes())
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fresh, contiguous key strings, as requests bring them.
+	const samples = 1 << 20
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var all strings.Builder
+	offs := make([]int, samples+1)
+	for i := range samples {
+		all.WriteString(linkCode(rnd.IntN(n)))
+		offs[i+1] = all.Len()
+	}
+	s := all.String()
+	keys := make([]string, samples)
+	for i := range keys {
+		keys[i] = s[offs[i]:offs[i+1]]
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if c.Lookup(keys[i&(samples-1)]) == nil {
+			b.Fatal("nil")
 		}
 	}
 }

@@ -11,9 +11,20 @@ import (
 type Catalog struct {
 	name    string
 	version string
-	byCode  map[string]*Link
-	links   []*Link // file order
+	chunks  [][]Link // the links in file order, linkChunk to a chunk
+	n       int
+	index   index
 }
+
+// Links are stored in chunks, each built by one worker of Parse as one
+// batch, so no link is ever copied or moved after it is built.
+const (
+	linkChunkBits = 12
+	linkChunk     = 1 << linkChunkBits
+)
+
+// link returns the i-th link in file order.
+func (c *Catalog) link(i int) *Link { return &c.chunks[i>>linkChunkBits][i&(linkChunk-1)] }
 
 // Load reads and parses the catalog file at path. A file that cannot be read
 // yields an *fs.PathError; a bad catalog yields the errors of Parse.
@@ -31,7 +42,10 @@ func (c *Catalog) Lookup(code string) *Link {
 	if c == nil {
 		return nil
 	}
-	return c.byCode[code]
+	if i := c.index.find(code, func(i int) string { return c.link(i).Code }); i >= 0 {
+		return c.link(i)
+	}
+	return nil
 }
 
 // Len returns the number of links.
@@ -39,7 +53,7 @@ func (c *Catalog) Len() int {
 	if c == nil {
 		return 0
 	}
-	return len(c.links)
+	return c.n
 }
 
 // Version identifies the input: the first 12 hex digits of its SHA-256, so
@@ -55,35 +69,40 @@ func (c *Catalog) Links() iter.Seq[*Link] {
 		if c == nil {
 			return
 		}
-		for _, l := range c.links {
-			if !yield(l) {
-				return
+		for _, chunk := range c.chunks {
+			for i := range chunk {
+				if !yield(&chunk[i]) {
+					return
+				}
 			}
 		}
 	}
 }
 
 // Link is one entry of the catalog. It is immutable; its exported fields are
-// for reading and must not be modified.
+// for reading and must not be modified (Params and Rules may be shared with
+// other links).
 type Link struct {
 	Code   string   // [A-Za-z0-9_-]{1,64}
 	Params []string // the query parameters a click records; without a list in the file, subid and subid1..subid4
 	Rules  []*Rule  // in file order; the first that matches wins
 
-	paused   bool
-	url      *Template
+	url      Template
 	fallback *Template
+	paused   bool
 }
 
-// defaultParams are the parameters recorded for a link without a params list.
-var defaultParams = []string{"subid", "subid1", "subid2", "subid3", "subid4"}
+// defaultParams are the parameters recorded for a link without a params
+// list; every such link shares this slice (its capacity is its length, so an
+// append copies).
+var defaultParams = []string{"subid", "subid1", "subid2", "subid3", "subid4"}[:5:5]
 
 // Paused reports whether the link is paused; the edge then sends users to
 // Fallback instead of routing.
 func (l *Link) Paused() bool { return l.paused }
 
 // URL returns the link's default target, used when no rule matches.
-func (l *Link) URL() *Template { return l.url }
+func (l *Link) URL() *Template { return &l.url }
 
 // Fallback returns the target for a paused link, or nil when it has none.
 func (l *Link) Fallback() *Template { return l.fallback }
@@ -110,5 +129,5 @@ func (l *Link) Route(f *Facts, rnd uint64) (t *Template, rule string) {
 		}
 		return r.pick(rnd), r.Name
 	}
-	return l.url, ""
+	return &l.url, ""
 }

@@ -1,18 +1,22 @@
 package catalog
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"slices"
-	"strings"
+	"hash/maphash"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+	"unsafe"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/token"
 )
 
 const (
@@ -21,13 +25,16 @@ const (
 	maxParams         = 16        // per link, as the click caps them
 	maxWeight         = 1_000_000 // per split branch; keeps sums far from overflow
 	maxName           = 64        // codes, rule names, parameter names
+
+	// freeAfter is the input size from which Parse returns the memory its
+	// garbage held to the OS before it returns: a big catalog's parse
+	// allocates several times the catalog, and a node should not keep that
+	// resident until the scavenger gets to it.
+	freeAfter = 32 << 20
 )
 
 // The file format. Decoding is strict: an unknown key is an error.
 type (
-	fileCatalog struct {
-		Links *[]ast.Node `yaml:"links"`
-	}
 	fileLink struct {
 		Code        string     `yaml:"code"`
 		URL         string     `yaml:"url"`
@@ -51,6 +58,11 @@ type (
 // Parse parses a catalog file. name is used in errors (the file name). All
 // problems are reported at once, joined and sorted by position (at most 20);
 // each is an *Error wrapping ErrInvalid.
+//
+// A file whose first byte other than white space (and a UTF-8 byte order
+// mark) is '{' is read as JSON, which is YAML too, by a faster decoder; see
+// the package documentation. Parse does not keep data, and data must not
+// change while Parse runs.
 func Parse(name string, data []byte) (c *Catalog, err error) {
 	// A reload must never take the node down: a panic in a library on odd
 	// input becomes an error, and the last good catalog keeps serving.
@@ -59,240 +71,300 @@ func Parse(name string, data []byte) (c *Catalog, err error) {
 			c, err = nil, &Error{File: name, Msg: fmt.Sprintf("internal error while parsing (please report): %v", r)}
 		}
 	}()
-	p := &parser{
+	p := &parse{
+		src:  &source{data: unsafe.String(unsafe.SliceData(data), len(data))},
+		seed: maphash.MakeSeed(),
 		errs: errorList{file: name},
-		cat: &Catalog{
-			name:   name,
-			byCode: make(map[string]*Link),
-		},
-		seen:  make(map[string]int),
-		whens: make(map[string]compiled),
 	}
-	sum := sha256.Sum256(data)
-	p.cat.version = hex.EncodeToString(sum[:6])
+	defer p.stop()
+	// The version's hash of a big file takes a while: it runs alongside.
+	var sum [sha256.Size]byte
+	var hashed sync.WaitGroup
+	defer hashed.Wait() // data is the caller's again once Parse returns
+	if len(data) >= 1<<20 {
+		hashed.Go(func() { sum = sha256.Sum256(data) })
+	} else {
+		sum = sha256.Sum256(data)
+	}
+	if isJSON(data) {
+		p.decodeJSON()
+	} else {
+		p.decodeYAML()
+	}
+	c, err = p.finish()
+	if err != nil {
+		return nil, err
+	}
+	c.name = name
+	hashed.Wait()
+	c.version = hex.EncodeToString(sum[:6])
+	if len(data) >= freeAfter {
+		debug.FreeOSMemory()
+	}
+	return c, nil
+}
 
-	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
-	p.lenient = yaml.NewDecoder(bytes.NewReader(data))
-	var fc fileCatalog
-	if err := dec.Decode(&fc); err != nil {
-		if err == io.EOF {
-			p.errs.add(&Error{Msg: "empty file: want a top-level links list (links: [] for no links)"})
-		} else {
-			p.errs.add(yamlError(err, nil))
+// isJSON reports whether data is to be read as JSON: its first byte other
+// than white space or a byte order mark opens an object.
+func isJSON(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case ' ', '\t', '\r', '\n':
+		case '{':
+			return true
+		default:
+			return i == 0 && len(data) >= 3 && string(data[:3]) == bom && isJSON(data[3:])
 		}
+	}
+	return false
+}
+
+const bom = "\uFEFF"
+
+// rawLink is one link as decoded from the file, before it is checked.
+type rawLink struct {
+	fl    fileLink
+	where where
+	i     int      // the link's number in the file, from 0
+	errs  []*Error // decoding problems, reported before the checks' own
+	skip  bool     // decoding failed: report errs and check nothing
+	name  string   // the label, once made
+}
+
+// label names the link in errors: `link "code"` when the code as written is
+// usable, else `link #n`. For YAML, n is the link's node: a code YAML reads
+// as a number does not count as written.
+func (rl *rawLink) label(n ast.Node) string {
+	if rl.name == "" {
+		code := rl.fl.Code
+		if n != nil {
+			code = scalar(lookup(n, "code"))
+		}
+		rl.name = fmt.Sprintf("link #%d", rl.i+1)
+		if validCode(code) {
+			rl.name = fmt.Sprintf("link %q", code)
+		}
+	}
+	return rl.name
+}
+
+// where locates a link in the file, to place errors.
+type where struct {
+	node ast.Node // the link's YAML node; nil for a link the JSON decoder read
+	off  int      // JSON: the offset in the file of the link's value
+	// line and col shift the positions in node: a JSON link decoded the
+	// YAML way was parsed on its own, so its first line starts at col.
+	line, col int
+}
+
+// source is the input of one Parse.
+type source struct {
+	data      string // the input; nothing of the catalog points into it
+	linesOnce sync.Once
+	lines     []int // offsets where lines start; built when first needed
+}
+
+// pos returns the line and column of the node at path under the link at w,
+// or of the nearest node on the path that exists; a mapping is placed at
+// its first key.
+func (s *source) pos(w *where, path ...any) (line, col int) {
+	if w.node == nil {
+		return s.lineCol(jsonLookup(s.data, w.off, path...))
+	}
+	line, col = pos(lookup(w.node, path...))
+	return w.shift(line, col)
+}
+
+func (w *where) shift(line, col int) (int, int) {
+	if line == 1 {
+		col += w.col
+	}
+	if line > 0 {
+		line += w.line
+	}
+	return line, col
+}
+
+// lineCol turns an offset into a 1-based line and column. Columns count
+// characters, as YAML's do; lines end at LF, CRLF or a lone CR.
+func (s *source) lineCol(off int) (line, col int) {
+	s.linesOnce.Do(func() {
+		s.lines = []int{0}
+		for i := 0; i < len(s.data); i++ {
+			switch s.data[i] {
+			case '\n':
+				s.lines = append(s.lines, i+1)
+			case '\r':
+				if i+1 == len(s.data) || s.data[i+1] != '\n' {
+					s.lines = append(s.lines, i+1)
+				}
+			}
+		}
+	})
+	n := sort.SearchInts(s.lines, off+1) // lines[n-1] <= off < lines[n]
+	start := s.lines[n-1]
+	if start == 0 && len(s.data) >= len(bom) && s.data[:len(bom)] == bom {
+		start = len(bom)
+	}
+	return n, 1 + utf8.RuneCountInString(s.data[start:max(start, off)])
+}
+
+// parse is the state of one Parse: the decoder (the calling goroutine)
+// fills batches of raw links, and workers check and build them, each into
+// its own chunk of the catalog.
+type parse struct {
+	src     *source
+	seed    maphash.Seed // the index's
+	errs    errorList
+	failed  atomic.Bool // a fatal problem: errs says which, and nothing else counts
+	batches []*batch
+	cur     *batch
+
+	work    chan *batch
+	free    chan []rawLink // built batches' raw links, for the decoder to reuse
+	workers sync.WaitGroup
+
+	yaml *yamlDecoder // for JSON links read the YAML way
+}
+
+// batch is up to linkChunk consecutive links.
+type batch struct {
+	first  int // the number of its first link
+	raw    []rawLink
+	links  []Link
+	wheres []where
+	codes  []hashed // the valid codes, for the index
+	errs   []*Error
+}
+
+// fatal records a problem after which nothing else is checked (syntax, an
+// unknown top-level key): the file is refused with it alone.
+func (p *parse) fatal(e *Error) {
+	p.errs.add(e)
+	p.failed.Store(true)
+}
+
+// next returns the raw link to decode the next link of the file into.
+func (p *parse) next() *rawLink {
+	if p.cur == nil || len(p.cur.raw) == linkChunk {
+		if p.cur != nil {
+			p.dispatch(p.cur)
+		}
+		first := len(p.batches) * linkChunk
+		var raw []rawLink
+		select {
+		case raw = <-p.free:
+		default:
+			raw = make([]rawLink, 0, linkChunk)
+		}
+		p.cur = &batch{first: first, raw: raw}
+		p.batches = append(p.batches, p.cur)
+	}
+	p.cur.raw = p.cur.raw[:len(p.cur.raw)+1]
+	rl := &p.cur.raw[len(p.cur.raw)-1]
+	rl.i = p.cur.first + len(p.cur.raw) - 1
+	return rl
+}
+
+// dispatch hands a full batch to the workers, starting them on the first.
+func (p *parse) dispatch(b *batch) {
+	if p.work == nil {
+		n := runtime.GOMAXPROCS(0)
+		p.work = make(chan *batch, n)
+		p.free = make(chan []rawLink, n+1)
+		for range n {
+			p.workers.Add(1)
+			go func() {
+				defer p.workers.Done()
+				bld := newBuilder(p.src, p.seed)
+				for b := range p.work {
+					if p.failed.Load() {
+						continue
+					}
+					raw := b.raw
+					bld.buildBatch(b)
+					clear(raw)
+					select {
+					case p.free <- raw[:0]:
+					default:
+					}
+				}
+			}()
+		}
+	}
+	p.work <- b
+}
+
+// stop ends the workers and waits for them; safe to call twice.
+func (p *parse) stop() {
+	if p.work != nil {
+		close(p.work)
+		p.workers.Wait()
+		p.work = nil
+	}
+}
+
+// finish builds the last batch, waits for the workers, indexes the codes
+// and returns the catalog or every problem found.
+func (p *parse) finish() (*Catalog, error) {
+	if p.failed.Load() {
 		return nil, p.errs.err()
 	}
-	var extra any
-	if err := dec.Decode(&extra); err != io.EOF {
-		p.errs.add(&Error{Msg: "more than one YAML document"})
+	if b := p.cur; b != nil {
+		if p.work == nil {
+			newBuilder(p.src, p.seed).buildBatch(b) // a small catalog: no goroutines
+		} else {
+			p.dispatch(b)
+		}
+	}
+	t0 := time.Now()
+	p.stop()
+	if os.Getenv("CATDEBUG") != "" {
+		fmt.Fprintln(os.Stderr, "wait workers", time.Since(t0))
+	}
+	if p.failed.Load() { // a worker cannot fail, but the decoder may have after its last dispatch
 		return nil, p.errs.err()
 	}
-	if fc.Links == nil {
-		p.errs.add(&Error{Line: 1, Field: "links", Msg: "missing (links: [] for no links)"})
-		return nil, p.errs.err()
+	c := &Catalog{chunks: make([][]Link, len(p.batches))}
+	for i, b := range p.batches {
+		c.chunks[i] = b.links
+		c.n += len(b.links)
+		for _, e := range b.errs {
+			p.errs.add(e)
+		}
 	}
-	if plain, expanded := expansion(*fc.Links); expanded > maxExpansion*plain && expanded > minExpansionCheck {
-		p.errs.add(&Error{Line: 1, Field: "links", Msg: fmt.Sprintf(
-			"YAML aliases expand %d nodes to %d: at most %d times", plain, expanded, maxExpansion)})
-		return nil, p.errs.err()
+
+	// Duplicate codes: the index finds them as it is built. Links with
+	// other problems take part, so each duplicate is reported once.
+	hs := make([]hashed, 0, c.n)
+	for _, b := range p.batches {
+		hs = append(hs, b.codes...)
 	}
-	for i, n := range *fc.Links {
-		p.link(dec, i, n)
+	if len(hs) > linkChunk {
+		hs = sortHashed(hs)
 	}
+	c.index = newIndex(p.seed, c.n)
+	code := func(i int) string { return c.link(i).Code }
+	for k := range hs {
+		i := hs[k].n
+		if first, dup := c.index.insert(&hs[k], code); dup {
+			l := c.link(i)
+			w1, w2 := p.where(first), p.where(i)
+			firstLine, _ := p.src.pos(w1, "code")
+			line, col := p.src.pos(w2, "code")
+			p.errs.add(&Error{Line: line, Column: col, Link: fmt.Sprintf("link %q", l.Code), Field: "code",
+				Msg: fmt.Sprintf("duplicate: already used at line %d", firstLine)})
+		}
+	}
+	p.batches, p.cur = nil, nil // the raw links' places: YAML nodes, the whole tree
 	if err := p.errs.err(); err != nil {
 		return nil, err
 	}
-	return p.cat, nil
+	return c, nil
 }
 
-type parser struct {
-	errs errorList
-	cat  *Catalog
-	seen map[string]int // code -> line of its first use
-
-	lenient *yaml.Decoder // ignores unknown keys, to check the rest of a link that has one
-
-	// whens caches compiled expressions by source and params: catalogs
-	// repeat the same conditions across many links.
-	whens map[string]compiled
-}
-
-type compiled struct {
-	m   matcher
-	err error
-}
-
-// link decodes and checks the i-th link, adding it to the catalog when good.
-func (p *parser) link(dec *yaml.Decoder, i int, n ast.Node) {
-	label := fmt.Sprintf("link #%d", i+1)
-	if c := scalar(lookup(n, "code")); validCode(c) {
-		label = fmt.Sprintf("link %q", c)
-	}
-	errsBefore := len(p.errs.errs)
-	var fl fileLink
-	if err := dec.DecodeFromNode(n, &fl); err != nil {
-		e := yamlError(err, n)
-		e.Link = label
-		p.errs.add(e)
-		// After an unknown key, check the rest of the link too, so one pass
-		// finds every problem.
-		var uf *yaml.UnknownFieldError
-		if !errors.As(err, &uf) {
-			return
-		}
-		fl = fileLink{}
-		if p.lenient.DecodeFromNode(n, &fl) != nil {
-			return
-		}
-	}
-	fail := func(rule, field, msg string, path ...any) {
-		line, col := pos(lookup(n, path...))
-		p.errs.add(&Error{Line: line, Column: col, Link: label, Rule: rule, Field: field, Msg: msg})
-	}
-
-	// YAML reads code: 007 as the number 7; a link must keep the code ops wrote.
-	verbatim := func(rule, field, decoded string, path ...any) {
-		n := at(n, path...)
-		switch unwrap(n).(type) {
-		case *ast.IntegerNode, *ast.FloatNode, *ast.InfinityNode, *ast.NanNode, *ast.BoolNode:
-			if text := n.GetToken().Value; text != decoded {
-				fail(rule, field, fmt.Sprintf("%s is read by YAML as the number %s: quote it", text, decoded), path...)
-			}
-		}
-	}
-	verbatim("", "code", fl.Code, "code")
-
-	l := &Link{Code: fl.Code}
-	switch {
-	case fl.Code == "":
-		fail("", "code", "missing")
-	case !validCode(fl.Code):
-		fail("", "code", fmt.Sprintf("%q: must match [A-Za-z0-9_-]{1,64}", fl.Code), "code")
-	default:
-		line, _ := pos(lookup(n, "code"))
-		if first, dup := p.seen[fl.Code]; dup {
-			fail("", "code", fmt.Sprintf("duplicate: already used at line %d", first), "code")
-		} else {
-			p.seen[fl.Code] = line
-		}
-	}
-
-	switch fl.Status {
-	case "", "active":
-	case "paused":
-		l.paused = true
-	default:
-		fail("", "status", fmt.Sprintf("%q: must be active or paused", fl.Status), "status")
-	}
-
-	l.Params = slices.Clone(defaultParams)
-	if fl.Params != nil {
-		l.Params = *fl.Params
-		if len(l.Params) > maxParams {
-			fail("", "params", fmt.Sprintf("%d parameters: at most %d", len(l.Params), maxParams), "params")
-		}
-		for j, name := range l.Params {
-			verbatim("", fmt.Sprintf("params[%d]", j), name, "params", j)
-			switch {
-			case !validParam(name):
-				fail("", fmt.Sprintf("params[%d]", j), fmt.Sprintf("%q: parameter names are [A-Za-z0-9_.-]{1,64}", name), "params", j)
-			case slices.Index(l.Params, name) < j:
-				fail("", fmt.Sprintf("params[%d]", j), fmt.Sprintf("%q: listed twice", name), "params", j)
-			}
-		}
-	}
-
-	var err error
-	if l.url, err = parseTemplate(fl.URL, fl.Code, l.Params); err != nil {
-		fail("", "url", err.Error(), "url")
-	}
-	if fl.FallbackURL != "" {
-		if l.fallback, err = parseTemplate(fl.FallbackURL, fl.Code, l.Params); err != nil {
-			fail("", "fallback_url", err.Error(), "fallback_url")
-		}
-	}
-
-	names := make(map[string]bool, len(fl.Rules))
-	catchAll := ""
-	for j := range fl.Rules {
-		fr := &fl.Rules[j]
-		rlabel := fmt.Sprintf("rule #%d", j+1)
-		if fr.Name != "" {
-			rlabel = fmt.Sprintf("rule %q", fr.Name)
-		}
-		rfail := func(field, msg string, path ...any) {
-			fail(rlabel, field, msg, append([]any{"rules", j}, path...)...)
-		}
-		r := &Rule{Name: fr.Name}
-		verbatim(rlabel, "name", fr.Name, "rules", j, "name")
-		switch {
-		case fr.Name == "":
-			rfail("name", "missing")
-		case !validParam(fr.Name):
-			rfail("name", "must match [A-Za-z0-9_.-]{1,64}", "name")
-		case names[fr.Name]:
-			rfail("name", "duplicate rule name in this link", "name")
-		}
-		names[fr.Name] = true
-		if catchAll != "" {
-			rfail("", fmt.Sprintf("unreachable: rule %q before it has no when and always matches", catchAll))
-		}
-
-		switch {
-		case fr.When == nil:
-			r.fast = always
-			if catchAll == "" {
-				catchAll = fr.Name
-			}
-		case strings.TrimSpace(*fr.When) == "":
-			rfail("when", "empty expression (leave when out for a rule that always matches)", "when")
-		default:
-			key := *fr.When + "\x00" + strings.Join(l.Params, ",")
-			c, ok := p.whens[key]
-			if !ok {
-				c.m, c.err = compileMatcher(*fr.When, l.Params)
-				p.whens[key] = c
-			}
-			r.When, r.matcher = *fr.When, c.m
-			if c.err != nil {
-				rfail("when", c.err.Error(), "when")
-			}
-		}
-
-		switch {
-		case fr.URL != "" && fr.Split != nil:
-			rfail("", "has both url and split: want one")
-		case fr.URL == "" && fr.Split == nil:
-			rfail("", "has neither url nor split: want one")
-		case fr.URL != "":
-			if r.URL, err = parseTemplate(fr.URL, fl.Code, l.Params); err != nil {
-				rfail("url", err.Error(), "url")
-			}
-		case len(*fr.Split) == 0:
-			rfail("split", "needs at least one entry", "split")
-		default:
-			for k, ft := range *fr.Split {
-				field := fmt.Sprintf("split[%d]", k)
-				t := Target{}
-				if t.URL, err = parseTemplate(ft.URL, fl.Code, l.Params); err != nil {
-					rfail(field+".url", err.Error(), "split", k, "url")
-				}
-				if t.Weight, err = weight(ft.Weight); err != nil {
-					rfail(field+".weight", err.Error(), "split", k, "weight")
-				}
-				r.total += uint64(t.Weight)
-				t.upTo = r.total
-				r.Split = append(r.Split, t)
-			}
-		}
-		l.Rules = append(l.Rules, r)
-	}
-
-	if len(p.errs.errs) > errsBefore {
-		return
-	}
-	p.cat.byCode[l.Code] = l
-	p.cat.links = append(p.cat.links, l)
+func (p *parse) where(i int) *where {
+	return &p.batches[i>>linkChunkBits].wheres[i&(linkChunk-1)]
 }
 
 func weight(v any) (int, error) {
@@ -341,249 +413,4 @@ func validParam(s string) bool {
 		}
 	}
 	return true
-}
-
-// yamlError turns a goccy error into an *Error with its position; root, when
-// set, names the key the error is under.
-func yamlError(err error, root ast.Node) *Error {
-	var ye yaml.Error
-	if !errors.As(err, &ye) || ye.GetToken() == nil {
-		return &Error{Msg: err.Error()}
-	}
-	tk := ye.GetToken()
-	e := &Error{Line: tk.Position.Line, Column: tk.Position.Column, Msg: ye.GetMessage()}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		e.Msg = fmt.Sprintf("want %s, got %s", kindName(te.DstType.String()), kindName(te.SrcType.String()))
-	}
-	if root != nil {
-		e.Field = pathAt(root, tk.Position.Line, tk.Position.Column, "")
-	}
-	e.Msg = strings.Replace(e.Msg, "unknown field", "unknown key", 1)
-	return e
-}
-
-func kindName(goType string) string {
-	switch {
-	case strings.HasPrefix(goType, "map["):
-		return "a mapping"
-	case strings.HasPrefix(goType, "[]"):
-		return "a list"
-	case goType == "string":
-		return "a string"
-	}
-	return goType
-}
-
-// unwrap looks through anchors and tags.
-func unwrap(n ast.Node) ast.Node {
-	for {
-		switch v := n.(type) {
-		case *ast.AnchorNode:
-			n = v.Value
-		case *ast.TagNode:
-			n = v.Value
-		default:
-			return n
-		}
-	}
-}
-
-// lookup follows path (string keys, int indexes) from n as far as it
-// exists and returns the last node reached, so an error about a missing
-// key points at its parent.
-func lookup(n ast.Node, path ...any) ast.Node {
-	for _, p := range path {
-		next := child(unwrap(n), p)
-		if next == nil {
-			return n
-		}
-		n = next
-	}
-	return n
-}
-
-// at follows path from n and returns nil when it does not exist.
-func at(n ast.Node, path ...any) ast.Node {
-	for _, p := range path {
-		if n = child(unwrap(n), p); n == nil {
-			return nil
-		}
-	}
-	return n
-}
-
-func child(n ast.Node, p any) ast.Node {
-	switch k := p.(type) {
-	case string:
-		for _, mv := range mappingValues(n) {
-			if mv.Key != nil && mv.Key.GetToken() != nil && mv.Key.GetToken().Value == k {
-				return mv.Value
-			}
-		}
-	case int:
-		if s, ok := n.(*ast.SequenceNode); ok && k < len(s.Values) {
-			return s.Values[k]
-		}
-	}
-	return nil
-}
-
-func mappingValues(n ast.Node) []*ast.MappingValueNode {
-	switch m := n.(type) {
-	case *ast.MappingNode:
-		return m.Values
-	case *ast.MappingValueNode:
-		return []*ast.MappingValueNode{m}
-	}
-	return nil
-}
-
-func pos(n ast.Node) (line, col int) {
-	if n == nil {
-		return 0, 0
-	}
-	if mv := mappingValues(unwrap(n)); len(mv) > 0 && mv[0].Key != nil {
-		n = mv[0].Key // a mapping starts at its first key
-	}
-	tk := n.GetToken()
-	if tk == nil || tk.Position == nil {
-		return 0, 0
-	}
-	return tk.Position.Line, tk.Position.Column
-}
-
-func scalar(n ast.Node) string {
-	if n == nil {
-		return ""
-	}
-	if s, ok := unwrap(n).(ast.ScalarNode); ok {
-		if v, ok := s.GetValue().(string); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// pathAt names the key path under n of the node at line:col, e.g.
-// "rules[0].split[1].weight", for errors that only carry a token.
-func pathAt(n ast.Node, line, col int, prefix string) string {
-	n = unwrap(n)
-	if n == nil {
-		return prefix
-	}
-	switch v := n.(type) {
-	case *ast.MappingNode, *ast.MappingValueNode:
-		for _, mv := range mappingValues(v) {
-			key := mv.Key.GetToken()
-			p := key.Value
-			if prefix != "" {
-				p = prefix + "." + p
-			}
-			if key.Position.Line == line && key.Position.Column == col {
-				return p
-			}
-			if within(mv.Value, line, col) {
-				return pathAt(mv.Value, line, col, p)
-			}
-		}
-	case *ast.SequenceNode:
-		for i, e := range v.Values {
-			if within(e, line, col) {
-				return pathAt(e, line, col, fmt.Sprintf("%s[%d]", prefix, i))
-			}
-		}
-	}
-	return prefix
-}
-
-// within reports whether line:col falls inside n, judged by the positions
-// of its first and last tokens.
-func within(n ast.Node, line, col int) bool {
-	if n == nil {
-		return false
-	}
-	first, last := n.GetToken(), lastToken(n)
-	if first == nil || last == nil {
-		return false
-	}
-	before := func(a, b *token.Position) bool {
-		return a.Line < b.Line || a.Line == b.Line && a.Column <= b.Column
-	}
-	// A block mapping's own token may come after its first key.
-	if mv := mappingValues(unwrap(n)); len(mv) > 0 && mv[0].Key != nil {
-		if k := mv[0].Key.GetToken(); before(k.Position, first.Position) {
-			first = k
-		}
-	}
-	at := &token.Position{Line: line, Column: col}
-	return before(first.Position, at) && before(at, last.Position)
-}
-
-func lastToken(n ast.Node) *token.Token {
-	n = unwrap(n)
-	switch v := n.(type) {
-	case *ast.MappingNode:
-		if len(v.Values) > 0 {
-			return lastToken(v.Values[len(v.Values)-1])
-		}
-	case *ast.MappingValueNode:
-		return lastToken(v.Value)
-	case *ast.SequenceNode:
-		if len(v.Values) > 0 {
-			return lastToken(v.Values[len(v.Values)-1])
-		}
-	}
-	if n == nil {
-		return nil
-	}
-	return n.GetToken()
-}
-
-// expansion counts the nodes of the links as written and as the decoder sees
-// them with every alias replaced by its anchor. Aliases are handy for sharing
-// rules between links, but nested ones multiply: a few kilobytes could
-// otherwise make Parse build billions of templates.
-func expansion(links []ast.Node) (plain, expanded int) {
-	anchors := make(map[string]int)
-	var walk func(n ast.Node) (int, int)
-	walk = func(n ast.Node) (p, e int) {
-		add := func(c ast.Node) {
-			cp, ce := walk(c)
-			p, e = p+cp, e+ce
-		}
-		p, e = 1, 1
-		switch v := n.(type) {
-		case nil:
-			return 0, 0
-		case *ast.AnchorNode:
-			add(v.Value)
-			if v.Name != nil {
-				anchors[v.Name.GetToken().Value] = e
-			}
-		case *ast.AliasNode:
-			if v.Value != nil {
-				e = max(e, anchors[v.Value.GetToken().Value])
-			}
-		case *ast.TagNode:
-			add(v.Value)
-		case *ast.MappingNode:
-			for _, mv := range v.Values {
-				add(mv)
-			}
-		case *ast.MappingValueNode:
-			add(v.Key)
-			add(v.Value)
-		case *ast.SequenceNode:
-			for _, c := range v.Values {
-				add(c)
-			}
-		}
-		return p, e
-	}
-	for _, n := range links {
-		p, e := walk(n)
-		plain, expanded = plain+p, expanded+e
-	}
-	return plain, expanded
 }

@@ -45,44 +45,62 @@ var noValues Values
 // whatever the values, the rendered URL keeps the template's scheme and host
 // and contains no CR or LF.
 type Template struct {
-	src    string
-	origin string // scheme://host[:port] exactly as written
-	parts  []part
-	uses   Macro
-	params []string // parameters its macros name, in order of first use
+	// data is the compiled template (see the layout below). It holds no
+	// pointers, lives in the catalog's arena and is shared by every
+	// identical template of the catalog.
+	data   string
+	params *[]string // the parameters its macros name; nil when none
 }
+
+// The layout of Template.data: a header, the source as written, the link's
+// code when the template uses {link}, then the program. Offsets are 16-bit:
+// a source is at most maxURLLen bytes, so data stays well under 64 KiB.
+//
+// The program is a list of ops of opLen bytes: the start and end offset in
+// data of a literal, then a macro byte (macroKind in the low 3 bits, opQuery
+// for query escaping, the index into params in the high 4 bits). AppendURL
+// appends the literal, then the macro's escaped value.
+const (
+	hdrSrcLen = 0 // uint16: length of the source
+	hdrOrigin = 2 // uint16: length of scheme://host[:port]
+	hdrUses   = 4 // Macro
+	hdrProg   = 5 // uint16: offset of the program
+	hdrLen    = 7
+
+	opLen   = 5
+	opQuery = 1 << 3
+)
 
 type macroKind uint8
 
 const (
-	macroNone macroKind = iota // the trailing literal
+	macroNone macroKind = iota // a literal alone
 	macroClickID
 	macroCountry
 	macroRegion
 	macroParam
 )
 
-// part is a literal followed by one macro (or nothing, for the last part).
-type part struct {
-	lit   string
-	kind  macroKind
-	query bool   // escape as a query component (query and fragment) rather than a path segment
-	param string // for macroParam
-}
+func (t *Template) u16(off int) int { return int(t.data[off]) | int(t.data[off+1])<<8 }
 
 // String returns the template as written in the catalog.
-func (t *Template) String() string { return t.src }
+func (t *Template) String() string { return t.data[hdrLen : hdrLen+t.u16(hdrSrcLen)] }
 
 // Origin returns "scheme://host[:port]" as written: every URL the template
 // renders starts with it, followed by "/", "?", "#" or nothing.
-func (t *Template) Origin() string { return t.origin }
+func (t *Template) Origin() string { return t.data[hdrLen : hdrLen+t.u16(hdrOrigin)] }
 
 // Uses reports whether the template references any of the macros in m.
-func (t *Template) Uses(m Macro) bool { return t.uses&m != 0 }
+func (t *Template) Uses(m Macro) bool { return Macro(t.data[hdrUses])&m != 0 }
 
 // Params returns the query parameters the template's macros name, in order of
 // first use. The slice is shared: do not modify it.
-func (t *Template) Params() []string { return t.params }
+func (t *Template) Params() []string {
+	if t.params == nil {
+		return nil
+	}
+	return *t.params
+}
 
 // AppendURL appends the URL for v to dst and returns the extended buffer.
 // It allocates only to grow dst. A nil v renders every macro empty.
@@ -94,11 +112,14 @@ func (t *Template) AppendURL(dst []byte, v *Values) []byte {
 	if v == nil {
 		v = &noValues
 	}
-	for i := range t.parts {
-		p := &t.parts[i]
-		dst = append(dst, p.lit...)
+	d := t.data
+	for i := t.u16(hdrProg); i+opLen <= len(d); i += opLen {
+		start := int(d[i]) | int(d[i+1])<<8
+		end := int(d[i+2]) | int(d[i+3])<<8
+		m := d[i+4]
+		dst = append(dst, d[start:end]...)
 		var s string
-		switch p.kind {
+		switch macroKind(m & 7) {
 		case macroNone:
 			continue
 		case macroClickID:
@@ -108,9 +129,9 @@ func (t *Template) AppendURL(dst []byte, v *Values) []byte {
 		case macroRegion:
 			s = v.Region
 		case macroParam:
-			s = v.Params.Get(p.param)
+			s = v.Params.Get((*t.params)[m>>4])
 		}
-		dst = appendEscaped(dst, s, p.query)
+		dst = appendEscaped(dst, s, m&opQuery != 0)
 	}
 	return dst
 }
@@ -154,18 +175,67 @@ func appendEscaped(dst []byte, s string, query bool) []byte {
 	return dst
 }
 
-// parseTemplate checks src against the open-redirect rules and compiles it.
-// code fills {link}; params is the link's recorded parameter list, which
-// every parameter macro must name.
+// parseTemplate checks src against the open-redirect rules and compiles it
+// on its own (the catalog compiles through a builder, which shares the
+// result). code fills {link}; params is the link's recorded parameter list,
+// which every parameter macro must name.
 func parseTemplate(src, code string, params []string) (*Template, error) {
+	var c tplCompiler
+	if err := c.compile(src, code, params); err != nil {
+		return nil, err
+	}
+	t := &Template{data: string(c.data)}
+	if len(c.params) > 0 {
+		ps := slices.Clone(c.params)
+		t.params = &ps
+	}
+	return t, nil
+}
+
+// tplCompiler turns template sources into Template data, reusing its buffers
+// from one template to the next.
+type tplCompiler struct {
+	data    []byte   // the compiled data of the last template
+	params  []string // the parameters its macros name, in order of first use
+	prog    []byte
+	origins map[string]struct{} // origins checkOrigin passed
+}
+
+// maxOrigins bounds tplCompiler.origins; a catalog with more hosts than
+// this pays for url.Parse on some of them again.
+const maxOrigins = 1 << 16
+
+// checkOrigin is belt and braces: the standard parser must agree on the
+// scheme and host. The checks before made the origin end where url.Parse
+// ends the authority, and left nothing in the rest that could change what
+// it reads there, so the origin alone is parsed; catalogs repeat hosts, so
+// it is parsed once.
+func (c *tplCompiler) checkOrigin(origin, host string) error {
+	if _, ok := c.origins[origin]; ok {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return errors.Unwrap(err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil || u.Host != host {
+		return errors.New("not an absolute http or https URL with a literal host")
+	}
+	if c.origins == nil || len(c.origins) == maxOrigins {
+		c.origins = make(map[string]struct{})
+	}
+	c.origins[strings.Clone(origin)] = struct{}{}
+	return nil
+}
+
+// compile checks src and leaves its compiled form in c.data and c.params.
+func (c *tplCompiler) compile(src, code string, params []string) error {
 	if src == "" {
-		return nil, errors.New("missing")
+		return errors.New("missing")
 	}
 	if len(src) > maxURLLen {
-		return nil, fmt.Errorf("longer than %d bytes", maxURLLen)
+		return fmt.Errorf("longer than %d bytes", maxURLLen)
 	}
-	t := &Template{src: src}
-
 	schemeEnd := 0
 	switch {
 	case hasPrefixFold(src, "https://"):
@@ -173,19 +243,30 @@ func parseTemplate(src, code string, params []string) (*Template, error) {
 	case hasPrefixFold(src, "http://"):
 		schemeEnd = len("http://")
 	default:
-		return nil, fmt.Errorf("%q: must be an absolute http:// or https:// URL", src)
+		return fmt.Errorf("%q: must be an absolute http:// or https:// URL", src)
 	}
 	authEnd := schemeEnd + strings.IndexAny(src[schemeEnd:], "/?#{}")
 	if authEnd < schemeEnd {
 		authEnd = len(src)
 	}
 	if authEnd < len(src) && (src[authEnd] == '{' || src[authEnd] == '}') {
-		return nil, fmt.Errorf("%q: macros are not allowed in the scheme, userinfo, host or port", src)
+		return fmt.Errorf("%q: macros are not allowed in the scheme, userinfo, host or port", src)
 	}
 	if err := checkAuthority(src[schemeEnd:authEnd]); err != nil {
-		return nil, fmt.Errorf("%q: %w", src, err)
+		return fmt.Errorf("%q: %w", src, err)
 	}
-	t.origin = src[:authEnd]
+
+	// The header, then the source; ops point into the source, and at the
+	// code appended after it for {link}.
+	c.data = append(c.data[:0], make([]byte, hdrLen)...)
+	c.data = append(c.data, src...)
+	c.params = c.params[:0]
+	c.prog = c.prog[:0]
+	var uses Macro
+	codeAt := -1
+	op := func(start, end int, m byte) {
+		c.prog = append(c.prog, byte(start), byte(start>>8), byte(end), byte(end>>8), m)
+	}
 
 	// Walk the rest, splitting literals from macros and tracking whether we
 	// are in the path, the query or the fragment.
@@ -195,90 +276,106 @@ func parseTemplate(src, code string, params []string) (*Template, error) {
 		inFragment
 	)
 	where := inPath
-	var lit strings.Builder
-	lit.WriteString(src[:authEnd])
-	placeholder := []byte(src[:authEnd]) // src with macros replaced, for url.Parse
+	litStart := 0 // offset in src of the pending literal
 	for i := authEnd; i < len(src); {
-		c := src[i]
+		ch := src[i]
+		if plainLiteral[ch] {
+			i++
+			continue
+		}
 		switch {
-		case c == '{':
+		case ch == '{':
 			end := strings.IndexByte(src[i:], '}')
 			if end < 0 {
-				return nil, fmt.Errorf("%q: unterminated macro at byte %d", src, i)
+				return fmt.Errorf("%q: unterminated macro at byte %d", src, i)
 			}
 			name := src[i+1 : i+end]
-			p := part{query: where != inPath}
+			m := byte(0)
+			if where != inPath {
+				m = opQuery
+			}
+			param := ""
 			switch {
 			case name == "click_id":
-				p.kind, t.uses = macroClickID, t.uses|MacroClickID
+				m, uses = m|byte(macroClickID), uses|MacroClickID
 			case name == "link":
-				// Codes are [A-Za-z0-9_-], which no escaping changes.
-				lit.WriteString(code)
-				placeholder = append(placeholder, code...)
-				t.uses |= MacroLink
+				// Codes are [A-Za-z0-9_-], which no escaping changes: the
+				// code is a literal, kept once after the source.
+				if codeAt < 0 {
+					codeAt = len(c.data)
+					c.data = append(c.data, code...)
+				}
+				op(hdrLen+litStart, hdrLen+i, byte(macroNone))
+				op(codeAt, codeAt+len(code), byte(macroNone))
+				uses |= MacroLink
 				i += end + 1
+				litStart = i
 				continue
 			case name == "country":
-				p.kind, t.uses = macroCountry, t.uses|MacroCountry
+				m, uses = m|byte(macroCountry), uses|MacroCountry
 			case name == "region":
-				p.kind, t.uses = macroRegion, t.uses|MacroRegion
+				m, uses = m|byte(macroRegion), uses|MacroRegion
 			case name == "subid" || (len(name) == 6 && strings.HasPrefix(name, "subid") && name[5] >= '1' && name[5] <= '4'):
-				p.kind, p.param = macroParam, name
+				param = name
 			case strings.HasPrefix(name, "param:"):
-				p.kind, p.param = macroParam, name[len("param:"):]
-				if !validParam(p.param) {
-					return nil, fmt.Errorf("%q: macro {%s}: parameter names are [A-Za-z0-9_.-]{1,64}", src, name)
+				param = name[len("param:"):]
+				if !validParam(param) {
+					return fmt.Errorf("%q: macro {%s}: parameter names are [A-Za-z0-9_.-]{1,64}", src, name)
 				}
 			default:
-				return nil, fmt.Errorf("%q: unknown macro {%s}", src, name)
+				return fmt.Errorf("%q: unknown macro {%s}", src, name)
 			}
-			if p.kind == macroParam {
-				if !slices.Contains(params, p.param) {
-					return nil, fmt.Errorf("%q: macro {%s}: the link does not record parameter %q (params: %s)",
-						src, name, p.param, strings.Join(params, ", "))
+			if param != "" {
+				if !slices.Contains(params, param) {
+					return fmt.Errorf("%q: macro {%s}: the link does not record parameter %q (params: %s)",
+						src, name, param, strings.Join(params, ", "))
 				}
-				t.uses |= MacroParam
-				if !slices.Contains(t.params, p.param) {
-					t.params = append(t.params, p.param)
+				uses |= MacroParam
+				k := slices.Index(c.params, param)
+				if k < 0 {
+					k = len(c.params)
+					c.params = append(c.params, param)
 				}
+				if k >= maxParams { // only with a params list already refused
+					return fmt.Errorf("%q: more than %d parameter macros", src, maxParams)
+				}
+				m |= byte(macroParam) | byte(k)<<4
 			}
-			p.lit = lit.String()
-			lit.Reset()
-			t.parts = append(t.parts, p)
-			placeholder = append(placeholder, 'x')
+			op(hdrLen+litStart, hdrLen+i, m)
 			i += end + 1
+			litStart = i
 			continue
-		case c == '}':
-			return nil, fmt.Errorf("%q: unmatched } at byte %d", src, i)
-		case c == '%':
+		case ch == '}':
+			return fmt.Errorf("%q: unmatched } at byte %d", src, i)
+		case ch == '%':
 			if i+2 >= len(src) || !ishex(src[i+1]) || !ishex(src[i+2]) {
-				return nil, fmt.Errorf("%q: bad percent-encoding at byte %d", src, i)
+				return fmt.Errorf("%q: bad percent-encoding at byte %d", src, i)
 			}
-		case c == '?' && where == inPath:
+		case ch == '?' && where == inPath:
 			where = inQuery
-		case c == '#' && where != inFragment:
+		case ch == '#' && where != inFragment:
 			where = inFragment
-		default:
-			if err := checkLiteral(c); err != nil {
-				return nil, fmt.Errorf("%q: byte %d: %w", src, i, err)
-			}
+		case badLiteral[ch]:
+			return fmt.Errorf("%q: byte %d: %w", src, i, checkLiteral(ch))
 		}
-		lit.WriteByte(c)
-		placeholder = append(placeholder, c)
 		i++
 	}
-	t.parts = append(t.parts, part{lit: lit.String()})
+	if litStart < len(src) || len(c.prog) == 0 {
+		op(hdrLen+litStart, hdrLen+len(src), byte(macroNone))
+	}
 
-	// Belt and braces: the standard parser must agree on scheme and host.
-	u, err := url.Parse(string(placeholder))
-	if err != nil {
-		return nil, fmt.Errorf("%q: %w", src, errors.Unwrap(err))
+	if err := c.checkOrigin(src[:authEnd], src[schemeEnd:authEnd]); err != nil {
+		return fmt.Errorf("%q: %w", src, err)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil ||
-		u.Host != src[schemeEnd:authEnd] {
-		return nil, fmt.Errorf("%q: not an absolute http or https URL with a literal host", src)
-	}
-	return t, nil
+
+	progAt := len(c.data)
+	c.data = append(c.data, c.prog...)
+	put16 := func(off, v int) { c.data[off], c.data[off+1] = byte(v), byte(v>>8) }
+	put16(hdrSrcLen, len(src))
+	put16(hdrOrigin, authEnd)
+	c.data[hdrUses] = byte(uses)
+	put16(hdrProg, progAt)
+	return nil
 }
 
 // checkAuthority accepts host[:port] where host is a DNS name, an IPv4
@@ -328,6 +425,16 @@ func checkAuthority(a string) error {
 	}
 	return nil
 }
+
+// badLiteral marks the bytes checkLiteral refuses; plainLiteral the bytes
+// that are simply part of a literal.
+var badLiteral, plainLiteral = func() (bad, plain [256]bool) {
+	for c := range 256 {
+		bad[c] = checkLiteral(byte(c)) != nil
+		plain[c] = !bad[c] && strings.IndexByte("{}%?#", byte(c)) < 0
+	}
+	return bad, plain
+}()
 
 // checkLiteral refuses bytes that have no business in a Location header or
 // that browsers and servers read differently (a backslash is a slash to a
