@@ -231,9 +231,16 @@ func TestPeakRate(t *testing.T) {
 }
 
 func TestWriteCatalogParses(t *testing.T) {
-	var buf bytes.Buffer
-	if err := writeCatalog(&buf, 100); err != nil {
+	var buf, js bytes.Buffer
+	if err := writeCatalog(&buf, 100, "yaml"); err != nil {
 		t.Fatal(err)
+	}
+	if err := writeCatalog(&js, 100, "json"); err != nil {
+		t.Fatal(err)
+	}
+	cj, err := catalog.Parse("generated.json", js.Bytes())
+	if err != nil {
+		t.Fatalf("Parse(generated JSON) = %v", err)
 	}
 	c, err := catalog.Parse("generated.yaml", buf.Bytes())
 	if err != nil {
@@ -247,6 +254,16 @@ func TestWriteCatalogParses(t *testing.T) {
 		rules  int
 		paused bool
 	}{{0, 0, false}, {7, 1, false}, {8, 1, false}, {9, 0, true}, {99, 0, true}}
+	if cj.Len() != c.Len() {
+		t.Fatalf("JSON Len = %d, YAML %d", cj.Len(), c.Len())
+	}
+	for l := range c.Links() {
+		j := cj.Lookup(l.Code)
+		if j == nil || j.URL().String() != l.URL().String() || len(j.Rules) != len(l.Rules) || j.Paused() != l.Paused() ||
+			strings.Join(j.Params, ",") != strings.Join(l.Params, ",") {
+			t.Fatalf("link %s: the JSON form differs from the YAML form", l.Code)
+		}
+	}
 	for _, tt := range tests {
 		l := c.Lookup(linkCode(tt.i))
 		if l == nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -29,9 +30,14 @@ func linkCode(i int) string {
 // writeCatalog writes a catalog of n links in the shape a real network
 // has: most links plain, one in five with parameters and a geo rule, one in
 // ten paused with a fallback. Each link has its own advertiser host and
-// path, so nothing is shared between templates.
-func writeCatalog(w io.Writer, n int) error {
+// path, so nothing is shared between templates. format is "yaml", the
+// block style a person writes, or "json", the form a feed writes for a big
+// catalog (JSON is YAML too; catalog.Parse reads it with a faster decoder).
+func writeCatalog(w io.Writer, n int, format string) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
+	if format == "json" {
+		return writeCatalogJSON(bw, n)
+	}
 	bw.WriteString("links:\n")
 	for i := range n {
 		c := linkCode(i)
@@ -60,10 +66,35 @@ func writeCatalog(w io.Writer, n int) error {
 	return bw.Flush()
 }
 
+// writeCatalogJSON is writeCatalog's JSON form: the same links, one per
+// line.
+func writeCatalogJSON(bw *bufio.Writer, n int) error {
+	bw.WriteString("{\"links\": [\n")
+	for i := range n {
+		c := linkCode(i)
+		if i > 0 {
+			bw.WriteString(",\n")
+		}
+		switch i % 10 {
+		case 7, 8:
+			fmt.Fprintf(bw, `{"code": "%s", "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}&c={param:utm_campaign}", "params": ["subid", "subid1", "utm_campaign"], "rules": [{"name": "de-mobile", "when": "country == \"DE\" && device == \"mobile\"", "url": "https://m.adv%d.example/de/%d?cid={click_id}&sub={subid}"}]}`,
+				c, i%5000, i, i%5000, i)
+		case 9:
+			fmt.Fprintf(bw, `{"code": "%s", "status": "paused", "url": "https://adv%d.example/lp/%d?cid={click_id}", "fallback_url": "https://adv%d.example/"}`,
+				c, i%5000, i, i%5000)
+		default:
+			fmt.Fprintf(bw, `{"code": "%s", "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}"}`, c, i%5000, i)
+		}
+	}
+	bw.WriteString("\n]}\n")
+	return bw.Flush()
+}
+
 // LinkCacheRun is one load of a generated catalog, measured in a fresh
 // child process.
 type LinkCacheRun struct {
 	Links     int     `json:"links"`
+	Format    string  `json:"format"` // of the file: json or yaml (writeCatalog)
 	Rep       int     `json:"rep"`
 	FileBytes int64   `json:"file_bytes"`
 	LoadS     float64 `json:"load_s"` // catalog.Load: read, parse, compile, index
@@ -101,7 +132,7 @@ func cmdLinkCache(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: bench linkcache -file FILE -n LINKS")
 		return 2
 	}
-	r := LinkCacheRun{Links: *n, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	r := LinkCacheRun{Links: *n, Format: strings.TrimPrefix(filepath.Ext(*file), "."), GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	if fi, err := os.Stat(*file); err == nil {
 		r.FileBytes = fi.Size()
 	}
@@ -210,13 +241,13 @@ func cmdLinkCache(args []string, stdout, stderr io.Writer) int {
 
 // measureLinkCache generates a catalog of n links (once) and measures it in
 // a child process, which is killed if its RSS passes limit.
-func (b *bencher) measureLinkCache(n, rep int, limit int64, profArgs ...string) LinkCacheRun {
-	r := LinkCacheRun{Links: n, Rep: rep}
-	path := fmt.Sprintf("%s/links-%d.yaml", b.tmp, n)
+func (b *bencher) measureLinkCache(n int, format string, rep int, limit int64, profArgs ...string) LinkCacheRun {
+	r := LinkCacheRun{Links: n, Format: format, Rep: rep}
+	path := linkCachePath(b.tmp, n, format)
 	if _, err := os.Stat(path); err != nil {
 		f, err := os.Create(path)
 		if err == nil {
-			err = writeCatalog(f, n)
+			err = writeCatalog(f, n, format)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -289,16 +320,27 @@ func memAvailable() int64 {
 	return 0
 }
 
+// linkCachePath is where the generated catalog of n links in format is
+// written.
+func linkCachePath(dir string, n int, format string) string {
+	return fmt.Sprintf("%s/links-%d.%s", dir, n, format)
+}
+
 // cmdGenCatalog writes a generated catalog to stdout, to try a big catalog
 // with a real edge.
 func cmdGenCatalog(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gencatalog", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 1_000_000, "number of links")
+	format := fs.String("format", "yaml", "`format` of the catalog: yaml or json")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := writeCatalog(stdout, *n); err != nil {
+	if *format != "yaml" && *format != "json" {
+		fmt.Fprintln(stderr, "bench gencatalog: -format must be yaml or json")
+		return 2
+	}
+	if err := writeCatalog(stdout, *n, *format); err != nil {
 		fmt.Fprintln(stderr, "bench gencatalog:", err)
 		return 1
 	}

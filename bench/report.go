@@ -204,13 +204,17 @@ func markdown(w io.Writer, r *Results) {
 	if len(r.LinkCache) > 0 {
 		p("## Link cache\n\n")
 		p("A generated catalog (7 in 10 links plain, 2 with parameters and a geo rule, 1 paused with a fallback) loaded with `catalog.Load` in a fresh child process on all CPUs. Memory after two GCs, minus the baseline: *live* is the objects the catalog holds (HeapAlloc), *heap in use* the spans they occupy (HeapInuse; the difference is fragmentation), RSS is measured after `debug.FreeOSMemory`; peak RSS is the high-water mark during the parse. Lookups: the same code repeatedly, 1 Mi codes in random order over the whole catalog, unknown codes.\n\n")
-		p("| Links | file | load s | live heap | heap in use | RSS | peak RSS | lookup hot ns | lookup random ns | lookup miss ns | note |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| Links | format | file | load s | live heap | heap in use | RSS | peak RSS | lookup hot ns | lookup random ns | lookup miss ns | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, l := range r.LinkCache {
+			format := l.Format
+			if format == "" {
+				format = "yaml" // results from before the JSON form
+			}
 			if l.Error != "" {
-				p("| %d | | | | | | %s | | | | %s |\n", l.Links, mbText(l.PeakRSS), l.Error)
+				p("| %d | %s | | | | | | %s | | | | %s |\n", l.Links, format, mbText(l.PeakRSS), l.Error)
 				continue
 			}
-			p("| %d | %.0f MB | %.2f | %.0f MB | %.0f MB | %.0f MB | %.0f MB | %.1f | %.1f | %.1f | rep %d |\n", l.Links, float64(l.FileBytes)/1e6, l.LoadS,
+			p("| %d | %s | %.0f MB | %.2f | %.0f MB | %.0f MB | %.0f MB | %.0f MB | %.1f | %.1f | %.1f | rep %d |\n", l.Links, format, float64(l.FileBytes)/1e6, l.LoadS,
 				float64(l.HeapLive)/1e6, float64(l.HeapInuse)/1e6, float64(l.RSS)/1e6, float64(l.PeakRSS)/1e6, l.LookupHotNs, l.LookupRandomNs, l.LookupMissNs, l.Rep)
 		}
 		p("\n")

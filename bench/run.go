@@ -733,7 +733,7 @@ func (b *bencher) linkCache() error {
 		if len(done) > 0 {
 			prev := done[len(done)-1]
 			if proj := prev.PeakRSS * int64(n) / int64(prev.Links); proj > l {
-				r := LinkCacheRun{Links: n, Rep: 1, Error: fmt.Sprintf(
+				r := LinkCacheRun{Links: n, Format: "json", Rep: 1, Error: fmt.Sprintf(
 					"not run: %d links peaked at %.2f GiB RSS, so %d would need about %.1f GiB, over the %.1f GiB guard (the machine has %s)",
 					prev.Links, gib(prev.PeakRSS), n, gib(proj), gib(l), b.res.Machine.MemTotal)}
 				b.res.LinkCache = append(b.res.LinkCache, r)
@@ -741,28 +741,44 @@ func (b *bencher) linkCache() error {
 				continue
 			}
 		}
-		var last *LinkCacheRun
-		for rep := 1; rep <= reps; rep++ {
-			r := b.measureLinkCache(n, rep, l)
-			b.res.LinkCache = append(b.res.LinkCache, r)
-			if r.Error != "" {
-				b.problem("link cache %d rep %d: %s", n, rep, r.Error)
-				break
+		if last := b.linkCacheReps(n, "json", reps, l); last != nil {
+			done = append(done, *last)
+			if n == 1_000_000 {
+				b.profileLinkCache(n, l)
 			}
-			last = &r
-			b.logf("  %9d links rep %d: load %.2fs heap %.0f MiB rss %.0f MiB (peak %.0f) lookup hot %.0f random %.0f miss %.0f ns",
-				n, rep, r.LoadS, mib(r.HeapInuse), mib(r.RSS), mib(r.PeakRSS), r.LookupHotNs, r.LookupRandomNs, r.LookupMissNs)
 		}
-		if last == nil {
-			continue
-		}
-		done = append(done, *last)
-		if n == 1_000_000 {
-			b.profileLinkCache(n, l)
-		}
-		os.Remove(fmt.Sprintf("%s/links-%d.yaml", b.tmp, n))
+		os.Remove(linkCachePath(b.tmp, n, "json"))
+	}
+	// The YAML form of the same links, once and smaller: goccy/go-yaml
+	// builds the whole document's AST, which takes tens of seconds per
+	// million links. It shows why big catalogs should be written as JSON.
+	if len(b.plan.Links) > 0 {
+		n := min(b.plan.Links[0], yamlLinks)
+		b.linkCacheReps(n, "yaml", 1, min(limit, memAvailable()-2<<30))
+		os.Remove(linkCachePath(b.tmp, n, "yaml"))
 	}
 	return nil
+}
+
+// yamlLinks is the size of the link-cache run in YAML.
+const yamlLinks = 100_000
+
+// linkCacheReps measures n links in format reps times and returns the last
+// good run, or nil.
+func (b *bencher) linkCacheReps(n int, format string, reps int, limit int64) *LinkCacheRun {
+	var last *LinkCacheRun
+	for rep := 1; rep <= reps; rep++ {
+		r := b.measureLinkCache(n, format, rep, limit)
+		b.res.LinkCache = append(b.res.LinkCache, r)
+		if r.Error != "" {
+			b.problem("link cache %d %s rep %d: %s", n, format, rep, r.Error)
+			break
+		}
+		last = &r
+		b.logf("  %9d links (%s) rep %d: load %.2fs heap %.0f MiB rss %.0f MiB (peak %.0f) lookup hot %.0f random %.0f miss %.0f ns",
+			n, format, rep, r.LoadS, mib(r.HeapInuse), mib(r.RSS), mib(r.PeakRSS), r.LookupHotNs, r.LookupRandomNs, r.LookupMissNs)
+	}
+	return last
 }
 
 // profileLinkCache loads n links once more with a CPU profile of the load
@@ -771,7 +787,7 @@ func (b *bencher) profileLinkCache(n int, limit int64) {
 	name := fmt.Sprintf("linkcache-%d", n)
 	cpu := filepath.Join("profiles", name+"-cpu.pprof")
 	heap := filepath.Join("profiles", name+"-heap.pprof")
-	r := b.measureLinkCache(n, 0, limit, "-cpuprofile", filepath.Join(b.out, cpu), "-memprofile", filepath.Join(b.out, heap))
+	r := b.measureLinkCache(n, "json", 0, limit, "-cpuprofile", filepath.Join(b.out, cpu), "-memprofile", filepath.Join(b.out, heap))
 	if r.Error != "" {
 		b.problem("link cache profile %d: %s", n, r.Error)
 		return
