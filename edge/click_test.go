@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clickedge/clickedge/edge/catalog"
 )
@@ -165,5 +166,30 @@ func BenchmarkClickJSON(b *testing.B) {
 	buf := make([]byte, 0, 1024)
 	for b.Loop() {
 		buf = c.appendJSON(buf[:0])
+	}
+}
+
+// TestJSONPlain8 checks the word-at-a-time test against the byte table:
+// every byte value at every position of an otherwise plain word.
+func TestJSONPlain8(t *testing.T) {
+	for pos := range 8 {
+		for c := range 256 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			want := c < utf8.RuneSelf && jsonSafe[c]
+			if got := jsonPlain8(string(w)); got != want {
+				t.Errorf("jsonPlain8(%q) = %v, want %v", w, got, want)
+			}
+		}
+	}
+	// Two unplain bytes at once, which carry from one byte into the next.
+	for c := range 256 {
+		for d := range 256 {
+			w := string([]byte{byte(c), byte(d), 'x', 'x', 'x', 'x', 'x', byte(d)})
+			want := c < utf8.RuneSelf && jsonSafe[c] && d < utf8.RuneSelf && jsonSafe[d]
+			if got := jsonPlain8(w); got != want {
+				t.Fatalf("jsonPlain8(%q) = %v, want %v", w, got, want)
+			}
+		}
 	}
 }

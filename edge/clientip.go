@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"net/http"
 	"net/netip"
 	"strings"
 )
@@ -13,13 +12,13 @@ import (
 // unmapped (::ffff:1.2.3.4 is 1.2.3.4) and has no zone; it is the zero Addr
 // when the address is unknown (a peer that is no IP, or an X-Forwarded-For
 // entry that does not parse where the client should be).
-func (s *Server) clientAddr(r *http.Request) netip.Addr {
-	peer := parsePeer(r.RemoteAddr)
+func (s *Server) clientAddr(q *request) netip.Addr {
+	peer := q.peer
 	if len(s.trusted) == 0 || !peer.IsValid() || !s.trustedPeer(peer) {
 		return peer
 	}
 	last := peer // the nearest trusted hop so far
-	xff := r.Header["X-Forwarded-For"]
+	xff := q.xff
 	for i := len(xff) - 1; i >= 0; i-- {
 		v := xff[i]
 		for v != "" {

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"net/http"
 	"net/netip"
 	"testing"
 
@@ -49,11 +48,7 @@ func TestClientAddr(t *testing.T) {
 		{"empty header", "10.0.0.1:80", []string{""}, "10.0.0.1"},
 	}
 	for _, tt := range tests {
-		r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{}}
-		if tt.xff != nil {
-			r.Header["X-Forwarded-For"] = tt.xff
-		}
-		got := s.clientAddr(r)
+		got := s.clientAddr(&request{peer: parsePeer(tt.remote), xff: tt.xff})
 		var want netip.Addr
 		if tt.want != "" {
 			want = netip.MustParseAddr(tt.want)

@@ -52,8 +52,17 @@ const (
 	eventRejected  = eventSpilled + numErrKinds
 	eventDropped   = eventRejected + numErrKinds
 	eventBadTarget = eventDropped + numErrKinds
-	numEvents      = eventBadTarget + 1
+	eventTransport = eventBadTarget + 1 // the fasthttp server's own errors (FastServer)
+	numEvents      = eventTransport + 1
 )
+
+// eventLevel is Error for lost clicks and refused targets, Warn otherwise.
+func eventLevel(ev int) slog.Level {
+	if ev >= eventDropped && ev <= eventBadTarget {
+		return slog.LevelError
+	}
+	return slog.LevelWarn
+}
 
 // logLimiter lets through at most one log line per second per event; the
 // next line that gets through says how many were left out. It takes no
@@ -67,23 +76,29 @@ type logLimiter struct {
 	}
 }
 
-// log logs msg at Warn (Error for lost clicks and refused targets) unless
-// the event was logged less than a second ago.
-func (l *logLimiter) log(lg *slog.Logger, ev int, msg string, err error, args ...any) {
+// allow reports whether ev may be logged now, and if so how many times it
+// was left out since it last was.
+func (l *logLimiter) allow(ev int) (suppressed uint64, ok bool) {
 	slot := &l.slots[ev]
 	now := l.now().UnixNano()
 	next := slot.next.Load()
 	if now < next || !slot.next.CompareAndSwap(next, now+int64(time.Second)) {
 		slot.suppressed.Add(1)
-		return
+		return 0, false
 	}
-	level := slog.LevelWarn
-	if ev >= eventDropped {
-		level = slog.LevelError
+	return slot.suppressed.Swap(0), true
+}
+
+// log logs msg at eventLevel(ev) unless the event was logged less than a
+// second ago.
+func (l *logLimiter) log(lg *slog.Logger, ev int, msg string, err error, args ...any) {
+	suppressed, ok := l.allow(ev)
+	if !ok {
+		return
 	}
 	if err != nil {
 		args = append(args, "kind", errKindNames[ev%numErrKinds], "err", err)
 	}
-	args = append(args, "suppressed", slot.suppressed.Swap(0))
-	lg.Log(context.Background(), level, msg, args...)
+	args = append(args, "suppressed", suppressed)
+	lg.Log(context.Background(), eventLevel(ev), msg, args...)
 }

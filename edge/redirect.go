@@ -19,6 +19,10 @@ import (
 // click id, decoded parameters, the URL, the body, the record) lives here
 // and is reused by a later request once this one has returned.
 type scratch struct {
+	req       request  // the request being served
+	res       response // its answer
+	xff       []string // ServeFast: the X-Forwarded-For values, as views of the request
+	path      []byte   // ServeFast: the percent-decoded path, when it had escapes
 	id        [clickid.Len]byte
 	lang      [8]byte
 	key       [64]byte // a decoded query key, for comparison only
@@ -35,6 +39,8 @@ type scratch struct {
 
 func newScratch() any {
 	return &scratch{
+		xff:       make([]string, 0, 4),
+		path:      make([]byte, 0, 128),
 		dec:       make([]byte, 0, maxParams*(maxParamBytes+4)),
 		url:       make([]byte, 0, 512),
 		body:      make([]byte, 0, 1024),
@@ -48,17 +54,23 @@ func newScratch() any {
 const (
 	maxPooledURL  = 16 << 10
 	maxPooledBody = 64 << 10
+	maxPooledPath = 16 << 10
+	maxPooledXFF  = 64
 )
 
 func (s *Server) getScratch() *scratch { return s.pool.Get().(*scratch) }
 
 func (s *Server) putScratch(sc *scratch) {
-	if cap(sc.url) > maxPooledURL || cap(sc.body) > maxPooledBody {
+	if cap(sc.url) > maxPooledURL || cap(sc.body) > maxPooledBody || cap(sc.path) > maxPooledPath || cap(sc.xff) > maxPooledXFF {
 		return
 	}
 	// Drop the references into the request and the catalog, so that a
 	// pooled scratch does not keep them alive. Entries past len were
 	// cleared by the previous put and not written since.
+	sc.req = request{}
+	sc.res = response{}
+	clear(sc.xff)
+	sc.xff = sc.xff[:0]
 	clear(sc.params)
 	clear(sc.truncated)
 	sc.facts = catalog.Facts{}
@@ -69,24 +81,30 @@ func (s *Server) putScratch(sc *scratch) {
 }
 
 // serveClick answers GET and HEAD on /r/{code} and /c/{code} for a code of
-// the right shape.
-func (s *Server) serveClick(w http.ResponseWriter, r *http.Request, rt route, code string, start time.Time) int {
+// the right shape, into sc.res.
+func (s *Server) serveClick(sc *scratch, rt route, code string, start time.Time) {
+	q, res := &sc.req, &sc.res
 	cat := s.catalog.Load()
 	link := cat.Lookup(code)
 	if link == nil {
-		return reply(w, r, &replyUnknown)
+		res.canned(&replyUnknown)
+		return
 	}
-	sc := s.getScratch()
-	defer s.putScratch(sc)
 
-	if bad := sc.parseParams(link.Params, r.URL.RawQuery); bad != "" {
-		return replyText(w, r, http.StatusBadRequest, "bad percent-encoding in parameter "+strconv.Quote(bad))
+	if bad := sc.parseParams(link.Params, q.rawQuery); bad != "" {
+		// Built in sc.body, which holds nothing yet.
+		b := append(sc.body[:0], "bad percent-encoding in parameter "...)
+		b = strconv.AppendQuote(b, bad)
+		sc.body = append(b, '\n')
+		res.text(http.StatusBadRequest, sc.body)
+		return
 	}
 	paused := link.Paused()
 	var tmpl *catalog.Template
 	if paused {
 		if tmpl = link.Fallback(); tmpl == nil {
-			return reply(w, r, &replyPaused)
+			res.canned(&replyPaused)
+			return
 		}
 	}
 
@@ -94,9 +112,9 @@ func (s *Server) serveClick(w http.ResponseWriter, r *http.Request, rt route, co
 	if s.now != nil {
 		now = s.now()
 	}
-	ip := s.clientAddr(r)
+	ip := s.clientAddr(q)
 	loc := s.geo.Lookup(ip)
-	dev := device.Classify(headerValue(r.Header, "User-Agent"))
+	dev := device.Classify(q.ua)
 	f := &sc.facts
 	*f = catalog.Facts{
 		Country:     loc.Country,
@@ -105,7 +123,7 @@ func (s *Server) serveClick(w http.ResponseWriter, r *http.Request, rt route, co
 		Device:      dev.Class,
 		OS:          dev.OS,
 		Browser:     dev.Browser,
-		Lang:        primaryLang(headerValue(r.Header, "Accept-Language"), &sc.lang),
+		Lang:        primaryLang(q.lang, &sc.lang),
 		Bot:         dev.Bot,
 		Params:      sc.params,
 		IP:          ip,
@@ -121,7 +139,8 @@ func (s *Server) serveClick(w http.ResponseWriter, r *http.Request, rt route, co
 	id.AppendHex(sc.id[:0])
 	// The id's bytes are in sc, which is reused after this request: the
 	// string is passed only to code that copies it before returning
-	// (AppendURL, appendJSON, Recorder.Append and Spill, w.Write).
+	// (AppendURL, appendJSON, Recorder.Append and Spill), and the answer
+	// is written (copied) before sc goes back to the pool.
 	idStr := unsafe.String(&sc.id[0], len(sc.id))
 	sc.values = catalog.Values{ClickID: idStr, Country: loc.Country, Region: s.region, Params: sc.params}
 	sc.url = tmpl.AppendURL(sc.url[:0], &sc.values)
@@ -130,10 +149,11 @@ func (s *Server) serveClick(w http.ResponseWriter, r *http.Request, rt route, co
 		// possible, no header gets the URL.
 		s.limiter.log(s.log, eventBadTarget, "edge: refusing a target URL the catalog should not have produced", nil,
 			"link", link.Code, "template", tmpl.String())
-		return reply(w, r, &replyInternal)
+		res.canned(&replyInternal)
+		return
 	}
 
-	if r.Method == http.MethodGet && s.keep(dev) {
+	if q.method == http.MethodGet && s.keep(dev) {
 		ts := now.UTC().Truncate(time.Millisecond)
 		sc.click = click{
 			ID:          idStr,
@@ -167,21 +187,16 @@ func (s *Server) serveClick(w http.ResponseWriter, r *http.Request, rt route, co
 			Body:       sc.body,
 		}
 		if !s.record(&sc.rec, link.Code) {
-			return reply(w, r, &replyUnavailable)
+			res.canned(&replyUnavailable)
+			return
 		}
 	}
 
 	if rt == routeRegister {
-		return s.replyRegistered(w, r, sc, idStr)
+		registered(sc, idStr)
+		return
 	}
-	h := w.Header()
-	// The Location string must be a copy: net/http writes the headers after
-	// ServeHTTP has returned and sc has gone back to the pool.
-	h["Location"] = []string{string(sc.url)}
-	h["Cache-Control"] = hdrNoStore
-	h["Content-Length"] = hdrZero
-	w.WriteHeader(http.StatusFound)
-	return http.StatusFound
+	*res = response{status: http.StatusFound, location: sc.url, clen: hdrZero}
 }
 
 // keep reports whether a GET from this client is recorded, and counts bots.
@@ -222,8 +237,8 @@ func (s *Server) record(rec *outbox.Record, link string) bool {
 	return true
 }
 
-// replyRegistered answers /c/{code}: {"click_id":"...","url":"..."}.
-func (s *Server) replyRegistered(w http.ResponseWriter, r *http.Request, sc *scratch, id string) int {
+// registered answers /c/{code}: {"click_id":"...","url":"..."}.
+func registered(sc *scratch, id string) {
 	// The record (if any) is stored, so the body buffer is free again.
 	b := append(sc.body[:0], `{"click_id":`...)
 	b = appendJSONString(b, id)
@@ -231,15 +246,7 @@ func (s *Server) replyRegistered(w http.ResponseWriter, r *http.Request, sc *scr
 	b = appendJSONString(b, unsafe.String(unsafe.SliceData(sc.url), len(sc.url)))
 	b = append(b, "}\n"...)
 	sc.body = b
-	h := w.Header()
-	h["Content-Type"] = hdrJSON
-	h["Cache-Control"] = hdrNoStore
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write(b)
-	}
-	return http.StatusOK
+	sc.res = response{status: http.StatusOK, ctype: ctypeJSON, body: b}
 }
 
 // safeTarget checks what the catalog promises about a rendered URL: it

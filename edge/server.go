@@ -124,16 +124,71 @@ const (
 
 var routeNames = [numRoutes]string{"redirect", "register", "other"}
 
-// ServeHTTP answers one request. See the package documentation for the
-// contract.
+// request is what the click path reads from an HTTP request, whatever the
+// transport delivered it. The front-ends (ServeHTTP, ServeFast) fill it;
+// its strings may point into the transport's own buffers, so it is valid
+// only while the request is being served and nothing keeps it.
+type request struct {
+	method   string
+	path     string     // percent-decoded, as url.URL.Path
+	rawQuery string     // as url.URL.RawQuery
+	ua       string     // the first User-Agent value
+	lang     string     // the first Accept-Language value
+	xff      []string   // the X-Forwarded-For values in order; read only when peer is trusted
+	peer     netip.Addr // the TCP peer, unmapped, without zone; the zero Addr when unknown
+}
+
+// contentType is the Content-Type of an answer.
+type contentType uint8
+
+const (
+	ctypeNone contentType = iota
+	ctypeText
+	ctypeJSON
+)
+
+var ctypeNames = [...]string{ctypeNone: "", ctypeText: "text/plain; charset=utf-8", ctypeJSON: "application/json"}
+
+// response is the answer the click path decided on; a front-end writes it.
+// Every answer carries Cache-Control: no-store and Content-Length:
+// len(body). A HEAD gets the same header and no body.
+type response struct {
+	status     int
+	location   []byte      // 302 only: the target; points into the scratch
+	ctype      contentType // ctypeNone: no Content-Type
+	body       []byte      // the GET's body: canned, or in the scratch
+	clen       []string    // net/http's Content-Length value when known in advance; nil: len(body)
+	noSniff    bool        // X-Content-Type-Options: nosniff (plain-text reasons)
+	allow      bool        // Allow: GET, HEAD (405)
+	retryAfter bool        // Retry-After: 1 (503)
+}
+
+// ServeHTTP answers one request from net/http. See the package
+// documentation for the contract.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rt, status := s.serve(w, r, start)
+	sc := s.getScratch()
+	sc.req = request{
+		method:   r.Method,
+		path:     r.URL.Path,
+		rawQuery: r.URL.RawQuery,
+		ua:       headerValue(r.Header, "User-Agent"),
+		lang:     headerValue(r.Header, "Accept-Language"),
+		xff:      r.Header["X-Forwarded-For"],
+		peer:     parsePeer(r.RemoteAddr),
+	}
+	rt := s.handle(sc, start)
+	writeHTTP(w, r.Method == http.MethodHead, &sc.res)
+	status := sc.res.status
+	s.putScratch(sc)
 	s.m.observe(rt, status, time.Since(start))
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, start time.Time) (route, int) {
-	path := r.URL.Path
+// handle answers sc.req into sc.res and returns the request's route. It
+// is the whole click path, independent of the transport.
+func (s *Server) handle(sc *scratch, start time.Time) route {
+	q, res := &sc.req, &sc.res
+	path := q.path
 	var rt route
 	switch {
 	case strings.HasPrefix(path, "/r/"):
@@ -141,21 +196,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, start time.Time) 
 	case strings.HasPrefix(path, "/c/"):
 		rt = routeRegister
 	default:
-		return routeOther, reply(w, r, &replyNotFound)
+		res.canned(&replyNotFound)
+		return routeOther
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return rt, reply(w, r, &replyMethod)
+	if q.method != http.MethodGet && q.method != http.MethodHead {
+		res.canned(&replyMethod)
+		return rt
 	}
 	code := path[len("/r/"):]
 	switch {
 	case code == "":
-		return rt, reply(w, r, &replyNoCode)
+		res.canned(&replyNoCode)
 	case strings.IndexByte(code, '/') >= 0:
-		return rt, reply(w, r, &replyNotFound) // a trailing slash or more segments
+		res.canned(&replyNotFound) // a trailing slash or more segments
 	case !validCode(code):
-		return rt, reply(w, r, &replyMalformed)
+		res.canned(&replyMalformed)
+	default:
+		s.serveClick(sc, rt, code, start)
 	}
-	return rt, s.serveClick(w, r, rt, code, start)
+	return rt
 }
 
 // codeChar marks the bytes of [A-Za-z0-9_-].
@@ -180,17 +239,16 @@ func validCode(code string) bool {
 	return true
 }
 
-// Shared header values. net/http copies the header map when the status is
-// written (and Header.Add would not write into a full slice), so these are
-// never modified.
+// Shared header values for net/http. net/http copies the header map when
+// the status is written (and Header.Add would not write into a full slice),
+// so these are never modified.
 var (
 	hdrNoStore = []string{"no-store"}
 	hdrZero    = []string{"0"}
-	hdrText    = []string{"text/plain; charset=utf-8"}
-	hdrJSON    = []string{"application/json"}
 	hdrNoSniff = []string{"nosniff"}
 	hdrAllow   = []string{"GET, HEAD"}
 	hdrRetry   = []string{"1"}
+	hdrCtype   = [...][]string{ctypeNone: nil, ctypeText: {ctypeNames[ctypeText]}, ctypeJSON: {ctypeNames[ctypeJSON]}}
 )
 
 // A canned answer with a short plain-text reason.
@@ -216,30 +274,55 @@ var (
 	replyInternal    = newReply(http.StatusInternalServerError, "internal error")
 )
 
-// reply writes a canned answer and returns its status.
-func reply(w http.ResponseWriter, r *http.Request, c *cannedReply) int {
-	h := w.Header()
-	h["Content-Type"] = hdrText
-	h["X-Content-Type-Options"] = hdrNoSniff
-	h["Cache-Control"] = hdrNoStore
-	h["Content-Length"] = c.clen
-	switch c.status {
-	case http.StatusMethodNotAllowed:
-		h["Allow"] = hdrAllow
-	case http.StatusServiceUnavailable:
-		h["Retry-After"] = hdrRetry
-	}
-	w.WriteHeader(c.status)
-	if r.Method != http.MethodHead {
-		w.Write(c.body)
-	}
-	return c.status
+// canned makes res the canned answer c.
+func (res *response) canned(c *cannedReply) {
+	res.text(c.status, c.body)
+	res.clen = c.clen
 }
 
-// replyText writes a plain-text reason built per request (rare answers).
-func replyText(w http.ResponseWriter, r *http.Request, status int, reason string) int {
-	c := newReply(status, reason)
-	return reply(w, r, &c)
+// text makes res a plain-text reason; body must stay valid until the
+// answer is written (canned, or in the scratch).
+func (res *response) text(status int, body []byte) {
+	*res = response{
+		status:     status,
+		ctype:      ctypeText,
+		body:       body,
+		noSniff:    true,
+		allow:      status == http.StatusMethodNotAllowed,
+		retryAfter: status == http.StatusServiceUnavailable,
+	}
+}
+
+// writeHTTP writes res to a net/http ResponseWriter.
+func writeHTTP(w http.ResponseWriter, head bool, res *response) {
+	h := w.Header()
+	if res.location != nil {
+		// A copy: net/http writes the header after ServeHTTP has returned
+		// and the scratch the URL lives in has gone back to the pool.
+		h["Location"] = []string{string(res.location)}
+	}
+	if res.ctype != ctypeNone {
+		h["Content-Type"] = hdrCtype[res.ctype]
+	}
+	if res.noSniff {
+		h["X-Content-Type-Options"] = hdrNoSniff
+	}
+	h["Cache-Control"] = hdrNoStore
+	clen := res.clen
+	if clen == nil {
+		clen = []string{strconv.Itoa(len(res.body))}
+	}
+	h["Content-Length"] = clen
+	if res.allow {
+		h["Allow"] = hdrAllow
+	}
+	if res.retryAfter {
+		h["Retry-After"] = hdrRetry
+	}
+	w.WriteHeader(res.status)
+	if !head && len(res.body) > 0 {
+		w.Write(res.body) // copied into net/http's buffer before it returns
+	}
 }
 
 // trustedPeer reports whether a is in one of the trusted proxy networks.

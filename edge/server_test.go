@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,17 +176,7 @@ func TestContract(t *testing.T) {
 	}
 	many.WriteString("p99=x")
 
-	tests := []struct {
-		name     string
-		method   string
-		target   string
-		opts     []reqOpt
-		status   int
-		location string // exact; {id} is the click id; "" means no Location header
-		body     string // exact, for error answers; "" means not checked
-		recorded bool
-		click    map[string]any // fields the click must have (a subset)
-	}{
+	tests := []contractCase{
 		{
 			name: "redirect with macros", method: "GET",
 			target: "/r/tv-sale?subid=aff42&utm_campaign=spring%20sale&other=x",
@@ -376,91 +367,117 @@ func TestContract(t *testing.T) {
 		{name: "CRLF in the path", method: "GET", target: "/r/tv-sale%0d%0aSet-Cookie:%20a=b", status: 404, body: "malformed link code\n"},
 		{name: "CRLF in the path, /c", method: "GET", target: "/c/%0d%0a", status: 404, body: "malformed link code\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ts := newTestServer(t, nil)
-			before := ts.ob.Stats()
-			res, body := serve(t, ts, tt.method, tt.target, tt.opts...)
-
-			if res.StatusCode != tt.status {
-				t.Fatalf("%s %s: status %d, want %d (body %q)", tt.method, tt.target, res.StatusCode, tt.status, body)
-			}
-			checkHeaders(t, res)
-			loc := res.Header.Get("Location")
-			id := idRE.FindString(loc)
-			if id == "" {
-				id = idRE.FindString(body)
-			}
-			if tt.location != "" {
-				if want := strings.ReplaceAll(tt.location, "{id}", id); id == "" || loc != want {
-					t.Errorf("Location = %q,\nwant %q", loc, want)
-				}
-				if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("Content-Length") != "0" || body != "" {
-					t.Errorf("302: Cache-Control %q, Content-Length %q, body %q; want no-store, 0, empty",
-						res.Header.Get("Cache-Control"), res.Header.Get("Content-Length"), body)
-				}
-			} else if loc != "" {
-				t.Errorf("Location = %q, want none", loc)
-			}
-			if tt.body != "" || tt.method == "HEAD" {
-				if want := strings.ReplaceAll(tt.body, "{id}", id); body != want {
-					t.Errorf("body = %q, want %q", body, want)
-				}
-			}
-			switch tt.status {
-			case 405:
-				if got := res.Header.Get("Allow"); got != "GET, HEAD" {
-					t.Errorf("Allow = %q, want %q", got, "GET, HEAD")
-				}
-			case 400, 404:
-				if ct := res.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
-					t.Errorf("Content-Type = %q, want text/plain", ct)
-				}
-			case 200:
-				if ct := res.Header.Get("Content-Type"); ct != "application/json" {
-					t.Errorf("Content-Type = %q, want application/json", ct)
-				}
-			}
-			if res.Header.Get("X-Click-Id") != "" {
-				t.Errorf("X-Click-Id header set; the click id belongs in the URL only")
-			}
-
-			recs := outboxtest.ReadAll(t, ts.ob)
-			if !tt.recorded {
-				if len(recs) != 0 {
-					t.Fatalf("%d records in the outbox, want none", len(recs))
-				}
-				if after := ts.ob.Stats(); after.Appended != before.Appended || after.Queued != before.Queued {
-					t.Errorf("outbox stats changed: appended %d -> %d, queued %d -> %d",
-						before.Appended, after.Appended, before.Queued, after.Queued)
-				}
-				return
-			}
-			if len(recs) != 1 {
-				t.Fatalf("%d records in the outbox, want 1", len(recs))
-			}
-			c := decodeClick(t, recs[0])
-			if c["click_id"] != id || recs[0].MessageID != id {
-				t.Errorf("click_id %v, message_id %q; want both %q (from the answer)", c["click_id"], recs[0].MessageID, id)
-			}
-			if want := strings.ReplaceAll(tt.location, "{id}", id); tt.location != "" && c["url"] != want {
-				t.Errorf("click url = %v, want %q", c["url"], want)
-			}
-			if _, ok := c["truncated"]; ok && tt.click["truncated"] == nil {
-				t.Errorf("click has truncated %v, want none", c["truncated"])
-			}
-			if _, ok := c["paused"]; ok && tt.click["paused"] == nil {
-				t.Errorf("click has paused %v, want none", c["paused"])
-			}
-			for k, want := range tt.click {
-				if s, ok := want.(string); ok {
-					want = strings.ReplaceAll(s, "{id}", id)
-				}
-				if !reflect.DeepEqual(c[k], want) {
-					t.Errorf("click %s = %#v, want %#v", k, c[k], want)
-				}
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) { checkContract(t, tr, tt) })
 			}
 		})
+	}
+}
+
+// contractCase is one row of TestContract.
+type contractCase struct {
+	name     string
+	method   string
+	target   string
+	opts     []reqOpt
+	status   int
+	location string // exact; {id} is the click id; "" means no Location header
+	body     string // exact, for error answers; "" means not checked
+	recorded bool
+	click    map[string]any // fields the click must have (a subset)
+}
+
+// checkContract runs one TestContract case through a transport.
+func checkContract(t *testing.T, tr transport, tt contractCase) {
+	ts := newTestServer(t, nil)
+	before := ts.ob.Stats()
+	res, body := tr.start(t, ts.Server)(t, tt.method, tt.target, tt.opts...)
+
+	if res.StatusCode != tt.status {
+		t.Fatalf("%s %s: status %d, want %d (body %q)", tt.method, tt.target, res.StatusCode, tt.status, body)
+	}
+	checkHeaders(t, res)
+	checkHeaderSet(t, res)
+	if tt.method == "GET" {
+		if got, want := res.Header.Get("Content-Length"), fmt.Sprint(len(body)); got != want {
+			t.Errorf("Content-Length = %q, want %s (the body's length)", got, want)
+		}
+	}
+	loc := res.Header.Get("Location")
+	id := idRE.FindString(loc)
+	if id == "" {
+		id = idRE.FindString(body)
+	}
+	if tt.location != "" {
+		if want := strings.ReplaceAll(tt.location, "{id}", id); id == "" || loc != want {
+			t.Errorf("Location = %q,\nwant %q", loc, want)
+		}
+		if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("Content-Length") != "0" || body != "" {
+			t.Errorf("302: Cache-Control %q, Content-Length %q, body %q; want no-store, 0, empty",
+				res.Header.Get("Cache-Control"), res.Header.Get("Content-Length"), body)
+		}
+	} else if loc != "" {
+		t.Errorf("Location = %q, want none", loc)
+	}
+	if tt.body != "" || tt.method == "HEAD" {
+		if want := strings.ReplaceAll(tt.body, "{id}", id); body != want {
+			t.Errorf("body = %q, want %q", body, want)
+		}
+	}
+	switch tt.status {
+	case 405:
+		if got := res.Header.Get("Allow"); got != "GET, HEAD" {
+			t.Errorf("Allow = %q, want %q", got, "GET, HEAD")
+		}
+	case 400, 404:
+		if ct := res.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+			t.Errorf("Content-Type = %q, want text/plain", ct)
+		}
+	case 200:
+		if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type = %q, want application/json", ct)
+		}
+	}
+	if res.Header.Get("X-Click-Id") != "" {
+		t.Errorf("X-Click-Id header set; the click id belongs in the URL only")
+	}
+
+	recs := outboxtest.ReadAll(t, ts.ob)
+	if !tt.recorded {
+		if len(recs) != 0 {
+			t.Fatalf("%d records in the outbox, want none", len(recs))
+		}
+		if after := ts.ob.Stats(); after.Appended != before.Appended || after.Queued != before.Queued {
+			t.Errorf("outbox stats changed: appended %d -> %d, queued %d -> %d",
+				before.Appended, after.Appended, before.Queued, after.Queued)
+		}
+		return
+	}
+	if len(recs) != 1 {
+		t.Fatalf("%d records in the outbox, want 1", len(recs))
+	}
+	c := decodeClick(t, recs[0])
+	if c["click_id"] != id || recs[0].MessageID != id {
+		t.Errorf("click_id %v, message_id %q; want both %q (from the answer)", c["click_id"], recs[0].MessageID, id)
+	}
+	if want := strings.ReplaceAll(tt.location, "{id}", id); tt.location != "" && c["url"] != want {
+		t.Errorf("click url = %v, want %q", c["url"], want)
+	}
+	if _, ok := c["truncated"]; ok && tt.click["truncated"] == nil {
+		t.Errorf("click has truncated %v, want none", c["truncated"])
+	}
+	if _, ok := c["paused"]; ok && tt.click["paused"] == nil {
+		t.Errorf("click has paused %v, want none", c["paused"])
+	}
+	for k, want := range tt.click {
+		if s, ok := want.(string); ok {
+			want = strings.ReplaceAll(s, "{id}", id)
+		}
+		if !reflect.DeepEqual(c[k], want) {
+			t.Errorf("click %s = %#v, want %#v", k, c[k], want)
+		}
 	}
 }
 
@@ -477,6 +494,43 @@ func checkHeaders(t testing.TB, res *http.Response) {
 	}
 	if res.Header.Get("Set-Cookie") != "" {
 		t.Errorf("Set-Cookie = %q, want none", res.Header.Get("Set-Cookie"))
+	}
+}
+
+// forEachTransport runs f as a subtest for each transport.
+func forEachTransport(t *testing.T, f func(t *testing.T, tr transport)) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { f(t, tr) })
+	}
+}
+
+// checkHeaderSet fails unless the answer has exactly the headers its
+// status calls for; Date and Connection, which the transports add, aside.
+func checkHeaderSet(t testing.TB, res *http.Response) {
+	t.Helper()
+	want := []string{"Cache-Control", "Content-Length"}
+	switch res.StatusCode {
+	case 302:
+		want = append(want, "Location")
+	case 200:
+		want = append(want, "Content-Type")
+	case 405:
+		want = append(want, "Content-Type", "X-Content-Type-Options", "Allow")
+	case 503:
+		want = append(want, "Content-Type", "X-Content-Type-Options", "Retry-After")
+	default:
+		want = append(want, "Content-Type", "X-Content-Type-Options")
+	}
+	var got []string
+	for k := range res.Header {
+		if k != "Date" && k != "Connection" {
+			got = append(got, k)
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("status %d: headers %q, want %q", res.StatusCode, got, want)
 	}
 }
 
@@ -562,34 +616,37 @@ func TestClickSchema(t *testing.T) {
 }
 
 func TestHeadRecordsNothing(t *testing.T) {
-	ts := newTestServer(t, nil)
-	before := ts.ob.Stats()
-	for _, target := range []string{"/r/tv-sale", "/c/tv-sale", "/r/old-promo", "/r/tv-sale?subid=x"} {
-		res, body := serve(t, ts, "HEAD", target, withHeader("User-Agent", googlebot))
-		if res.StatusCode != 302 && res.StatusCode != 200 {
-			t.Errorf("HEAD %s: status %d", target, res.StatusCode)
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		ts := newTestServer(t, nil)
+		do := tr.start(t, ts.Server)
+		before := ts.ob.Stats()
+		for _, target := range []string{"/r/tv-sale", "/c/tv-sale", "/r/old-promo", "/r/tv-sale?subid=x"} {
+			res, body := do(t, "HEAD", target, withHeader("User-Agent", googlebot))
+			if res.StatusCode != 302 && res.StatusCode != 200 {
+				t.Errorf("HEAD %s: status %d", target, res.StatusCode)
+			}
+			if body != "" {
+				t.Errorf("HEAD %s: body %q, want none", target, body)
+			}
 		}
-		if body != "" {
-			t.Errorf("HEAD %s: body %q, want none", target, body)
+		if err := ts.ob.Sync(); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := ts.ob.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	after := ts.ob.Stats()
-	if after.Appended != before.Appended || after.Pending != before.Pending || after.Spill.Spilled != before.Spill.Spilled {
-		t.Errorf("outbox stats changed by HEAD: appended %d -> %d, pending %d -> %d, spilled %d -> %d",
-			before.Appended, after.Appended, before.Pending, after.Pending, before.Spill.Spilled, after.Spill.Spilled)
-	}
-	if n := counterValue(t, ts.Server, "clickedge_bot_clicks_total", "kind", "crawler"); n != 0 {
-		t.Errorf("bot clicks counted for HEAD: %v", n)
-	}
-	// A HEAD for /c answers with the GET's length.
-	res, _ := serve(t, ts, "HEAD", "/c/tv-sale?subid=q")
-	get, body := serve(t, ts, "GET", "/c/tv-sale?subid=q")
-	if res.Header.Get("Content-Length") != get.Header.Get("Content-Length") || get.Header.Get("Content-Length") != fmt.Sprint(len(body)) {
-		t.Errorf("Content-Length: HEAD %q, GET %q, GET body %d bytes", res.Header.Get("Content-Length"), get.Header.Get("Content-Length"), len(body))
-	}
+		after := ts.ob.Stats()
+		if after.Appended != before.Appended || after.Pending != before.Pending || after.Spill.Spilled != before.Spill.Spilled {
+			t.Errorf("outbox stats changed by HEAD: appended %d -> %d, pending %d -> %d, spilled %d -> %d",
+				before.Appended, after.Appended, before.Pending, after.Pending, before.Spill.Spilled, after.Spill.Spilled)
+		}
+		if n := counterValue(t, ts.Server, "clickedge_bot_clicks_total", "kind", "crawler"); n != 0 {
+			t.Errorf("bot clicks counted for HEAD: %v", n)
+		}
+		// A HEAD for /c answers with the GET's length.
+		res, _ := do(t, "HEAD", "/c/tv-sale?subid=q")
+		get, body := do(t, "GET", "/c/tv-sale?subid=q")
+		if res.Header.Get("Content-Length") != get.Header.Get("Content-Length") || get.Header.Get("Content-Length") != fmt.Sprint(len(body)) {
+			t.Errorf("Content-Length: HEAD %q, GET %q, GET body %d bytes", res.Header.Get("Content-Length"), get.Header.Get("Content-Length"), len(body))
+		}
+	})
 }
 
 func TestRecordErrorPolicies(t *testing.T) {
@@ -612,46 +669,48 @@ func TestRecordErrorPolicies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := &edgetest.Recorder{}
-			rec.SetErrors(fmt.Errorf("wrapped: %w", outbox.ErrFull), tt.spillErr)
-			var logs lockedBuffer
-			ts := newTestServer(t, func(c *edge.Config) {
-				c.Recorder = rec
-				c.OnRecordError = tt.policy
-				c.Logger = textLogger(&logs)
+			forEachTransport(t, func(t *testing.T, tr transport) {
+				rec := &edgetest.Recorder{}
+				rec.SetErrors(fmt.Errorf("wrapped: %w", outbox.ErrFull), tt.spillErr)
+				var logs lockedBuffer
+				ts := newTestServer(t, func(c *edge.Config) {
+					c.Recorder = rec
+					c.OnRecordError = tt.policy
+					c.Logger = textLogger(&logs)
+				})
+				res, body := tr.start(t, ts.Server)(t, "GET", tt.target+"?subid=x")
+				if res.StatusCode != tt.status {
+					t.Fatalf("status %d, want %d (body %q)", res.StatusCode, tt.status, body)
+				}
+				if tt.status == 503 {
+					if got := res.Header.Get("Retry-After"); got != "1" {
+						t.Errorf("Retry-After = %q, want 1", got)
+					}
+					if body == "" {
+						t.Errorf("503 without a reason")
+					}
+				}
+				spilled := rec.Spilled()
+				if len(spilled) != tt.spilled {
+					t.Fatalf("%d spilled records, want %d", len(spilled), tt.spilled)
+				}
+				if tt.spilled == 1 {
+					c := decodeClick(t, spilled[0])
+					id := idRE.FindString(res.Header.Get("Location") + body)
+					if c["click_id"] != id || spilled[0].MessageID != id {
+						t.Errorf("spilled click_id %v, message id %q; want %q", c["click_id"], spilled[0].MessageID, id)
+					}
+				}
+				if n := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", tt.outcome); n != 1 {
+					t.Errorf("clicks_total{outcome=%q} = %v, want 1", tt.outcome, n)
+				}
+				if n := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", "recorded"); n != 0 {
+					t.Errorf("clicks_total{outcome=recorded} = %v, want 0", n)
+				}
+				if !strings.Contains(logs.String(), tt.logSubstr) || !strings.Contains(logs.String(), tt.logKind) {
+					t.Errorf("log %q does not say %q with %s", logs.String(), tt.logSubstr, tt.logKind)
+				}
 			})
-			res, body := serve(t, ts, "GET", tt.target+"?subid=x")
-			if res.StatusCode != tt.status {
-				t.Fatalf("status %d, want %d (body %q)", res.StatusCode, tt.status, body)
-			}
-			if tt.status == 503 {
-				if got := res.Header.Get("Retry-After"); got != "1" {
-					t.Errorf("Retry-After = %q, want 1", got)
-				}
-				if body == "" {
-					t.Errorf("503 without a reason")
-				}
-			}
-			spilled := rec.Spilled()
-			if len(spilled) != tt.spilled {
-				t.Fatalf("%d spilled records, want %d", len(spilled), tt.spilled)
-			}
-			if tt.spilled == 1 {
-				c := decodeClick(t, spilled[0])
-				id := idRE.FindString(res.Header.Get("Location") + body)
-				if c["click_id"] != id || spilled[0].MessageID != id {
-					t.Errorf("spilled click_id %v, message id %q; want %q", c["click_id"], spilled[0].MessageID, id)
-				}
-			}
-			if n := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", tt.outcome); n != 1 {
-				t.Errorf("clicks_total{outcome=%q} = %v, want 1", tt.outcome, n)
-			}
-			if n := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", "recorded"); n != 0 {
-				t.Errorf("clicks_total{outcome=recorded} = %v, want 0", n)
-			}
-			if !strings.Contains(logs.String(), tt.logSubstr) || !strings.Contains(logs.String(), tt.logKind) {
-				t.Errorf("log %q does not say %q with %s", logs.String(), tt.logSubstr, tt.logKind)
-			}
 		})
 	}
 }
@@ -697,30 +756,33 @@ func TestLogRateLimit(t *testing.T) {
 }
 
 func TestBotSkip(t *testing.T) {
-	ts := newTestServer(t, func(c *edge.Config) { c.BotClicks = edge.Skip })
-	for _, ua := range []string{googlebot, slackbot} {
-		res, _ := serve(t, ts, "GET", "/r/tv-sale?subid=b", withHeader("User-Agent", ua))
-		if res.StatusCode != 302 || !strings.HasPrefix(res.Header.Get("Location"), "https://shop.example/tv?cid=") {
-			t.Errorf("%s: status %d, Location %q; want a redirect", ua, res.StatusCode, res.Header.Get("Location"))
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		ts := newTestServer(t, func(c *edge.Config) { c.BotClicks = edge.Skip })
+		do := tr.start(t, ts.Server)
+		for _, ua := range []string{googlebot, slackbot} {
+			res, _ := do(t, "GET", "/r/tv-sale?subid=b", withHeader("User-Agent", ua))
+			if res.StatusCode != 302 || !strings.HasPrefix(res.Header.Get("Location"), "https://shop.example/tv?cid=") {
+				t.Errorf("%s: status %d, Location %q; want a redirect", ua, res.StatusCode, res.Header.Get("Location"))
+			}
 		}
-	}
-	serve(t, ts, "GET", "/r/tv-sale?subid=b") // a person
-	if recs := outboxtest.ReadAll(t, ts.ob); len(recs) != 1 {
-		t.Errorf("%d records, want 1 (the person's)", len(recs))
-	}
-	for _, c := range []struct {
-		name, label, value string
-		want               float64
-	}{
-		{"clickedge_clicks_total", "outcome", "skipped_bot", 2},
-		{"clickedge_clicks_total", "outcome", "recorded", 1},
-		{"clickedge_bot_clicks_total", "kind", "crawler", 1},
-		{"clickedge_bot_clicks_total", "kind", "preview", 1},
-	} {
-		if got := counterValue(t, ts.Server, c.name, c.label, c.value); got != c.want {
-			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		do(t, "GET", "/r/tv-sale?subid=b") // a person
+		if recs := outboxtest.ReadAll(t, ts.ob); len(recs) != 1 {
+			t.Errorf("%d records, want 1 (the person's)", len(recs))
 		}
-	}
+		for _, c := range []struct {
+			name, label, value string
+			want               float64
+		}{
+			{"clickedge_clicks_total", "outcome", "skipped_bot", 2},
+			{"clickedge_clicks_total", "outcome", "recorded", 1},
+			{"clickedge_bot_clicks_total", "kind", "crawler", 1},
+			{"clickedge_bot_clicks_total", "kind", "preview", 1},
+		} {
+			if got := counterValue(t, ts.Server, c.name, c.label, c.value); got != c.want {
+				t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+			}
+		}
+	})
 }
 
 // scribbler overwrites the record's memory as soon as Append returns, the
@@ -740,71 +802,77 @@ func (s scribbler) Append(r *outbox.Record) error {
 }
 
 func TestRecordIntactAfterReuse(t *testing.T) {
-	ob := outboxtest.Open(t, &outbox.Options{Durability: outbox.Async})
-	ts := newTestServer(t, func(c *edge.Config) { c.Recorder = scribbler{ob} })
-	var ids []string
-	for i := range 50 {
-		res, _ := serve(t, ts, "GET", fmt.Sprintf("/r/tv-sale?subid=n%d", i))
-		id := idRE.FindString(res.Header.Get("Location"))
-		if id == "" {
-			t.Fatalf("request %d: Location %q without an id", i, res.Header.Get("Location"))
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		ob := outboxtest.Open(t, &outbox.Options{Durability: outbox.Async})
+		ts := newTestServer(t, func(c *edge.Config) { c.Recorder = scribbler{ob} })
+		do := tr.start(t, ts.Server)
+		var ids []string
+		for i := range 50 {
+			res, _ := do(t, "GET", fmt.Sprintf("/r/tv-sale?subid=n%d", i))
+			id := idRE.FindString(res.Header.Get("Location"))
+			if id == "" {
+				t.Fatalf("request %d: Location %q without an id", i, res.Header.Get("Location"))
+			}
+			ids = append(ids, id)
 		}
-		ids = append(ids, id)
-	}
-	if err := ob.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	recs := outboxtest.ReadAll(t, ob)
-	if len(recs) != len(ids) {
-		t.Fatalf("%d records, want %d", len(recs), len(ids))
-	}
-	for i, rec := range recs {
-		c := decodeClick(t, rec)
-		if rec.MessageID != ids[i] || c["click_id"] != ids[i] {
-			t.Errorf("record %d: message id %q, click_id %v; want %s", i, rec.MessageID, c["click_id"], ids[i])
+		if err := ob.Sync(); err != nil {
+			t.Fatal(err)
 		}
-		if p, _ := c["params"].(map[string]any); p["subid"] != fmt.Sprintf("n%d", i) {
-			t.Errorf("record %d: params %v, want subid n%d", i, c["params"], i)
+		recs := outboxtest.ReadAll(t, ob)
+		if len(recs) != len(ids) {
+			t.Fatalf("%d records, want %d", len(recs), len(ids))
 		}
-	}
+		for i, rec := range recs {
+			c := decodeClick(t, rec)
+			if rec.MessageID != ids[i] || c["click_id"] != ids[i] {
+				t.Errorf("record %d: message id %q, click_id %v; want %s", i, rec.MessageID, c["click_id"], ids[i])
+			}
+			if p, _ := c["params"].(map[string]any); p["subid"] != fmt.Sprintf("n%d", i) {
+				t.Errorf("record %d: params %v, want subid n%d", i, c["params"], i)
+			}
+		}
+	})
 }
 
 func TestConcurrentClicks(t *testing.T) {
-	ts := newTestServer(t, func(c *edge.Config) { c.Now = nil })
-	const workers, per = 8, 40
-	var wg sync.WaitGroup
-	locs := make([][]string, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range per {
-				res, _ := serve(t, ts, "GET", fmt.Sprintf("/r/tv-sale?subid=w%d-%d", w, i))
-				locs[w] = append(locs[w], res.Header.Get("Location"))
-			}
-		}()
-	}
-	wg.Wait()
-	recs := outboxtest.ReadAll(t, ts.ob)
-	if len(recs) != workers*per {
-		t.Fatalf("%d records, want %d", len(recs), workers*per)
-	}
-	byID := map[string]map[string]any{}
-	for _, rec := range recs {
-		c := decodeClick(t, rec)
-		if c["click_id"] != rec.MessageID {
-			t.Fatalf("click_id %v != message id %s", c["click_id"], rec.MessageID)
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		ts := newTestServer(t, func(c *edge.Config) { c.Now = nil })
+		do := tr.start(t, ts.Server)
+		const workers, per = 8, 40
+		var wg sync.WaitGroup
+		locs := make([][]string, workers)
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range per {
+					res, _ := do(t, "GET", fmt.Sprintf("/r/tv-sale?subid=w%d-%d", w, i))
+					locs[w] = append(locs[w], res.Header.Get("Location"))
+				}
+			}()
 		}
-		byID[rec.MessageID] = c
-	}
-	for w, ls := range locs {
-		for i, loc := range ls {
-			c := byID[idRE.FindString(loc)]
-			if c == nil || c["url"] != loc || c["params"].(map[string]any)["subid"] != fmt.Sprintf("w%d-%d", w, i) {
-				t.Errorf("worker %d request %d: Location %q has click %v", w, i, loc, c)
+		wg.Wait()
+		recs := outboxtest.ReadAll(t, ts.ob)
+		if len(recs) != workers*per {
+			t.Fatalf("%d records, want %d", len(recs), workers*per)
+		}
+		byID := map[string]map[string]any{}
+		for _, rec := range recs {
+			c := decodeClick(t, rec)
+			if c["click_id"] != rec.MessageID {
+				t.Fatalf("click_id %v != message id %s", c["click_id"], rec.MessageID)
+			}
+			byID[rec.MessageID] = c
+		}
+		for w, ls := range locs {
+			for i, loc := range ls {
+				c := byID[idRE.FindString(loc)]
+				if c == nil || c["url"] != loc || c["params"].(map[string]any)["subid"] != fmt.Sprintf("w%d-%d", w, i) {
+					t.Errorf("worker %d request %d: Location %q has click %v", w, i, loc, c)
+				}
 			}
 		}
-	}
+	})
 }
 
 func TestSetCatalog(t *testing.T) {
@@ -894,46 +962,49 @@ func TestParsePolicies(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	ts := newTestServer(t, nil)
-	serve(t, ts, "GET", "/r/tv-sale")
-	serve(t, ts, "GET", "/c/tv-sale")
-	serve(t, ts, "GET", "/r/nope")
-	serve(t, ts, "GET", "/nope")
-	serve(t, ts, "GET", "/r/tv-sale", withHeader("User-Agent", googlebot))
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		ts := newTestServer(t, nil)
+		do := tr.start(t, ts.Server)
+		do(t, "GET", "/r/tv-sale")
+		do(t, "GET", "/c/tv-sale")
+		do(t, "GET", "/r/nope")
+		do(t, "GET", "/nope")
+		do(t, "GET", "/r/tv-sale", withHeader("User-Agent", googlebot))
 
-	counts := map[string]uint64{}
-	for _, mf := range gather(t, ts.Server) {
-		if mf.GetName() != "clickedge_http_request_duration_seconds" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
+		counts := map[string]uint64{}
+		for _, mf := range gather(t, ts.Server) {
+			if mf.GetName() != "clickedge_http_request_duration_seconds" {
+				continue
 			}
-			if labels["region"] != region {
-				t.Errorf("duration series with region %q, want %q", labels["region"], region)
-			}
-			h := m.GetHistogram()
-			counts[labels["route"]+" "+labels["code"]] = h.GetSampleCount()
-			if h.GetZeroThreshold() == 0 && h.GetSchema() == 0 && len(h.GetPositiveSpan()) == 0 && h.GetSampleCount() > 0 {
-				t.Errorf("histogram %v has no native buckets", labels)
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["region"] != region {
+					t.Errorf("duration series with region %q, want %q", labels["region"], region)
+				}
+				h := m.GetHistogram()
+				counts[labels["route"]+" "+labels["code"]] = h.GetSampleCount()
+				if h.GetZeroThreshold() == 0 && h.GetSchema() == 0 && len(h.GetPositiveSpan()) == 0 && h.GetSampleCount() > 0 {
+					t.Errorf("histogram %v has no native buckets", labels)
+				}
 			}
 		}
-	}
-	want := map[string]uint64{"redirect 302": 2, "register 200": 1, "redirect 404": 1, "other 404": 1, "register 503": 0}
-	for k, n := range want {
-		got, ok := counts[k]
-		if !ok || got != n {
-			t.Errorf("request_duration{route code = %s} count = %d (present %v), want %d", k, got, ok, n)
+		want := map[string]uint64{"redirect 302": 2, "register 200": 1, "redirect 404": 1, "other 404": 1, "register 503": 0}
+		for k, n := range want {
+			got, ok := counts[k]
+			if !ok || got != n {
+				t.Errorf("request_duration{route code = %s} count = %d (present %v), want %d", k, got, ok, n)
+			}
 		}
-	}
-	if n := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", "recorded"); n != 3 {
-		t.Errorf("clicks_total{recorded} = %v, want 3", n)
-	}
-	if n := counterValue(t, ts.Server, "clickedge_bot_clicks_total", "kind", "crawler"); n != 1 {
-		t.Errorf("bot_clicks_total{crawler} = %v, want 1", n)
-	}
+		if n := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", "recorded"); n != 3 {
+			t.Errorf("clicks_total{recorded} = %v, want 3", n)
+		}
+		if n := counterValue(t, ts.Server, "clickedge_bot_clicks_total", "kind", "crawler"); n != 1 {
+			t.Errorf("bot_clicks_total{crawler} = %v, want 1", n)
+		}
+	})
 }
 
 // counterValue returns the value of a counter child, or -1 if it is absent.

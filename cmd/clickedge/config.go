@@ -55,6 +55,7 @@ type NodeConfig struct {
 // HTTPConfig configures the public listener.
 type HTTPConfig struct {
 	Listen            string   `yaml:"listen"`
+	Server            string   `yaml:"server"`
 	TrustedProxies    []string `yaml:"trusted_proxies"`
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
@@ -646,6 +647,7 @@ func (c *Config) check() []problem {
 	if msg := checkListen(c.HTTP.Listen); msg != "" {
 		bad("http.listen", "%s", msg)
 	}
+	oneOf("http.server", c.HTTP.Server, "fasthttp", "net")
 	for i, s := range c.HTTP.TrustedProxies {
 		if _, err := parsePrefix(s); err != nil {
 			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "invalid CIDR %q", s)

@@ -60,6 +60,7 @@ func wantDefaults() Config {
 		Node: NodeConfig{ID: testHost, Region: "local"},
 		HTTP: HTTPConfig{
 			Listen:            ":8080",
+			Server:            "fasthttp",
 			TrustedProxies:    []string{},
 			ReadHeaderTimeout: d("5s"),
 			IdleTimeout:       d("120s"),
@@ -458,6 +459,8 @@ func TestValidate(t *testing.T) {
 		{"http.max_header_bytes edges", func(c *Config) { c.HTTP.MaxHeaderBytes = 1 << 20 }, "", ""},
 		{"http.bot_clicks", func(c *Config) { c.HTTP.BotClicks = "drop" }, "http.bot_clicks", `must be record or skip, got "drop"`},
 		{"http.bot_clicks skip", func(c *Config) { c.HTTP.BotClicks = "skip" }, "", ""},
+		{"http.server", func(c *Config) { c.HTTP.Server = "nginx" }, "http.server", `must be fasthttp or net, got "nginx"`},
+		{"http.server net", func(c *Config) { c.HTTP.Server = "net" }, "", ""},
 
 		{"admin.listen empty", func(c *Config) { c.Admin.Listen = "" }, "admin.listen", `must be host:port (e.g. ":8080" or "127.0.0.1:9090"), got ""`},
 		{"admin.listen same", func(c *Config) { c.Admin.Listen = ":8080" }, "admin.listen", `must differ from http.listen (":8080")`},

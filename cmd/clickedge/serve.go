@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
 
 	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/edge/catalog"
@@ -48,7 +49,8 @@ type node struct {
 	srv *edge.Server
 	reg *prometheus.Registry
 
-	public, admin       *http.Server
+	public              publicServer
+	admin               *http.Server
 	publicLn, adminLn   net.Listener
 	stopping            atomic.Bool
 	reloadMu            sync.Mutex // one catalog reload at a time
@@ -65,7 +67,7 @@ func serve(cfg *Config, logger *slog.Logger, stderr io.Writer, signals <-chan os
 		printError(stderr, "clickedge serve: ", err)
 		return 1
 	}
-	logger.Info("clickedge serving", "http", n.publicLn.Addr().String(), "admin", n.adminLn.Addr().String(),
+	logger.Info("clickedge serving", "http", n.publicLn.Addr().String(), "http_server", cfg.HTTP.Server, "admin", n.adminLn.Addr().String(),
 		"catalog", n.srv.Catalog().Name(), "catalog_version", n.srv.Catalog().Version(), "links", n.srv.Catalog().Len(),
 		"outbox", n.o.Path(), "durability", cfg.Outbox.Durability)
 	if ready != nil {
@@ -160,13 +162,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
-	n.public = &http.Server{
-		Handler:           accessLog(n.srv, cfg.Log.AccessSample, logger),
-		ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
-		IdleTimeout:       time.Duration(cfg.HTTP.IdleTimeout),
-		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	n.public = newPublicServer(cfg, n.srv, n.publicLn, logger)
 	n.admin = &http.Server{
 		Handler: edge.NewAdmin(edge.AdminConfig{
 			Gatherer:      n.reg,
@@ -338,7 +334,8 @@ func (n *node) stop() int {
 func (n *node) closeAll() {
 	if n.public != nil {
 		n.public.Close()
-	} else if n.publicLn != nil {
+	}
+	if n.publicLn != nil {
 		n.publicLn.Close()
 	}
 	if n.admin != nil {
@@ -356,6 +353,83 @@ func (n *node) closeAll() {
 	}
 	if n.geo != nil {
 		n.geo.Close()
+	}
+}
+
+// publicServer is the public listener's HTTP server, net/http or fasthttp
+// (http.server).
+type publicServer interface {
+	Serve(net.Listener) error
+	// Shutdown stops accepting, lets the requests in flight finish and
+	// closes idle connections, or gives up when ctx ends.
+	Shutdown(ctx context.Context) error
+	// Close closes the listener and the connections without waiting for
+	// requests in flight; for failed starts.
+	Close() error
+}
+
+// newPublicServer builds the public listener's server for ln.
+func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, logger *slog.Logger) publicServer {
+	if cfg.HTTP.Server == "net" {
+		return &http.Server{
+			Handler:           accessLog(srv, cfg.Log.AccessSample, logger),
+			ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
+			IdleTimeout:       time.Duration(cfg.HTTP.IdleTimeout),
+			MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+	fs := srv.FastServer(edge.FastOptions{
+		ReadTimeout:    time.Duration(cfg.HTTP.ReadHeaderTimeout),
+		IdleTimeout:    time.Duration(cfg.HTTP.IdleTimeout),
+		MaxHeaderBytes: int(cfg.HTTP.MaxHeaderBytes),
+		Logger:         logger,
+	})
+	fs.Handler = fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger)
+	return &fastPublic{srv: fs, ln: ln}
+}
+
+// fastPublic adapts a fasthttp.Server to publicServer.
+type fastPublic struct {
+	srv *fasthttp.Server
+	ln  net.Listener
+}
+
+func (f *fastPublic) Serve(ln net.Listener) error { return f.srv.Serve(ln) }
+
+func (f *fastPublic) Shutdown(ctx context.Context) error {
+	// Closed here as well: fasthttp only closes the listeners its Serve
+	// has registered, and Serve may not have got that far yet.
+	f.ln.Close()
+	err := f.srv.ShutdownWithContext(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (f *fastPublic) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return f.Shutdown(ctx)
+}
+
+// fastAccessLog is accessLog for fasthttp.
+func fastAccessLog(h fasthttp.RequestHandler, sample float64, logger *slog.Logger) fasthttp.RequestHandler {
+	if sample <= 0 {
+		return h
+	}
+	return func(ctx *fasthttp.RequestCtx) {
+		if rand.Float64() >= sample {
+			h(ctx)
+			return
+		}
+		start := time.Now()
+		// Copies: ctx's buffers are reused once the answer is written.
+		method, path, ua := string(ctx.Method()), string(ctx.Path()), string(ctx.UserAgent())
+		h(ctx)
+		logger.Info("access", "method", method, "path", path, "status", ctx.Response.StatusCode(),
+			"duration_us", time.Since(start).Microseconds(), "ua", ua)
 	}
 }
 

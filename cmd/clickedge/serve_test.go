@@ -191,7 +191,14 @@ var clickIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // The binary against the real broker: redirects go out with the contract's
 // headers, and each click arrives as a persistent message whose body has
 // the schema-1 fields and whose message_id is the click_id.
+// TestServeEndToEnd runs with each public HTTP server (http.server).
 func TestServeEndToEnd(t *testing.T) {
+	for _, server := range []string{"fasthttp", "net"} {
+		t.Run(server, func(t *testing.T) { testServeEndToEnd(t, server) })
+	}
+}
+
+func testServeEndToEnd(t *testing.T, server string) {
 	shared := brokertest.SharedURL(t)
 	exchange := "ce-e2e-" + randHex(4)
 	q := brokertest.TempQueue(t, shared, exchange, "click.#")
@@ -200,7 +207,8 @@ func TestServeEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "links.yaml"), []byte(testCatalog), 0o600)
 	p := startEdge(t, dir, fmt.Sprintf("node:\n  id: t-1\n  region: eu-test\nforwarder:\n  amqp_urls: [%q]\n  exchange: %s\ncatalog:\n  file: links.yaml\n",
-		shared, exchange))
+		shared, exchange), "CLICKEDGE_HTTP_SERVER="+server)
+	waitLog(t, p, `"http_server":"`+server+`"`)
 
 	locations := map[string]string{} // click_id -> Location
 	for i, tc := range []struct {

@@ -1,12 +1,15 @@
-// Package edgetest holds test helpers for code that drives an edge.Server: catalogs from YAML, an in-memory Recorder and a reusable ResponseWriter.
+// Package edgetest holds test helpers for code that drives an edge.Server: catalogs from YAML, an in-memory Recorder, a reusable ResponseWriter and fasthttp request contexts.
 package edgetest
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/clickedge/clickedge/edge/catalog"
 	"github.com/clickedge/clickedge/outbox"
@@ -147,3 +150,25 @@ func (w *ResponseWriter) Reset() {
 	clear(w.header)
 	w.Snapshot = nil
 }
+
+// NewRequestCtx returns a fasthttp.RequestCtx holding a request as a
+// fasthttp server would hand it to ServeFast, from remote (nil: 0.0.0.0:0),
+// with header given as name, value pairs. Reuse it for many calls by
+// resetting ctx.Response between them, as fasthttp does between the
+// requests of a connection.
+func NewRequestCtx(method, target string, remote net.Addr, header ...string) *fasthttp.RequestCtx {
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI(target)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Init(&req, remote, discard{})
+	return ctx
+}
+
+// discard is a fasthttp.Logger that drops everything.
+type discard struct{}
+
+func (discard) Printf(string, ...any) {}
