@@ -33,6 +33,7 @@ const benchLinks = `links:
 // edgeSpec is one clickedge configuration.
 type edgeSpec struct {
 	durability string // sync | async
+	server     string // http.server: fasthttp | net; "" = clickedge's default
 	amqpURL    string // the forwarder's broker (directly or through a proxy)
 	exchange   string
 	region     string
@@ -57,11 +58,15 @@ func writeEdgeConfig(dir string, s edgeSpec, public, admin string) (string, erro
 	// reconnect_max is cut from 30s to 1s so that a healed partition is
 	// noticed within a second: the bench measures the drain, not the
 	// back-off. Everything not named keeps clickedge's default.
+	server := ""
+	if s.server != "" {
+		server = fmt.Sprintf("\n  server: %s", s.server)
+	}
 	cfg := fmt.Sprintf(`node:
   id: bench-edge
   region: %s
 http:
-  listen: %q
+  listen: %q%s
 admin:
   listen: %q
 data_dir: %q
@@ -75,7 +80,7 @@ catalog:
   file: links.yaml
 log:
   level: warn
-`, s.region, public, admin, filepath.Join(dir, "data"), s.durability, s.amqpURL, s.exchange)
+`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, s.amqpURL, s.exchange)
 	path := filepath.Join(dir, "clickedge.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }

@@ -18,12 +18,15 @@ import (
 // One colour per scenario, the same in every chart (Okabe-Ito, readable
 // with colour blindness).
 var scenarioColor = map[string]color.RGBA{
-	"bare":         {0, 0, 0, 255},
-	"sync-cutoff":  {0, 114, 178, 255},
-	"async-cutoff": {0, 158, 115, 255},
-	"sync-broker":  {86, 180, 233, 255},
-	"async-broker": {204, 121, 167, 255},
-	"direct":       {213, 94, 0, 255},
+	"bare":             {0, 0, 0, 255},
+	"sync-cutoff":      {0, 114, 178, 255},
+	"async-cutoff":     {0, 158, 115, 255},
+	"sync-broker":      {86, 180, 233, 255},
+	"async-broker":     {204, 121, 167, 255},
+	"direct":           {213, 94, 0, 255},
+	"bare-fasthttp":    {120, 120, 120, 255},
+	"sync-cutoff-net":  {0, 60, 100, 255},
+	"async-cutoff-net": {0, 90, 60, 255},
 }
 
 var dashed = []vg.Length{vg.Points(5), vg.Points(3)}
@@ -231,6 +234,12 @@ func shortLabel(sc string) string {
 		return "async, forwarding"
 	case "direct":
 		return "direct publish"
+	case "bare-fasthttp":
+		return "bare fasthttp 302"
+	case "sync-cutoff-net":
+		return "sync, cut off, net/http"
+	case "async-cutoff-net":
+		return "async, cut off, net/http"
 	}
 	return sc
 }

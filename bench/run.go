@@ -56,7 +56,7 @@ var fullPlan = plan{
 	CapDuration:  8 * time.Second,
 	Workers:      256,
 	OpenConns:    256,
-	CapScenarios: []string{"bare", "sync-cutoff", "async-cutoff", "sync-broker", "async-broker", "direct"},
+	CapScenarios: []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-broker", "async-broker", "direct"},
 	LatDuration:  5 * time.Second,
 	LatFractions: []float64{0.25, 0.5, 0.75, 0.9},
 	LatScenarios: []string{"bare", "sync-cutoff", "async-cutoff"},
@@ -225,7 +225,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.drainRate, "drain-rate", 0, "drain scenario live load, requests/s (default: the plan's)")
 	fs.StringVar(&o.client, "client", clientFast, "load-generator client: fasthttp or vegeta (see load.go)")
 	fs.IntVar(&o.serverProcs, "server-procs", 2, "GOMAXPROCS of the servers under test with -pin split")
-	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated capacity `scenarios` (default: the plan's): bare, sync-cutoff, async-cutoff, sync-broker, async-broker, direct")
+	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated capacity `scenarios` (default: the plan's): bare, bare-fasthttp, sync-cutoff, async-cutoff, sync-cutoff-net, async-cutoff-net, sync-broker, async-broker, direct")
 	fs.StringVar(&o.queue, "queue", "classic", "the bench's queue on the broker: transient (not durable), classic (durable) or quorum")
 	fs.BoolVar(&o.merge, "merge", false, "with -only: replace just those phases in the existing results.json of -out (the rest is kept, and the rerun is noted)")
 	fs.StringVar(&o.links, "links", "", "comma-separated link-cache `sizes` (default: the plan's)")

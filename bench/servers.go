@@ -18,6 +18,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/valyala/fasthttp"
 
 	"github.com/clickedge/clickedge/edge/clickid"
 )
@@ -51,11 +52,54 @@ func cmdBare(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "public `address`")
 	pprofAddr := fs.String("pprof", "", "serve /debug/pprof/ on this `address` (empty: none)")
+	server := fs.String("server", "net", "HTTP `server`: net (net/http) or fasthttp")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	return serveUntilSignal(publicServer(bareHandler()), *listen, *pprofAddr, stderr)
+	switch *server {
+	case "net":
+		return serveUntilSignal(publicServer(bareHandler()), *listen, *pprofAddr, stderr)
+	case "fasthttp":
+		return serveUntilSignal(fastShutdowner{bareFastServer()}, *listen, *pprofAddr, stderr)
+	}
+	fmt.Fprintln(stderr, "bench bare: -server must be net or fasthttp")
+	return 2
 }
+
+// bareFastServer is the bare 302 on fasthttp, with the settings clickedge's
+// FastServer uses (edge.FastServer), so it pays for the same protections.
+func bareFastServer() *fasthttp.Server {
+	location, noStore := []byte(bareLocation), []byte("no-store")
+	return &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			r := &ctx.Response
+			r.SetStatusCode(http.StatusFound)
+			r.Header.SetCanonical([]byte("Location"), location)
+			r.Header.SetCanonical([]byte("Cache-Control"), noStore)
+			r.Header.SetContentLength(0)
+		},
+		ReadBufferSize:               16 << 10,
+		ReadTimeout:                  5 * time.Second,
+		WriteTimeout:                 5 * time.Second,
+		IdleTimeout:                  120 * time.Second,
+		MaxRequestBodySize:           4 << 10,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		SecureErrorLogMessage:        true,
+		CloseOnShutdown:              true,
+	}
+}
+
+// server is what serveUntilSignal runs: *http.Server or a fasthttp one.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+type fastShutdowner struct{ *fasthttp.Server }
+
+func (f fastShutdowner) Shutdown(ctx context.Context) error { return f.ShutdownWithContext(ctx) }
 
 // bareHandler answers every request with the same 302 and no body.
 func bareHandler() http.Handler {
@@ -70,7 +114,7 @@ func bareHandler() http.Handler {
 
 // serveUntilSignal serves srv on addr (and the default mux, which holds
 // pprof, on pprofAddr) until SIGINT or SIGTERM.
-func serveUntilSignal(srv *http.Server, addr, pprofAddr string, stderr io.Writer) int {
+func serveUntilSignal(srv server, addr, pprofAddr string, stderr io.Writer) int {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)

@@ -15,6 +15,9 @@ type scenario struct {
 	Label string // for tables and charts
 	kind  string // bare | edge | direct
 	dur   string // edge: sync | async
+	// server: the HTTP server, net or fasthttp; for the edge, "" is
+	// clickedge's default (http.server fasthttp).
+	server string
 	// cutoff: the edge's forwarder reaches the broker only through a fault
 	// proxy held in Blackhole during the load; after it, the proxy passes
 	// again and the bench waits for the backlog to drain.
@@ -22,9 +25,14 @@ type scenario struct {
 }
 
 var scenarios = map[string]scenario{
-	"bare":         {Name: "bare", Label: "bare net/http 302", kind: "bare"},
-	"sync-cutoff":  {Name: "sync-cutoff", Label: "clickedge sync, forwarder cut off", kind: "edge", dur: "sync", cutoff: true},
-	"async-cutoff": {Name: "async-cutoff", Label: "clickedge async, forwarder cut off", kind: "edge", dur: "async", cutoff: true},
+	"bare":          {Name: "bare", Label: "bare net/http 302", kind: "bare", server: "net"},
+	"bare-fasthttp": {Name: "bare-fasthttp", Label: "bare fasthttp 302", kind: "bare", server: "fasthttp"},
+	"sync-cutoff":   {Name: "sync-cutoff", Label: "clickedge sync, forwarder cut off", kind: "edge", dur: "sync", cutoff: true},
+	"async-cutoff":  {Name: "async-cutoff", Label: "clickedge async, forwarder cut off", kind: "edge", dur: "async", cutoff: true},
+	"sync-cutoff-net": {Name: "sync-cutoff-net", Label: "clickedge sync, forwarder cut off, http.server net", kind: "edge", dur: "sync", cutoff: true,
+		server: "net"},
+	"async-cutoff-net": {Name: "async-cutoff-net", Label: "clickedge async, forwarder cut off, http.server net", kind: "edge", dur: "async", cutoff: true,
+		server: "net"},
 	"sync-broker":  {Name: "sync-broker", Label: "clickedge sync, forwarding to the local broker", kind: "edge", dur: "sync"},
 	"async-broker": {Name: "async-broker", Label: "clickedge async, forwarding to the local broker", kind: "edge", dur: "async"},
 	"direct":       {Name: "direct", Label: "direct publish + confirm per click", kind: "direct"},
@@ -66,7 +74,7 @@ func (b *bencher) start(sc scenario) (*sut, error) {
 	}
 	switch sc.kind {
 	case "bare":
-		spec.argv = []string{b.self, "bare", "-listen", addr, "-pprof", admin}
+		spec.argv = []string{b.self, "bare", "-listen", addr, "-pprof", admin, "-server", sc.server}
 		spec.readyURL = "http://" + admin + "/debug/pprof/"
 	case "direct":
 		spec.argv = []string{b.self, "direct", "-listen", addr, "-pprof", admin,
@@ -91,7 +99,7 @@ func (b *bencher) start(sc scenario) (*sut, error) {
 			}
 			url = strings.Replace(url, host, s.proxy.Addr(), 1)
 		}
-		cfg, err := writeEdgeConfig(dir, edgeSpec{durability: sc.dur, amqpURL: url, exchange: b.sink.exchange, region: "bench"}, addr, admin)
+		cfg, err := writeEdgeConfig(dir, edgeSpec{durability: sc.dur, server: sc.server, amqpURL: url, exchange: b.sink.exchange, region: "bench"}, addr, admin)
 		if err != nil {
 			return nil, err
 		}
