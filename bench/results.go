@@ -302,7 +302,7 @@ func (r *Results) summarize() {
 }
 
 // scenarioOrder is the order of tables and charts.
-var scenarioOrder = []string{"bare", "sync-cutoff", "async-cutoff", "sync-broker", "async-broker", "direct"}
+var scenarioOrder = []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-broker", "async-broker", "direct"}
 
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
