@@ -56,8 +56,8 @@ type Config struct {
 	// Heartbeat is the AMQP heartbeat; a silent peer is dropped after three
 	// missed ones. Default 5s.
 	Heartbeat time.Duration
-	// DialTimeout bounds the TCP connect and the AMQP handshake of one URL.
-	// Default 5s.
+	// DialTimeout bounds the TCP connect and the AMQP handshake of one URL,
+	// and again the channel and topology setup after it. Default 5s.
 	DialTimeout time.Duration
 	// CloseTimeout bounds the graceful close before the socket is closed.
 	// Default 1s.
@@ -206,11 +206,58 @@ func (p *Publisher) dial(ctx context.Context, rawURL string) (*session, error) {
 		declared: map[string]bool{},
 		headers:  amqp.Table{},
 	}
-	if err := s.setup(); err != nil {
+	if err := p.boundedSetup(ctx, s); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// testHookSetup, when set, runs after the AMQP handshake and before the
+// channel and topology setup (export_test.go).
+var testHookSetup func()
+
+// boundedSetup runs s.setup within Config.DialTimeout and ctx. amqp091's
+// channel and topology calls wait for the broker's answer without a
+// deadline, and heartbeats keep a connection alive while the broker never
+// answers them: a RabbitMQ node that accepts connections while it is still
+// booting has been seen to leave channel.open unanswered, which hung
+// Connect, and so the forwarder, for good. When the bound passes, the
+// socket is closed, which fails the pending call.
+func (p *Publisher) boundedSetup(ctx context.Context, s *session) error {
+	if s.netConn == nil {
+		return s.setup()
+	}
+	var cut atomic.Bool
+	timer := time.AfterFunc(p.cfg.DialTimeout, func() {
+		cut.Store(true)
+		s.netConn.Close()
+	})
+	stop := context.AfterFunc(ctx, func() { s.netConn.Close() })
+	if testHookSetup != nil {
+		testHookSetup()
+	}
+	err := s.setup()
+	fired := !timer.Stop()
+	cancelled := !stop()
+	switch {
+	case err == nil && !fired && !cancelled:
+		return nil
+	case fired || cut.Load():
+		return fmt.Errorf("channel and topology setup unanswered after %v: %w", p.cfg.DialTimeout, errOr(err))
+	case cancelled:
+		return fmt.Errorf("channel and topology setup: %w", context.Cause(ctx))
+	}
+	return err
+}
+
+// errOr returns err, or a placeholder when the setup succeeded just as its
+// bound closed the socket.
+func errOr(err error) error {
+	if err == nil {
+		return errors.New("socket closed by the bound")
+	}
+	return err
 }
 
 // session is one connection and confirm-mode channel.

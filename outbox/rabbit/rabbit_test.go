@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,6 +159,58 @@ func TestConnectTriesURLsInOrder(t *testing.T) {
 	}
 }
 
+// A broker that completes the handshake and then never answers (a node
+// still booting after a restart did this): Connect gives up after
+// DialTimeout instead of hanging on channel.open while heartbeats keep the
+// connection alive. Not parallel: the hook is package-wide.
+func TestConnectBoundsSetup(t *testing.T) {
+	shared := brokertest.SharedURL(t)
+	u, proxy := viaProxy(t, shared)
+	cfg := rabbit.DefaultConfig()
+	cfg.URLs = []string{u}
+	cfg.DialTimeout = time.Second
+	cfg.Heartbeat = 5 * time.Second // amqp091 drops a silent peer only after 15 s
+	p, err := rabbit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := rabbit.SetTestHookSetup(func() { proxy.SetMode(faultproxy.Blackhole) })
+	start := time.Now()
+	s, err := p.Connect(context.Background())
+	elapsed := time.Since(start)
+	restore()
+	if err == nil {
+		s.Close()
+		t.Fatal("Connect succeeded through a black-holed setup")
+	}
+	if elapsed > 4*time.Second || !strings.Contains(err.Error(), "unanswered") {
+		t.Fatalf("Connect = %v after %v; want a setup timeout after about 1s", err, elapsed)
+	}
+
+	// A cancelled context ends the setup at once, too.
+	proxy.SetMode(faultproxy.Pass)
+	ctx, cancel := context.WithCancel(context.Background())
+	restore = rabbit.SetTestHookSetup(func() { proxy.SetMode(faultproxy.Blackhole); cancel() })
+	start = time.Now()
+	s, err = p.Connect(ctx)
+	elapsed = time.Since(start)
+	restore()
+	if err == nil {
+		s.Close()
+		t.Fatal("Connect succeeded with a cancelled context")
+	}
+	if elapsed > 500*time.Millisecond {
+		t.Fatalf("Connect with a cancelled context took %v: %v", elapsed, err)
+	}
+
+	proxy.SetMode(faultproxy.Pass)
+	s, err = p.Connect(context.Background())
+	if err != nil {
+		t.Fatalf("Connect after the path healed = %v", err)
+	}
+	s.Close()
+}
+
 func TestDeclaresQueueForSingleBox(t *testing.T) {
 	shared := brokertest.SharedURL(t)
 	cfg := rabbit.DefaultConfig()
@@ -233,6 +286,14 @@ func newFaultRig(t *testing.T) *faultRig {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		r.f.Close(ctx)
+	})
+	t.Cleanup(func() {
+		// Runs before the forwarder's Close above: what it was doing when
+		// the test gave up.
+		if t.Failed() {
+			t.Logf("forwarder stats at the end: %+v", r.f.Stats())
+			t.Logf("outbox stats at the end: %+v", r.o.Stats())
+		}
 	})
 	outboxtest.WaitFor(t, 30*time.Second, "forwarder connected", func() bool { return r.f.Stats().Connected })
 	return r
