@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -19,76 +18,15 @@ import (
 	"time"
 
 	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/edge/catalog/catalogtest"
 )
 
-// linkCode is the code of the i-th generated link: 7 or more base-36
-// characters, like a short-link service's.
-func linkCode(i int) string {
-	return strconv.FormatInt(int64(i)+2176782336, 36) // 36^6: at least 7 digits
-}
-
-// writeCatalog writes a catalog of n links in the shape a real network
-// has: most links plain, one in five with parameters and a geo rule, one in
-// ten paused with a fallback. Each link has its own advertiser host and
-// path, so nothing is shared between templates. format is "yaml", the
-// block style a person writes, or "json", the form a feed writes for a big
-// catalog (JSON is YAML too; catalog.Parse reads it with a faster decoder).
-func writeCatalog(w io.Writer, n int, format string) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	if format == "json" {
-		return writeCatalogJSON(bw, n)
-	}
-	bw.WriteString("links:\n")
-	for i := range n {
-		c := linkCode(i)
-		switch i % 10 {
-		case 7, 8:
-			fmt.Fprintf(bw, `  - code: %s
-    url: "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}&c={param:utm_campaign}"
-    params: [subid, subid1, utm_campaign]
-    rules:
-      - name: de-mobile
-        when: 'country == "DE" && device == "mobile"'
-        url: "https://m.adv%d.example/de/%d?cid={click_id}&sub={subid}"
-`, c, i%5000, i, i%5000, i)
-		case 9:
-			fmt.Fprintf(bw, `  - code: %s
-    status: paused
-    url: "https://adv%d.example/lp/%d?cid={click_id}"
-    fallback_url: "https://adv%d.example/"
-`, c, i%5000, i, i%5000)
-		default:
-			fmt.Fprintf(bw, `  - code: %s
-    url: "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}"
-`, c, i%5000, i)
-		}
-	}
-	return bw.Flush()
-}
-
-// writeCatalogJSON is writeCatalog's JSON form: the same links, one per
-// line.
-func writeCatalogJSON(bw *bufio.Writer, n int) error {
-	bw.WriteString("{\"links\": [\n")
-	for i := range n {
-		c := linkCode(i)
-		if i > 0 {
-			bw.WriteString(",\n")
-		}
-		switch i % 10 {
-		case 7, 8:
-			fmt.Fprintf(bw, `{"code": "%s", "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}&c={param:utm_campaign}", "params": ["subid", "subid1", "utm_campaign"], "rules": [{"name": "de-mobile", "when": "country == \"DE\" && device == \"mobile\"", "url": "https://m.adv%d.example/de/%d?cid={click_id}&sub={subid}"}]}`,
-				c, i%5000, i, i%5000, i)
-		case 9:
-			fmt.Fprintf(bw, `{"code": "%s", "status": "paused", "url": "https://adv%d.example/lp/%d?cid={click_id}", "fallback_url": "https://adv%d.example/"}`,
-				c, i%5000, i, i%5000)
-		default:
-			fmt.Fprintf(bw, `{"code": "%s", "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}"}`, c, i%5000, i)
-		}
-	}
-	bw.WriteString("\n]}\n")
-	return bw.Flush()
-}
+// linkCode and writeCatalog are the generated catalog's, shared with the
+// catalog's own benchmarks.
+var (
+	linkCode     = catalogtest.LinkCode
+	writeCatalog = catalogtest.Write
+)
 
 // LinkCacheRun is one load of a generated catalog, measured in a fresh
 // child process.
@@ -334,10 +272,6 @@ func cmdGenCatalog(args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 1_000_000, "number of links")
 	format := fs.String("format", "yaml", "`format` of the catalog: yaml or json")
 	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *format != "yaml" && *format != "json" {
-		fmt.Fprintln(stderr, "bench gencatalog: -format must be yaml or json")
 		return 2
 	}
 	if err := writeCatalog(stdout, *n, *format); err != nil {

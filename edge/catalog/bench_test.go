@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clickedge/clickedge/edge/catalog/catalogtest"
 )
 
 const benchCatalog = `links:
@@ -161,62 +162,18 @@ func BenchmarkParse1000(b *testing.B) {
 	}
 }
 
-// linkCode is the code of the i-th generated link: 7 base-36 characters,
-// like a short-link service's (and bench/linkcache.go's).
-func linkCode(i int) string {
-	return strconv.FormatInt(int64(i)+2176782336, 36)
-}
+// linkCode is the generated catalog's (catalogtest), as bench/ uses it.
+var linkCode = catalogtest.LinkCode
 
-// writeCatalog writes n links in the shape bench/linkcache.go measures: 7
-// in 10 plain, 2 with params and a geo rule, 1 paused with a fallback, each
-// with its own advertiser path. asJSON writes the same catalog as JSON.
+// writeCatalog writes n links in the shape bench/linkcache.go measures,
+// as JSON or YAML.
 func writeCatalog(w io.Writer, n int, asJSON bool) {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	defer bw.Flush()
+	format := "yaml"
 	if asJSON {
-		bw.WriteString("{\"links\": [\n")
-	} else {
-		bw.WriteString("links:\n")
+		format = "json"
 	}
-	for i := range n {
-		c := linkCode(i)
-		sep := ","
-		if i == n-1 {
-			sep = ""
-		}
-		switch {
-		case i%10 >= 7 && i%10 <= 8 && asJSON:
-			fmt.Fprintf(bw, `{"code": %q, "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}&c={param:utm_campaign}", "params": ["subid", "subid1", "utm_campaign"], "rules": [{"name": "de-mobile", "when": "country == \"DE\" && device == \"mobile\"", "url": "https://m.adv%d.example/de/%d?cid={click_id}&sub={subid}"}]}%s
-`, c, i%5000, i, i%5000, i, sep)
-		case i%10 >= 7 && i%10 <= 8:
-			fmt.Fprintf(bw, `  - code: %s
-    url: "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}&c={param:utm_campaign}"
-    params: [subid, subid1, utm_campaign]
-    rules:
-      - name: de-mobile
-        when: 'country == "DE" && device == "mobile"'
-        url: "https://m.adv%d.example/de/%d?cid={click_id}&sub={subid}"
-`, c, i%5000, i, i%5000, i)
-		case i%10 == 9 && asJSON:
-			fmt.Fprintf(bw, `{"code": %q, "status": "paused", "url": "https://adv%d.example/lp/%d?cid={click_id}", "fallback_url": "https://adv%d.example/"}%s
-`, c, i%5000, i, i%5000, sep)
-		case i%10 == 9:
-			fmt.Fprintf(bw, `  - code: %s
-    status: paused
-    url: "https://adv%d.example/lp/%d?cid={click_id}"
-    fallback_url: "https://adv%d.example/"
-`, c, i%5000, i, i%5000)
-		case asJSON:
-			fmt.Fprintf(bw, `{"code": %q, "url": "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}"}%s
-`, c, i%5000, i, sep)
-		default:
-			fmt.Fprintf(bw, `  - code: %s
-    url: "https://adv%d.example/lp/%d?cid={click_id}&sub={subid}"
-`, c, i%5000, i)
-		}
-	}
-	if asJSON {
-		bw.WriteString("]}\n")
+	if err := catalogtest.Write(w, n, format); err != nil {
+		panic(err)
 	}
 }
 
