@@ -228,11 +228,7 @@ func (p *Publisher) boundedSetup(ctx context.Context, s *session) error {
 	if s.netConn == nil {
 		return s.setup()
 	}
-	var cut atomic.Bool
-	timer := time.AfterFunc(p.cfg.DialTimeout, func() {
-		cut.Store(true)
-		s.netConn.Close()
-	})
+	timer := time.AfterFunc(p.cfg.DialTimeout, func() { s.netConn.Close() })
 	stop := context.AfterFunc(ctx, func() { s.netConn.Close() })
 	if testHookSetup != nil {
 		testHookSetup()
@@ -243,7 +239,7 @@ func (p *Publisher) boundedSetup(ctx context.Context, s *session) error {
 	switch {
 	case err == nil && !fired && !cancelled:
 		return nil
-	case fired || cut.Load():
+	case fired:
 		return fmt.Errorf("channel and topology setup unanswered after %v: %w", p.cfg.DialTimeout, errOr(err))
 	case cancelled:
 		return fmt.Errorf("channel and topology setup: %w", context.Cause(ctx))
