@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 )
 
 // TestMain lets the test binary stand in for the bench binary when the

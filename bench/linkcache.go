@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clickedge/clickedge/edge/catalog"
-	"github.com/clickedge/clickedge/edge/catalog/catalogtest"
+	"github.com/clickedge/clickedge/catalog"
+	"github.com/clickedge/clickedge/catalog/catalogtest"
 )
 
 // linkCode and writeCatalog are the generated catalog's, shared with the

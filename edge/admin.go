@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 )
 
 // AdminConfig configures the admin listener's handler. Every func may be

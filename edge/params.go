@@ -5,7 +5,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 )
 
 // Limits on recorded query parameters, as the design states them.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 )
 
 var defaultNames = []string{"subid", "subid1", "subid2", "subid3", "subid4"}

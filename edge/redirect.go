@@ -8,7 +8,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/edge/clickid"
 	"github.com/clickedge/clickedge/edge/device"
 	"github.com/clickedge/clickedge/outbox"

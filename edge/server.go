@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/edge/geo"
 	"github.com/clickedge/clickedge/outbox"
 )

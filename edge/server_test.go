@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/clickedge/clickedge/edge"
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/edge/clickid"
 	"github.com/clickedge/clickedge/edge/edgetest"
 	"github.com/clickedge/clickedge/edge/geo"

@@ -22,7 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/clickedge/clickedge/edge"
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/edge/device"
 	"github.com/clickedge/clickedge/edge/geo"
 	"github.com/clickedge/clickedge/outbox"

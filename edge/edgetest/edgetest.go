@@ -11,7 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/clickedge/clickedge/edge/catalog"
+	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/outbox"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickedge/clickedge/edge/catalog/catalogtest"
+	"github.com/clickedge/clickedge/catalog/catalogtest"
 )
 
 const benchCatalog = `links:
