@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/catalog"
+	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/edge/edgetest"
 )
 

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/catalog"
+	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/edge/edgetest"
 	"github.com/clickedge/clickedge/outbox"
 )

@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 
-	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/catalog"
+	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/edge/device"
 	"github.com/clickedge/clickedge/edge/geo"
 	"github.com/clickedge/clickedge/outbox"
