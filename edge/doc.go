@@ -119,8 +119,11 @@ the behaviour of the lines above exactly as documented by Go.
 fasthttp's rules for ServeFast: the request's bytes are valid only while
 the handler runs. ServeFast keeps views of them (unsafe strings) in the
 pooled scratch only for the request's duration, passes them only to code
-that copies (Append, AppendURL, the header setters), and clears them before
-the scratch goes back to the pool. FastServer's ShutdownWithContext stops
+that copies (Append, AppendURL, the header setters) or keeps nothing of
+them (device.Classify copies the User-Agent into its cache, and the bot
+names it returns point into that copy; geo and the rules read values
+only), and clears them before the scratch goes back to the pool
+(TestServeFastKeepsNoRequestBuffer). FastServer's ShutdownWithContext stops
 accepting, lets the requests in flight finish (a click answered is a click
 recorded), closes idle keep-alive connections and marks answers sent
 meanwhile Connection: close (TestFastShutdown).

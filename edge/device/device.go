@@ -3,6 +3,7 @@ package device
 
 import (
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -59,8 +60,9 @@ var parser = sync.OnceValue(useragent.NewParser)
 func Warm() { parser() }
 
 // Classify returns what ua says about the client. It is safe for concurrent
-// use, does not allocate, and never fails: anything it cannot recognize is
-// Unknown.
+// use, does not allocate on a cache hit, and never fails: anything it cannot
+// recognize is Unknown. It keeps nothing of ua: the caller may reuse ua's
+// memory as soon as it returns, and the strings in Info never point into it.
 //
 // Decisions (see the package tests for the corpus):
 //   - An empty User-Agent, or one without a word of letters, is Unknown,
@@ -80,15 +82,20 @@ func Classify(ua string) Info {
 	}
 	// Real traffic repeats a few thousand user agents over and over: a
 	// direct-mapped cache answers those in a hash and a compare instead of
-	// the ~700ns of the scan and the parser. A miss costs one small
-	// allocation; a collision just replaces the slot. Lock-free: a slot is
+	// the ~700ns of the scan and the parser. A miss costs two small
+	// allocations; a collision just replaces the slot. Lock-free: a slot is
 	// an atomic pointer to an immutable entry.
 	slot := &cache[maphash.String(cacheSeed, ua)&(cacheSize-1)]
 	if e := slot.Load(); e != nil && e.ua == ua {
 		return e.info
 	}
-	info := classify(ua)
-	slot.Store(&cacheEntry{ua: ua, info: info})
+	// The entry outlives the call, and ua is often a view of a buffer the
+	// caller reuses (fasthttp's request header): the key, and the bot names
+	// classify cuts out of it, must be the cache's own bytes. Classifying
+	// the copy makes every string in info the copy's or a constant.
+	own := strings.Clone(ua)
+	info := classify(own)
+	slot.Store(&cacheEntry{ua: own, info: info})
 	return info
 }
 

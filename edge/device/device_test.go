@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 )
 
 // corpus holds real User-Agent strings, as browsers, apps and bots send
@@ -392,5 +394,35 @@ func TestClassifyCacheMatchesClassifier(t *testing.T) {
 		if got, want := Classify(ua), classify(ua); got != want {
 			t.Fatalf("Classify(%q) = %+v, uncached %+v", ua, got, want)
 		}
+	}
+}
+
+// harden #1: Classify keeps nothing of its argument. fasthttp hands the edge
+// the User-Agent as a view of a buffer it reuses for the next request; a
+// cache entry (or a bot name cut out of the UA) pointing into that buffer
+// changes under the requests that later hit the entry.
+func TestClassifyKeepsNoViewOfItsArgument(t *testing.T) {
+	Warm()
+	// A bot named by a word of its own, so that Browser is cut out of
+	// the User-Agent, and a suffix that makes the string new to the cache.
+	ua := fmt.Sprintf("Mozilla/5.0 (compatible; Zqxwvbot/2.1; +https://zq.example/%d)", time.Now().UnixNano())
+	want := classify(ua)
+	if want.Browser != "Zqxwvbot" {
+		t.Fatalf("classify(%q).Browser = %q, want Zqxwvbot", ua, want.Browser)
+	}
+	buf := []byte(ua) // request A's header buffer
+	view := unsafe.String(unsafe.SliceData(buf), len(buf))
+	first := Classify(view)
+	later := Classify(strings.Clone(ua)) // request B, same UA: a cache hit
+	// Request A is over: its buffer takes the next request's bytes.
+	copy(buf, strings.Repeat("x", len(buf)))
+	if first != want {
+		t.Errorf("Classify(view of %q) = %+v after the caller reused its buffer, want %+v", ua, first, want)
+	}
+	if later != want {
+		t.Errorf("Classify(%q) (cache hit) = %+v after another caller reused its buffer, want %+v", ua, later, want)
+	}
+	if got := Classify(ua); got != want {
+		t.Errorf("Classify(%q) = %+v after the first caller's buffer changed, want %+v", ua, got, want)
 	}
 }
