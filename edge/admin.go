@@ -21,9 +21,12 @@ type AdminConfig struct {
 	// Gatherer is what /metrics serves. Nil: /metrics answers 404.
 	Gatherer prometheus.Gatherer
 
-	// Token guards every endpoint that changes state: requests need
-	// "Authorization: Bearer <Token>". Empty: those endpoints answer 403
-	// (a read-only admin). Reads need no token.
+	// Token guards the admin listener: when set, every request but GET
+	// /metrics, /healthz and /readyz needs "Authorization: Bearer <Token>"
+	// (missing: 401, wrong: 403), /debug/pprof/ and every /admin/ route
+	// included, whoever registered it. Empty: the endpoints that change
+	// state answer 403 (a read-only admin) and reads are open, which
+	// cmd/clickedge allows only on a loopback address.
 	Token string
 
 	// Ready says whether the node can take traffic: /readyz answers 200
@@ -56,8 +59,9 @@ type AdminConfig struct {
 //	GET  /admin/catalog           JSON {"version", "name", "links"}
 //	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/422
 //
-// The listener should not be public: profiles and metrics are readable
-// without a token.
+// With a Token, everything but /metrics, /healthz and /readyz needs it
+// (openAdminPaths); without one, reads are open and the listener must not
+// be public.
 func NewAdmin(cfg AdminConfig) http.Handler {
 	a := &admin{cfg: cfg}
 	if cfg.Token != "" {
@@ -88,7 +92,28 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	if cfg.ReloadCatalog != nil {
 		mux.HandleFunc("POST /admin/catalog/reload", a.authorized(a.reload))
 	}
-	return mux
+	if a.tokenSum == nil {
+		return mux
+	}
+	return a.gate(mux)
+}
+
+// openAdminPaths answer without a token: what Prometheus and the probes of
+// a load balancer or Kubernetes read, which have no secret to send.
+var openAdminPaths = map[string]bool{"/metrics": true, "/healthz": true, "/readyz": true}
+
+// gate makes every request outside openAdminPaths pass the token check, so
+// that an endpoint added to the mux later (pprof, link management, cluster
+// status) cannot be left open by forgetting to wrap it.
+func (a *admin) gate(h http.Handler) http.Handler {
+	inner := a.authorized(h.ServeHTTP)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if openAdminPaths[r.URL.Path] {
+			h.ServeHTTP(w, r)
+			return
+		}
+		inner(w, r)
+	})
 }
 
 type admin struct {
@@ -142,9 +167,10 @@ func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 	}{v, n})
 }
 
-// authorized wraps a state-changing endpoint with the bearer token check.
-// The token is compared by its SHA-256 in constant time, so neither its
-// bytes nor its length leak through timing.
+// authorized wraps an endpoint with the bearer token check: no token
+// configured 403, none sent 401, a wrong one 403. The token is compared by
+// its SHA-256 in constant time, so neither its bytes nor its length leak
+// through timing.
 func (a *admin) authorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.tokenSum == nil {
@@ -161,7 +187,7 @@ func (a *admin) authorized(h http.HandlerFunc) http.HandlerFunc {
 		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
 		if subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin", error="invalid_token"`)
-			adminText(w, http.StatusUnauthorized, "wrong bearer token")
+			adminText(w, http.StatusForbidden, "wrong bearer token")
 			return
 		}
 		h(w, r)

@@ -92,8 +92,8 @@ func TestAdminToken(t *testing.T) {
 		reloads    int64
 	}{
 		{"missing", token, "", 401, 0},
-		{"wrong", token, "Bearer nope", 401, 0},
-		{"prefix of the token", token, "Bearer s3cret", 401, 0},
+		{"wrong", token, "Bearer nope", 403, 0},
+		{"prefix of the token", token, "Bearer s3cret", 403, 0},
 		{"wrong scheme", token, "Basic " + token, 401, 0},
 		{"right", token, "Bearer " + token, 200, 1},
 		{"right, scheme in lower case", token, "bearer " + token, 200, 1},
@@ -119,6 +119,12 @@ func TestAdminToken(t *testing.T) {
 					t.Errorf("401 without a reason")
 				}
 			case 403:
+				if tt.configured != "" {
+					if body != "wrong bearer token\n" {
+						t.Errorf("body %q, want it to say the token is wrong", body)
+					}
+					break
+				}
 				if !strings.Contains(body, "admin token not configured") {
 					t.Errorf("body %q, want it to say the token is not configured", body)
 				}
@@ -159,8 +165,10 @@ func TestAdminReloadErrors(t *testing.T) {
 	}
 }
 
+// Reads on an admin without a token (cmd/clickedge allows that only on a
+// loopback address).
 func TestAdminReads(t *testing.T) {
-	a := newAdmin(t, "tok")
+	a := newAdmin(t, "")
 	notReady := errors.New("outbox not open")
 
 	res, body := a.do(t, "GET", "/healthz", "")
@@ -229,6 +237,50 @@ func TestAdminOptionalEndpoints(t *testing.T) {
 		h.ServeHTTP(w, httptest.NewRequest(tt.method, tt.target, nil))
 		if w.Code != tt.status {
 			t.Errorf("%s %s with an empty AdminConfig: %d, want %d", tt.method, tt.target, w.Code, tt.status)
+		}
+	}
+}
+
+// harden #7: with a token set, every admin route but /metrics, /healthz and
+// /readyz needs it, pprof and reads included; those three stay open for
+// scrapers and probes.
+func TestAdminTokenGuardsEveryRoute(t *testing.T) {
+	const token = "s3cret-token"
+	a := newAdmin(t, token)
+	for _, target := range []string{"/metrics", "/healthz", "/readyz"} {
+		if res, body := a.do(t, "GET", target, ""); res.StatusCode != 200 {
+			t.Errorf("GET %s without a token: %d %q, want 200", target, res.StatusCode, body)
+		}
+	}
+	guarded := []struct {
+		method, target string
+		ok             int // the status with the token
+	}{
+		{"GET", "/debug/pprof/", 200},
+		{"GET", "/debug/pprof/goroutine?debug=1", 200},
+		{"GET", "/debug/pprof/cmdline", 200},
+		{"GET", "/debug/pprof/symbol", 200},
+		{"GET", "/admin/outbox", 200},
+		{"GET", "/admin/catalog", 200},
+		{"POST", "/admin/catalog/reload", 200},
+		{"GET", "/admin/links", 404}, // not registered here: still no way to probe without the token
+		{"GET", "/status", 404},
+		{"GET", "/metrics/../debug/pprof/", 307}, // the mux redirects to the cleaned path, itself guarded
+	}
+	for _, g := range guarded {
+		res, body := a.do(t, g.method, g.target, "")
+		if res.StatusCode != 401 {
+			t.Errorf("%s %s without a token: %d %q, want 401", g.method, g.target, res.StatusCode, body)
+		}
+		if strings.Contains(body, "goroutine") || strings.Contains(body, "pending") {
+			t.Errorf("%s %s without a token leaked the content: %q", g.method, g.target, body)
+		}
+		if res, _ := a.do(t, g.method, g.target, "Bearer wrong"); res.StatusCode != 403 {
+			t.Errorf("%s %s with a wrong token: %d, want 403", g.method, g.target, res.StatusCode)
+		}
+		res, body = a.do(t, g.method, g.target, "Bearer "+token)
+		if res.StatusCode != g.ok {
+			t.Errorf("%s %s with the token: %d %q, want %d", g.method, g.target, res.StatusCode, body, g.ok)
 		}
 	}
 }

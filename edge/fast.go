@@ -190,9 +190,18 @@ func fastProtocolError(ctx *fasthttp.RequestCtx, status int) {
 }
 
 // fastErrorHandler is fasthttp's Server.ErrorHandler: what a client gets
-// when its request could not be read. Statuses and bodies are net/http's
-// where net/http has them.
-func fastErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+// when its request could not be read, counted in lim. Statuses and bodies
+// are net/http's where net/http has them.
+func fastErrorHandler(lim *Limits) func(*fasthttp.RequestCtx, error) {
+	return func(ctx *fasthttp.RequestCtx, err error) {
+		status := fastErrorStatus(err)
+		lim.Refused(ListenerPublic, status)
+		fastProtocolError(ctx, status)
+	}
+}
+
+// fastErrorStatus is the answer to a request fasthttp could not read.
+func fastErrorStatus(err error) int {
 	status := http.StatusBadRequest
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
@@ -204,7 +213,20 @@ func fastErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &netErr) && netErr.Timeout():
 		status = http.StatusRequestTimeout
 	}
-	fastProtocolError(ctx, status)
+	return status
+}
+
+// fastLimitHeaders answers 431 to a request with more than max header
+// lines, as net/http's LimitHTTP does, before h runs.
+func fastLimitHeaders(h fasthttp.RequestHandler, max int, lim *Limits) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if ctx.Request.Header.Len() > max {
+			lim.Refused(ListenerPublic, http.StatusRequestHeaderFieldsTooLarge)
+			fastProtocolError(ctx, http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		h(ctx)
+	}
 }
 
 // FastOptions configures the fasthttp server FastServer builds. The zero
@@ -230,16 +252,26 @@ type FastOptions struct {
 
 	// MaxHeaderBytes is the largest request line and header block
 	// accepted; a larger one gets 431. fasthttp reads a request into one
-	// buffer of this size per connection, and an open connection keeps
-	// it, idle keep-alive ones included: memory is about MaxHeaderBytes +
-	// 4 KiB (the write buffer) per open connection. Zero:
-	// DefaultFastMaxHeaderBytes (16 KiB, http.max_header_bytes' default).
+	// buffer of this size, taken from a pool when the request's first byte
+	// arrives and given back once it is read (ReduceMemoryUsage): an idle
+	// connection holds none, a connection in the middle of a request
+	// holds one. Zero: DefaultFastMaxHeaderBytes (64 KiB,
+	// http.max_header_bytes' default).
 	MaxHeaderBytes int
 
+	// MaxHeaderCount caps a request's header lines; more get 431. Zero:
+	// DefaultMaxHeaderCount (100).
+	MaxHeaderCount int
+
 	// Concurrency caps the connections served at once; a connection over
-	// the cap is answered 503 and closed. Zero: fasthttp's
-	// DefaultConcurrency (256 Ki).
+	// the cap is answered 503 and closed. Listen's cap (http.max_conns)
+	// normally comes first. Zero: DefaultMaxConns (8192).
 	Concurrency int
+
+	// Limits counts the requests fasthttp refuses before ServeFast runs
+	// (clickedge_http_refused_total{listener="public"}). Nil: not
+	// counted.
+	Limits *Limits
 
 	// Logger receives the server's own errors (a connection it could not
 	// serve, a listener error) at Warn, at most one line per second with
@@ -254,7 +286,7 @@ const (
 	DefaultFastReadTimeout    = 5 * time.Second
 	DefaultFastWriteTimeout   = 5 * time.Second
 	DefaultFastIdleTimeout    = 120 * time.Second
-	DefaultFastMaxHeaderBytes = 16 << 10
+	DefaultFastMaxHeaderBytes = DefaultMaxHeaderBytes
 )
 
 // fastMaxBody is the largest request body fasthttp reads before calling
@@ -280,16 +312,20 @@ const fastMaxBody = 4 << 10
 //     one from a server with a clock).
 //   - NoDefaultContentType: no Content-Type where ServeFast sets none
 //     (302), like net/http.
-//   - ReduceMemoryUsage false: it would return each connection's buffers
-//     to a pool between requests, trading CPU for memory on idle
-//     keep-alive connections; size MaxHeaderBytes instead.
+//   - ReduceMemoryUsage true: each connection's read buffer (64 KiB by
+//     default) goes back to a pool between requests, so an idle
+//     connection costs about 8 KiB instead of 76 KiB
+//     (TestIdleConnectionCost); the cost is a pool Get and Put per
+//     request.
 //   - SecureErrorLogMessage: fasthttp's errors would otherwise quote the
 //     request, query parameters included, into the log.
 //   - CloseOnShutdown: answers sent while shutting down carry
 //     Connection: close, so keep-alive clients reconnect elsewhere.
 //   - ErrorHandler: unparsable requests get net/http's answers (400
 //     "400 Bad Request", 431 for a header over MaxHeaderBytes), not
-//     fasthttp's wording.
+//     fasthttp's wording, and are counted in opts.Limits.
+//   - Handler: ServeFast behind a header-count check (MaxHeaderCount,
+//     431, counted).
 //   - Logger: an slog adapter at Warn, rate-limited (see Logger).
 //
 // It is not counted in clickedge_http_request_duration_seconds when
@@ -308,13 +344,19 @@ func (s *Server) FastServer(opts FastOptions) *fasthttp.Server {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = DefaultFastMaxHeaderBytes
 	}
+	if opts.MaxHeaderCount <= 0 {
+		opts.MaxHeaderCount = DefaultMaxHeaderCount
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultMaxConns
+	}
 	lg := opts.Logger
 	if lg == nil {
 		lg = s.log
 	}
 	return &fasthttp.Server{
-		Handler:                       s.ServeFast,
-		ErrorHandler:                  fastErrorHandler,
+		Handler:                       fastLimitHeaders(s.ServeFast, opts.MaxHeaderCount, opts.Limits),
+		ErrorHandler:                  fastErrorHandler(opts.Limits),
 		Logger:                        &fastLogger{lim: &s.limiter, log: lg},
 		Concurrency:                   opts.Concurrency,
 		ReadBufferSize:                opts.MaxHeaderBytes,
@@ -327,7 +369,7 @@ func (s *Server) FastServer(opts FastOptions) *fasthttp.Server {
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 false,
 		NoDefaultContentType:          true,
-		ReduceMemoryUsage:             false,
+		ReduceMemoryUsage:             true,
 		SecureErrorLogMessage:         true,
 		CloseOnShutdown:               true,
 	}

@@ -172,13 +172,14 @@ func TestFastServerSettings(t *testing.T) {
 		{"ReadTimeout", fs.ReadTimeout, edge.DefaultFastReadTimeout},
 		{"WriteTimeout", fs.WriteTimeout, edge.DefaultFastWriteTimeout},
 		{"IdleTimeout", fs.IdleTimeout, edge.DefaultFastIdleTimeout},
-		{"ReadBufferSize", fs.ReadBufferSize, edge.DefaultFastMaxHeaderBytes},
+		{"ReadBufferSize", fs.ReadBufferSize, 64 << 10}, // harden #8
 		{"MaxRequestBodySize", fs.MaxRequestBodySize, 4 << 10},
 		{"DisableHeaderNamesNormalizing", fs.DisableHeaderNamesNormalizing, false},
 		{"NoDefaultServerHeader", fs.NoDefaultServerHeader, true},
 		{"NoDefaultDate", fs.NoDefaultDate, false},
 		{"NoDefaultContentType", fs.NoDefaultContentType, true},
-		{"ReduceMemoryUsage", fs.ReduceMemoryUsage, false},
+		{"ReduceMemoryUsage", fs.ReduceMemoryUsage, true}, // harden #7: idle connections hold no read buffer
+		{"Concurrency", fs.Concurrency, edge.DefaultMaxConns},
 		{"CloseOnShutdown", fs.CloseOnShutdown, true},
 		{"SecureErrorLogMessage", fs.SecureErrorLogMessage, true},
 	} {

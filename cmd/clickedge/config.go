@@ -60,6 +60,8 @@ type HTTPConfig struct {
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    ByteSize `yaml:"max_header_bytes"`
+	MaxHeaderCount    int      `yaml:"max_header_count"`
+	MaxConnections    int      `yaml:"max_connections"`
 	BotClicks         string   `yaml:"bot_clicks"`
 }
 
@@ -658,6 +660,12 @@ func (c *Config) check() []problem {
 	if b := c.HTTP.MaxHeaderBytes; b < minMaxHeaderBytes || b > maxMaxHeaderBytes {
 		bad("http.max_header_bytes", "must be between 1KiB and 1MiB, got %s", b)
 	}
+	if n := c.HTTP.MaxHeaderCount; n < 10 || n > 10000 {
+		bad("http.max_header_count", "must be between 10 and 10000, got %d", n)
+	}
+	if n := c.HTTP.MaxConnections; n < 16 || n > 1<<20 {
+		bad("http.max_connections", "must be between 16 and 1048576, got %d", n)
+	}
 	oneOf("http.bot_clicks", c.HTTP.BotClicks, "record", "skip")
 
 	if msg := checkListen(c.Admin.Listen); msg != "" {
@@ -667,6 +675,12 @@ func (c *Config) check() []problem {
 	}
 	if c.Admin.Token != "" && !validToken(c.Admin.Token) {
 		bad("admin.token", "must not contain whitespace or control characters")
+	}
+	if c.Admin.Token == "" && c.Admin.TokenFile == "" && checkListen(c.Admin.Listen) == "" && !loopbackListen(c.Admin.Listen) {
+		// Without a token the admin reads (pprof, outbox status) are open:
+		// fine on loopback, a leak anywhere else.
+		bad("admin.token", "must be set when admin.listen (%q) is not a loopback address: set admin.token, "+
+			"CLICKEDGE_ADMIN_TOKEN or admin.token_file, or listen on 127.0.0.1", c.Admin.Listen)
 	}
 
 	if c.DataDir == "" {
@@ -769,6 +783,18 @@ func checkListen(addr string) string {
 		}
 	}
 	return ""
+}
+
+// loopbackListen reports whether a valid listen address binds loopback
+// only: 127.0.0.0/8, ::1 or "localhost". An empty host, 0.0.0.0 and ::
+// bind every interface; any other name may resolve to anything.
+func loopbackListen(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // sameListener reports whether two valid listen addresses would collide.

@@ -64,7 +64,9 @@ func wantDefaults() Config {
 			TrustedProxies:    []string{},
 			ReadHeaderTimeout: d("5s"),
 			IdleTimeout:       d("120s"),
-			MaxHeaderBytes:    16 << 10,
+			MaxHeaderBytes:    64 << 10,
+			MaxHeaderCount:    100,
+			MaxConnections:    8192,
 			BotClicks:         "record",
 		},
 		Admin:   AdminConfig{Listen: "127.0.0.1:9090"},
@@ -463,9 +465,21 @@ func TestValidate(t *testing.T) {
 		{"http.server net", func(c *Config) { c.HTTP.Server = "net" }, "", ""},
 
 		{"admin.listen empty", func(c *Config) { c.Admin.Listen = "" }, "admin.listen", `must be host:port (e.g. ":8080" or "127.0.0.1:9090"), got ""`},
-		{"admin.listen same", func(c *Config) { c.Admin.Listen = ":8080" }, "admin.listen", `must differ from http.listen (":8080")`},
+		{"admin.listen same", func(c *Config) { c.Admin.Listen = ":8080"; c.Admin.Token = "t0k" }, "admin.listen", `must differ from http.listen (":8080")`},
 		{"admin.listen overlaps", func(c *Config) { c.Admin.Listen = "127.0.0.1:8080" }, "admin.listen", `must differ from http.listen (":8080")`},
 		{"admin.listen other host", func(c *Config) { c.HTTP.Listen = "10.0.0.1:80"; c.Admin.Listen = "127.0.0.1:80" }, "", ""},
+		// harden #7: a non-loopback admin listener needs a token.
+		{"admin.listen all interfaces, no token", func(c *Config) { c.Admin.Listen = "0.0.0.0:9090" }, "admin.token", adminExposed("0.0.0.0:9090")},
+		{"admin.listen no host, no token", func(c *Config) { c.Admin.Listen = ":9090" }, "admin.token", adminExposed(":9090")},
+		{"admin.listen ipv6 any, no token", func(c *Config) { c.Admin.Listen = "[::]:9090" }, "admin.token", adminExposed("[::]:9090")},
+		{"admin.listen private address, no token", func(c *Config) { c.Admin.Listen = "10.0.0.5:9090" }, "admin.token", adminExposed("10.0.0.5:9090")},
+		{"admin.listen host name, no token", func(c *Config) { c.Admin.Listen = "admin.example:9090" }, "admin.token", adminExposed("admin.example:9090")},
+		{"admin.listen mapped loopback", func(c *Config) { c.Admin.Listen = "[::ffff:127.0.0.1]:9090" }, "", ""},
+		{"admin.listen ::1", func(c *Config) { c.Admin.Listen = "[::1]:9090" }, "", ""},
+		{"admin.listen 127.0.0.2", func(c *Config) { c.Admin.Listen = "127.0.0.2:9090" }, "", ""},
+		{"admin.listen localhost", func(c *Config) { c.Admin.Listen = "localhost:9090" }, "", ""},
+		{"admin.listen all interfaces, token", func(c *Config) { c.Admin.Listen = "0.0.0.0:9090"; c.Admin.Token = "t0k" }, "", ""},
+		{"admin.listen all interfaces, token file", func(c *Config) { c.Admin.Listen = ":9090"; c.Admin.TokenFile = "tok" }, "", ""},
 		{"admin.token space", func(c *Config) { c.Admin.Token = "s3cret token" }, "admin.token", "must not contain whitespace or control characters"},
 		{"admin.token newline", func(c *Config) { c.Admin.Token = "s3cret\n" }, "admin.token", "must not contain whitespace or control characters"},
 
@@ -951,7 +965,7 @@ func TestRedacted(t *testing.T) {
 		if strings.Contains(out, "secret") {
 			t.Errorf("%s output leaks a secret:\n%s", name, out)
 		}
-		for _, want := range []string{"amqp://user:xxxxx@h1:5672/vh", "read_header_timeout", "5s", "16KiB"} {
+		for _, want := range []string{"amqp://user:xxxxx@h1:5672/vh", "read_header_timeout", "5s", "64KiB"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s output lacks %q:\n%s", name, want, out)
 			}
@@ -1163,4 +1177,10 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Fatalf("config from %q printed as\n%s\nloads as %+v, want %+v", src, y, *back, *c)
 		}
 	})
+}
+
+// adminExposed is the refusal of a non-loopback admin.listen without a token.
+func adminExposed(listen string) string {
+	return fmt.Sprintf("must be set when admin.listen (%q) is not a loopback address: set admin.token, "+
+		"CLICKEDGE_ADMIN_TOKEN or admin.token_file, or listen on 127.0.0.1", listen)
 }

@@ -49,6 +49,8 @@ type node struct {
 	srv *edge.Server
 	reg *prometheus.Registry
 
+	limits *edge.Limits // both listeners' refusals and connections
+
 	public              publicServer
 	admin               *http.Server
 	publicLn, adminLn   net.Listener
@@ -155,6 +157,8 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		n.reg.MustRegister(&geoCollector{db: n.geo})
 	}
 	n.reg.MustRegister(n.srv.Collectors()...)
+	n.limits = edge.NewLimits()
+	n.reg.MustRegister(n.limits.Collectors()...)
 
 	if n.publicLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -162,22 +166,60 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
-	n.public = newPublicServer(cfg, n.srv, n.publicLn, logger)
-	n.admin = &http.Server{
-		Handler: edge.NewAdmin(edge.AdminConfig{
-			Gatherer:      n.reg,
-			Token:         cfg.Admin.Token,
-			Ready:         n.ready,
-			OutboxStatus:  n.outboxStatus,
-			ReloadCatalog: n.reloadCatalog,
-			Server:        n.srv,
+	n.public = newPublicServer(cfg, n.srv, n.publicLn, n.limits, logger)
+	n.admin = newAdminServer(edge.NewAdmin(edge.AdminConfig{
+		Gatherer:      n.reg,
+		Token:         cfg.Admin.Token,
+		Ready:         n.ready,
+		OutboxStatus:  n.outboxStatus,
+		ReloadCatalog: n.reloadCatalog,
+		Server:        n.srv,
+	}), n.limits, logger)
+	publicLn := edge.Listen(n.publicLn, edge.ListenerOptions{
+		Name:     edge.ListenerPublic,
+		MaxConns: cfg.HTTP.MaxConnections,
+		NetHTTP:  cfg.HTTP.Server == "net",
+		Limits:   n.limits,
+	})
+	adminLn := edge.Listen(n.adminLn, edge.ListenerOptions{
+		Name:     edge.ListenerAdmin,
+		MaxConns: edge.DefaultAdminMaxConns,
+		NetHTTP:  true,
+		Limits:   n.limits,
+	})
+	go n.public.Serve(publicLn)
+	go n.admin.Serve(adminLn)
+	return n, nil
+}
+
+// Admin listener limits (harden #8; docs/configuration.md, "Limits").
+// Slow clients: the header within 5 s, the whole request within 30 s (an
+// admin body is at most 1 MiB), the answer within 2 min (a 30 s CPU
+// profile, a trace).
+const (
+	adminReadHeaderTimeout = 5 * time.Second
+	adminReadTimeout       = 30 * time.Second
+	adminWriteTimeout      = 2 * time.Minute
+	adminIdleTimeout       = 60 * time.Second
+)
+
+// newAdminServer is the admin listener's server, with the limits both
+// listeners share.
+func newAdminServer(h http.Handler, lim *edge.Limits, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler: edge.LimitHTTP(h, edge.HTTPLimits{
+			Name:           edge.ListenerAdmin,
+			MaxHeaderCount: edge.DefaultMaxHeaderCount,
+			MaxBody:        edge.DefaultAdminMaxBody,
+			Limits:         lim,
 		}),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		MaxHeaderBytes:    edge.DefaultMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	go n.public.Serve(n.publicLn)
-	go n.admin.Serve(n.adminLn)
-	return n, nil
 }
 
 // loadCatalog loads catalog.file, or the embedded demo catalog when none is
@@ -368,12 +410,27 @@ type publicServer interface {
 	Close() error
 }
 
+// publicWriteTimeout bounds writing one public answer (a few hundred
+// bytes) to a client that does not read: the fasthttp default, for net too.
+const publicWriteTimeout = edge.DefaultFastWriteTimeout
+
+// publicMaxBody is the largest body the public listener takes (413
+// beyond); clicks have none. fasthttp's limit is the same (FastServer).
+const publicMaxBody = 4 << 10
+
 // newPublicServer builds the public listener's server for ln.
-func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, logger *slog.Logger) publicServer {
+func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, lim *edge.Limits, logger *slog.Logger) publicServer {
 	if cfg.HTTP.Server == "net" {
 		return &http.Server{
-			Handler:           accessLog(srv, cfg.Log.AccessSample, logger),
+			Handler: edge.LimitHTTP(accessLog(srv, cfg.Log.AccessSample, logger), edge.HTTPLimits{
+				Name:           edge.ListenerPublic,
+				MaxHeaderCount: cfg.HTTP.MaxHeaderCount,
+				MaxBody:        publicMaxBody,
+				Limits:         lim,
+			}),
 			ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
+			ReadTimeout:       time.Duration(cfg.HTTP.ReadHeaderTimeout),
+			WriteTimeout:      publicWriteTimeout,
 			IdleTimeout:       time.Duration(cfg.HTTP.IdleTimeout),
 			MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -383,6 +440,9 @@ func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, logger *slo
 		ReadTimeout:    time.Duration(cfg.HTTP.ReadHeaderTimeout),
 		IdleTimeout:    time.Duration(cfg.HTTP.IdleTimeout),
 		MaxHeaderBytes: int(cfg.HTTP.MaxHeaderBytes),
+		MaxHeaderCount: cfg.HTTP.MaxHeaderCount,
+		Concurrency:    cfg.HTTP.MaxConnections,
+		Limits:         lim,
 		Logger:         logger,
 	})
 	fs.Handler = fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger)

@@ -382,8 +382,8 @@ func TestServeReloadsCatalog(t *testing.T) {
 	if code := post(""); code != 401 {
 		t.Fatalf("reload without token = %d, want 401", code)
 	}
-	if code := post("wrong"); code != 401 {
-		t.Fatalf("reload with a wrong token = %d, want 401", code)
+	if code := post("wrong"); code != 403 {
+		t.Fatalf("reload with a wrong token = %d, want 403", code)
 	}
 	if code := post("secret-token"); code != 200 {
 		t.Fatalf("reload with the token = %d, want 200", code)
