@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -411,13 +412,25 @@ func TestServeWithoutBroker(t *testing.T) {
 			t.Fatalf("redirect without broker = %d, want 302", r.StatusCode)
 		}
 	}
-	time.Sleep(2 * time.Second) // several reconnect attempts
-	resp, err := http.Get("http://" + p.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// harden #9: wait for several failed attempts (not a fixed sleep), so
+	// that "logged once" is checked after retries that could repeat it.
+	var b []byte
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if m := connectErrsRe.FindSubmatch(b); m != nil && atoi(string(m[1])) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 3 failed connection attempts after 20s:\n%s", grep(string(b), "clickedge_forwarder_connect_errors_total"))
+		}
+		time.Sleep(50 * time.Millisecond) // polling, with a deadline
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if !strings.Contains(string(b), "clickedge_outbox_pending_records 5") {
 		t.Fatalf("metrics lack 5 pending records:\n%s", grep(string(b), "clickedge_outbox_pending"))
 	}
@@ -427,6 +440,13 @@ func TestServeWithoutBroker(t *testing.T) {
 	if n := strings.Count(p.Logs(), "cannot reach the broker"); n != 1 {
 		t.Fatalf("missing broker logged %d times, want once:\n%s", n, p.Logs())
 	}
+}
+
+var connectErrsRe = regexp.MustCompile(`(?m)^clickedge_forwarder_connect_errors_total (\d+)`)
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 func grep(s, sub string) string {
