@@ -36,12 +36,13 @@ type Info struct {
 	// "Samsung Browser". For an in-app browser it is the app: "Instagram",
 	// "Facebook", "TikTok", "Snapchat", "WeChat", "LINE", "Pinterest",
 	// "Google App", "Telegram", "KakaoTalk". For a bot it is the bot's
-	// name, e.g. "Googlebot", "Slackbot", "curl", or the User-Agent's own
+	// name, e.g. "Googlebot", "Slackbot", "Python", or the User-Agent's own
 	// word for a bot this package does not list. "" when unknown.
 	Browser string
 	// Bot is true for automated clients: search and other crawlers,
-	// link-preview and chat-unfurl fetchers, monitoring, headless browsers,
-	// HTTP libraries and command-line tools. Class is then Bot.
+	// link-preview and chat-unfurl fetchers, monitoring, headless browsers
+	// and HTTP libraries. Class is then Bot. Command-line clients (curl,
+	// Wget, ...) are not bots.
 	Bot bool
 	// Preview is true for link-preview and chat-unfurl fetchers (Slackbot,
 	// facebookexternalhit, Twitterbot, WhatsApp, TelegramBot, Discordbot,
@@ -67,9 +68,14 @@ func Warm() { parser() }
 // Decisions (see the package tests for the corpus):
 //   - An empty User-Agent, or one without a word of letters, is Unknown,
 //     not a bot: some privacy tools strip the header from real users.
-//   - curl, Wget, HTTP libraries (python-requests, Go-http-client, okhttp,
-//     Java, axios, ...) and any User-Agent carrying a URL are bots, not
+//   - HTTP libraries (python-requests, Go-http-client, okhttp, Java,
+//     axios, ...) and any User-Agent carrying a URL are bots, not
 //     previews.
+//   - Command-line clients and API tools a person drives (curl, Wget,
+//     HTTPie, PowerShell, Postman, Insomnia) are not bots: Class Unknown,
+//     Browser the tool's name, so that a new user's first curl click is
+//     recorded as a click. A catalog rule can still route them
+//     (`browser == "curl"`).
 //   - In-app browsers (Instagram, Facebook, TikTok, ...) are real users,
 //     classified by their device.
 //   - An Android User-Agent without "Mobile" is a tablet, as Google
@@ -123,6 +129,8 @@ func classify(ua string) Info {
 		return Info{Class: Bot, Browser: s.preview, Bot: true, Preview: true}
 	case s.bot != "":
 		return Info{Class: Bot, Browser: s.bot, Bot: true}
+	case s.tool != "":
+		return Info{Class: Unknown, Browser: s.tool}
 	}
 	// The library names the OS and browser; the scan refines the class,
 	// which the library gets wrong for Android tablets, and names in-app

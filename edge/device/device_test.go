@@ -183,9 +183,18 @@ var corpus = []struct {
 	{"uptimerobot", "Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
 		Info{Class: Bot, Browser: "UptimeRobot", Bot: true}},
 
-	// Tools and HTTP libraries: bots, not previews.
-	{"curl", "curl/8.5.0", Info{Class: Bot, Browser: "curl", Bot: true}},
-	{"wget", "Wget/1.21.4", Info{Class: Bot, Browser: "Wget", Bot: true}},
+	// harden #14: command-line clients and API tools a person drives are
+	// not bots (a new user's first click is often curl's).
+	{"curl", "curl/8.5.0", Info{Class: Unknown, Browser: "curl"}},
+	{"wget", "Wget/1.21.4", Info{Class: Unknown, Browser: "Wget"}},
+	{"postman", "PostmanRuntime/7.37.3", Info{Class: Unknown, Browser: "Postman"}},
+	{"httpie", "HTTPie/3.2.2", Info{Class: Unknown, Browser: "HTTPie"}},
+	{"powershell", "Mozilla/5.0 (Windows NT 10.0; Microsoft Windows 10.0.19045; en-US) PowerShell/7.4.1", Info{Class: Unknown, Browser: "PowerShell"}},
+	{"insomnia", "insomnia/2023.5.8", Info{Class: Unknown, Browser: "Insomnia"}},
+	{"curl inside a crawler's UA", "Mozilla/5.0 (compatible; Zqbot/1.0) curl/8.5.0", Info{Class: Bot, Browser: "Zqbot", Bot: true}},
+
+	// HTTP libraries: bots, not previews.
+	{"libcurl", "PHP/8.2 libcurl/8.5.0", Info{Class: Bot, Browser: "PHP", Bot: true}},
 	{"python-requests", "python-requests/2.31.0", Info{Class: Bot, Browser: "Python", Bot: true}},
 	{"python-urllib", "Python-urllib/3.11", Info{Class: Bot, Browser: "Python", Bot: true}},
 	{"aiohttp", "Python/3.12 aiohttp/3.9.5", Info{Class: Bot, Browser: "Python", Bot: true}},
@@ -197,8 +206,6 @@ var corpus = []struct {
 	{"apache httpclient", "Apache-HttpClient/4.5.14 (Java/17.0.10)", Info{Class: Bot, Browser: "Java", Bot: true}},
 	{"axios", "axios/1.6.8", Info{Class: Bot, Browser: "Node.js", Bot: true}},
 	{"node-fetch", "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)", Info{Class: Bot, Browser: "Node.js", Bot: true}},
-	{"postman", "PostmanRuntime/7.37.3", Info{Class: Bot, Browser: "Postman", Bot: true}},
-	{"httpie", "HTTPie/3.2.2", Info{Class: Bot, Browser: "HTTPie", Bot: true}},
 	{"libwww-perl", "libwww-perl/6.76", Info{Class: Bot, Browser: "Perl", Bot: true}},
 	{"ruby", "Ruby", Info{Class: Bot, Browser: "Ruby", Bot: true}},
 	{"dart", "Dart/3.3 (dart:io)", Info{Class: Bot, Browser: "Dart", Bot: true}},
@@ -240,7 +247,7 @@ func TestClassifyCorpusSize(t *testing.T) {
 }
 
 func TestClassifyCaseInsensitive(t *testing.T) {
-	for _, ua := range []string{"CURL/8.0", "SLACKBOT 1.0", "googlebot/2.1", "WHATSAPP/2.0"} {
+	for _, ua := range []string{"PYTHON-REQUESTS/2.0", "SLACKBOT 1.0", "googlebot/2.1", "WHATSAPP/2.0"} {
 		if got := Classify(ua); !got.Bot {
 			t.Errorf("Classify(%q) = %+v, want a bot", ua, got)
 		}

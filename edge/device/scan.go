@@ -12,6 +12,7 @@ type scan struct {
 	preview   string // name of the first preview fetcher found
 	bot       string // name of the first other bot found
 	inApp     string // name of the first in-app browser found
+	tool      string // name of the first command-line client or API tool found
 	mobile    bool   // "Mobile"
 	tablet    bool   // "Tablet"
 	ipad      bool   // "iPad"
@@ -95,6 +96,10 @@ func (s *scan) word(w, lw, rest string) {
 		if s.inApp == "" {
 			s.inApp = tok.name
 		}
+	case kTool:
+		if s.tool == "" {
+			s.tool = tok.name
+		}
 	case kLine:
 		if s.inApp == "" && strings.HasPrefix(rest, "/") {
 			s.inApp = tok.name
@@ -137,6 +142,7 @@ const (
 	kAndroid               // "Android"
 	kTV                    // big screens
 	kOperaMini             // "Opera Mini"
+	kTool                  // a command-line client or API tool a person drives: not a bot
 )
 
 type token struct {
@@ -187,10 +193,8 @@ var tokens = map[string]token{
 	"validator":         {kBot, "Validator"},
 	"linkcheck":         {kBot, "LinkCheck"},
 	"yahooad":           {kBot, "YahooAd"},
-	"curl":              {kBot, "curl"},
 	"libcurl":           {kBot, "curl"},
 	"pycurl":            {kBot, "curl"},
-	"wget":              {kBot, "Wget"},
 	"http":              {kBot, "HTTP client"}, // Go-http-client, http.rb, and URLs in crawler names
 	"https":             {kBot, "HTTP client"},
 	"python":            {kBot, "Python"},
@@ -216,11 +220,17 @@ var tokens = map[string]token{
 	"guzzlehttp":        {kBot, "PHP"},
 	"dart":              {kBot, "Dart"},
 	"reqwest":           {kBot, "Rust"},
-	"postmanruntime":    {kBot, "Postman"},
-	"insomnia":          {kBot, "Insomnia"},
-	"httpie":            {kBot, "HTTPie"},
-	"windowspowershell": {kBot, "PowerShell"},
-	"powershell":        {kBot, "PowerShell"},
+
+	// Command-line clients and API tools: a person trying a link (a new
+	// user's first click is often curl's), not a crawler. Not bots; a
+	// catalog rule can route them by browser ("curl", "Wget", ...).
+	"curl":              {kTool, "curl"},
+	"wget":              {kTool, "Wget"},
+	"postmanruntime":    {kTool, "Postman"},
+	"insomnia":          {kTool, "Insomnia"},
+	"httpie":            {kTool, "HTTPie"},
+	"windowspowershell": {kTool, "PowerShell"},
+	"powershell":        {kTool, "PowerShell"},
 
 	// In-app browsers: real users.
 	"instagram":        {kInApp, "Instagram"},
