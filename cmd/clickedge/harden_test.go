@@ -28,3 +28,41 @@ func TestServeRefusesExposedAdmin(t *testing.T) {
 		}
 	}
 }
+
+// harden #14: a start that fails after the outbox was opened (here: the
+// public port is taken) removes the outbox file and the data_dir it
+// created; an existing data_dir and outbox are left alone.
+func TestFailedStartLeavesNoOutbox(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "new", "data")
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("http:\n  listen: %q\nadmin:\n  listen: %q\ndata_dir: %q\n",
+		taken.Addr().String(), freePort(t), data)), 0o600)
+	code, msg := runServe(t, "-config", cfg)
+	if code != 1 || !strings.Contains(msg, "http.listen") {
+		t.Fatalf("serve on a taken port: exit %d, stderr %q; want 1 naming http.listen", code, msg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !os.IsNotExist(err) {
+		t.Errorf("the failed start left %s behind (%v)", filepath.Join(dir, "new"), err)
+	}
+
+	// An existing data_dir keeps what was there; only the new outbox goes.
+	if code, msg := runServe(t, "-config", cfg); code != 1 {
+		t.Fatalf("second try: exit %d, %s", code, msg)
+	}
+	os.MkdirAll(data, 0o750)
+	keep := filepath.Join(data, "keep.txt")
+	os.WriteFile(keep, []byte("x"), 0o600)
+	runServe(t, "-config", cfg)
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a failed start removed a file it did not create: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "outbox.db")); !os.IsNotExist(err) {
+		t.Errorf("the failed start left outbox.db in an existing data_dir (%v)", err)
+	}
+}

@@ -51,6 +51,11 @@ type node struct {
 
 	limits *edge.Limits // both listeners' refusals and connections
 
+	// What a failed start removes: the outbox file and the directories it
+	// created, deepest first ("" and nil once the node is serving).
+	createdOutbox string
+	createdDirs   []string
+
 	public              publicServer
 	admin               *http.Server
 	publicLn, adminLn   net.Listener
@@ -94,6 +99,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	defer func() {
 		if err != nil {
 			n.closeAll()
+			n.removeCreated()
 		}
 	}()
 	device.Warm() // builds the user-agent trie now, not on the first click
@@ -112,10 +118,17 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		}
 	}
 
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	// A start that fails removes what it created (harden #14): a typo in
+	// http.listen must not leave an empty outbox and data_dir behind for
+	// the tools to find.
+	if err := mkdirAllTracked(cfg.DataDir, 0o750, &n.createdDirs); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	n.o, err = outbox.Open(filepath.Join(cfg.DataDir, outboxFile), outboxOptions(cfg, logger))
+	obPath := filepath.Join(cfg.DataDir, outboxFile)
+	if _, err := os.Lstat(obPath); errors.Is(err, os.ErrNotExist) {
+		n.createdOutbox = obPath
+	}
+	n.o, err = outbox.Open(obPath, outboxOptions(cfg, logger))
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +232,43 @@ func newAdminServer(h http.Handler, lim *edge.Limits, logger *slog.Logger) *http
 		IdleTimeout:       adminIdleTimeout,
 		MaxHeaderBytes:    edge.DefaultMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// mkdirAllTracked is os.MkdirAll that appends the directories it created
+// to created, deepest first.
+func mkdirAllTracked(dir string, perm os.FileMode, created *[]string) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			break // MkdirAll reports it
+		}
+		missing = append(missing, d)
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	*created = append(*created, missing...)
+	return nil
+}
+
+// removeCreated removes the outbox file and directories a failed start
+// created. A directory that is not empty (someone else wrote there) stays.
+func (n *node) removeCreated() {
+	if p := n.createdOutbox; p != "" {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			n.log.Warn("cannot remove the outbox the failed start created", "path", p, "err", err)
+		}
+	}
+	for _, d := range n.createdDirs {
+		os.Remove(d) // fails, as it should, if not empty
 	}
 }
 
