@@ -44,10 +44,20 @@ type AdminConfig struct {
 	// serving. Nil: the endpoint answers 404.
 	ReloadCatalog func() error
 
+	// ForceReloadCatalog reloads the catalog even where ReloadCatalog
+	// refuses on purpose (ErrRefused: a file with no links while links are
+	// serving); POST /admin/catalog/reload?force=1. Nil: force answers 400.
+	ForceReloadCatalog func() error
+
 	// Server, when set, names the catalog version in the reload answer and
 	// in GET /admin/catalog. Nil: the version is "".
 	Server *Server
 }
+
+// ErrRefused is returned (wrapped) by AdminConfig.ReloadCatalog when it
+// refuses a valid catalog on purpose, such as one that would stop every
+// link; the admin answers 409 and the reason, which says how to force it.
+var ErrRefused = errors.New("refused")
 
 // NewAdmin returns the handler for the admin listener:
 //
@@ -57,7 +67,8 @@ type AdminConfig struct {
 //	     /debug/pprof/...         net/http/pprof, on this mux only
 //	GET  /admin/outbox            JSON of cfg.OutboxStatus()
 //	GET  /admin/catalog           JSON {"version", "name", "links"}
-//	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/422
+//	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/409/422;
+//	                              ?force=1 loads a catalog that would stop every link
 //
 // With a Token, everything but /metrics, /healthz and /readyz needs it
 // (openAdminPaths); without one, reads are open and the listener must not
@@ -152,10 +163,25 @@ func (a *admin) catalogInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.ReloadCatalog(); err != nil {
+	do := a.cfg.ReloadCatalog
+	switch r.URL.Query().Get("force") {
+	case "":
+	case "1", "true":
+		if do = a.cfg.ForceReloadCatalog; do == nil {
+			adminText(w, http.StatusBadRequest, "force is not supported here")
+			return
+		}
+	default:
+		adminText(w, http.StatusBadRequest, "force: want 1 or true")
+		return
+	}
+	if err := do(); err != nil {
 		status := http.StatusBadRequest
-		if errors.Is(err, catalog.ErrInvalid) {
+		switch {
+		case errors.Is(err, catalog.ErrInvalid):
 			status = http.StatusUnprocessableEntity
+		case errors.Is(err, ErrRefused):
+			status = http.StatusConflict
 		}
 		adminText(w, status, "catalog not reloaded, the previous one keeps serving: "+err.Error())
 		return

@@ -284,3 +284,38 @@ func TestAdminTokenGuardsEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// harden #14: a reload refused on purpose answers 409; ?force=1 takes the
+// forcing path, which a node may not offer.
+func TestAdminReloadForce(t *testing.T) {
+	var forced atomic.Int64
+	h := edge.NewAdmin(edge.AdminConfig{
+		Token:              "tok",
+		ReloadCatalog:      func() error { return fmt.Errorf("empty: %w", edge.ErrRefused) },
+		ForceReloadCatalog: func() error { forced.Add(1); return nil },
+	})
+	noForce := edge.NewAdmin(edge.AdminConfig{Token: "tok", ReloadCatalog: func() error { return nil }})
+	for _, tt := range []struct {
+		h      http.Handler
+		target string
+		status int
+	}{
+		{h, "/admin/catalog/reload", 409},
+		{h, "/admin/catalog/reload?force=1", 200},
+		{h, "/admin/catalog/reload?force=true", 200},
+		{h, "/admin/catalog/reload?force=yes", 400},
+		{noForce, "/admin/catalog/reload?force=1", 400},
+		{noForce, "/admin/catalog/reload", 200},
+	} {
+		r := httptest.NewRequest("POST", tt.target, nil)
+		r.Header.Set("Authorization", "Bearer tok")
+		w := httptest.NewRecorder()
+		tt.h.ServeHTTP(w, r)
+		if w.Code != tt.status {
+			t.Errorf("POST %s: %d %q, want %d", tt.target, w.Code, w.Body.String(), tt.status)
+		}
+	}
+	if n := forced.Load(); n != 2 {
+		t.Errorf("ForceReloadCatalog called %d times, want 2", n)
+	}
+}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -64,5 +67,45 @@ func TestFailedStartLeavesNoOutbox(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "outbox.db")); !os.IsNotExist(err) {
 		t.Errorf("the failed start left outbox.db in an existing data_dir (%v)", err)
+	}
+}
+
+// harden #14: a reload to a catalog with no links while links serve is
+// refused (SIGHUP and the admin API: 409 with how to force it); with
+// ?force=1 it is loaded.
+func TestReloadRefusesEmptyCatalogUnlessForced(t *testing.T) {
+	dir := t.TempDir()
+	links := filepath.Join(dir, "links.yaml")
+	os.WriteFile(links, []byte(testCatalog), 0o600)
+	p := startEdge(t, dir, "forwarder:\n  amqp_urls: [\"amqp://guest:guest@127.0.0.1:1/\"]\ncatalog:\n  file: links.yaml\n")
+
+	os.WriteFile(links, []byte("links: []\n"), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, p, "has no links and")
+	if r := get(t, "http://"+p.http+"/r/tv-sale"); r.StatusCode != 302 {
+		t.Fatalf("after a refused empty reload tv-sale = %d, want 302 from the last good catalog", r.StatusCode)
+	}
+	post := func(query string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+p.admin+"/admin/catalog/reload"+query, nil)
+		req.Header.Set("Authorization", "Bearer secret-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(""); code != 409 || !strings.Contains(body, "force=1") {
+		t.Fatalf("admin reload of an empty catalog = %d %q, want 409 saying how to force it", code, body)
+	}
+	if r := get(t, "http://"+p.http+"/r/tv-sale"); r.StatusCode != 302 {
+		t.Fatalf("after a refused admin reload tv-sale = %d, want 302", r.StatusCode)
+	}
+	if code, body := post("?force=1"); code != 200 {
+		t.Fatalf("forced reload = %d %q, want 200", code, body)
+	}
+	if r := get(t, "http://"+p.http+"/r/tv-sale"); r.StatusCode != 404 {
+		t.Fatalf("after a forced empty reload tv-sale = %d, want 404", r.StatusCode)
 	}
 }

@@ -187,6 +187,8 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		OutboxStatus:  n.outboxStatus,
 		ReloadCatalog: n.reloadCatalog,
 		Server:        n.srv,
+
+		ForceReloadCatalog: n.forceReloadCatalog,
 	}), n.limits, logger)
 	publicLn := edge.Listen(n.publicLn, edge.ListenerOptions{
 		Name:     edge.ListenerPublic,
@@ -353,11 +355,23 @@ func (n *node) outboxStatus() any {
 }
 
 // reloadCatalog loads the catalog file again; a bad one is refused and the
-// last good one keeps serving. It also rechecks the GeoIP file.
-func (n *node) reloadCatalog() error {
+// last good one keeps serving. So is a file with no links while links are
+// serving (an emptied or truncated file is far likelier than an operator
+// who means to stop every link): forceReloadCatalog loads it anyway.
+func (n *node) reloadCatalog() error { return n.loadCatalogAgain(false) }
+
+// forceReloadCatalog is reloadCatalog that also loads a catalog with no
+// links (POST /admin/catalog/reload?force=1).
+func (n *node) forceReloadCatalog() error { return n.loadCatalogAgain(true) }
+
+func (n *node) loadCatalogAgain(force bool) error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
 	cat, err := loadCatalog(n.cfg)
+	if err == nil && !force && cat.Len() == 0 && n.srv.Catalog().Len() > 0 {
+		err = fmt.Errorf("%s has no links and %d are serving: %w to stop every link; "+
+			"to mean it, POST /admin/catalog/reload?force=1 with the admin token", cat.Name(), n.srv.Catalog().Len(), edge.ErrRefused)
+	}
 	if err != nil {
 		n.reloadErrs.Add(1)
 		n.log.Error("catalog reload refused; the last good catalog keeps serving",
