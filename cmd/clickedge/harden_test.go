@@ -1,15 +1,22 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/clickedge/clickedge/edge"
 )
 
 // harden #7: serve refuses an admin listener on a non-loopback address
@@ -107,5 +114,95 @@ func TestReloadRefusesEmptyCatalogUnlessForced(t *testing.T) {
 	}
 	if r := get(t, "http://"+p.http+"/r/tv-sale"); r.StatusCode != 404 {
 		t.Fatalf("after a forced empty reload tv-sale = %d, want 404", r.StatusCode)
+	}
+}
+
+// harden #14: the outbox tools find the data directory the way serve does
+// when -data is not given: $CLICKEDGE_DATA_DIR, else data_dir of
+// $CLICKEDGE_CONFIG, else serve's default; a missing one is a failure (1)
+// that says to give -data.
+func TestOutboxDataDefault(t *testing.T) {
+	fx := makeOutbox(t, 3, 1, "clicks")
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir: %q\n", fx.dir)), 0o600)
+	for _, env := range [][]string{
+		{"CLICKEDGE_DATA_DIR=" + fx.dir},
+		{"CLICKEDGE_CONFIG=" + cfg},
+	} {
+		code, stdout, stderr := runCmd(t, env, "outbox", "stats")
+		if code != 0 || !strings.Contains(stdout, "pending        2 records") {
+			t.Errorf("outbox stats with %v: exit %d, stdout %q, stderr %q; want the outbox of %s", env, code, stdout, stderr, fx.dir)
+		}
+	}
+	t.Chdir(t.TempDir())
+	code, _, stderr := runCmd(t, nil, "outbox", "stats")
+	if code != 1 || !strings.Contains(stderr, "clickedge-data does not exist (give -data DIR") {
+		t.Errorf("outbox stats with no -data in an empty directory: exit %d, stderr %q; want 1 naming ./clickedge-data", code, stderr)
+	}
+}
+
+// harden #7: with a token on the admin listener, `outbox stats -admin`
+// sends it, and says what is missing without it.
+func TestOutboxStatsAdminToken(t *testing.T) {
+	srv := httptest.NewServer(edge.NewAdmin(edge.AdminConfig{Token: "tok", OutboxStatus: func() any {
+		return map[string]any{"node": "eu-1", "region": "eu-central"}
+	}}))
+	defer srv.Close()
+	code, _, stderr := runCmd(t, nil, "outbox", "stats", "-admin", srv.URL)
+	if code != 1 || !strings.Contains(stderr, "CLICKEDGE_ADMIN_TOKEN") {
+		t.Errorf("stats -admin without the token: exit %d, stderr %q; want 1 saying how to give the token", code, stderr)
+	}
+	for _, tc := range []struct {
+		env  []string
+		args []string
+	}{
+		{[]string{"CLICKEDGE_ADMIN_TOKEN=tok"}, nil},
+		{nil, []string{"-token", "tok"}},
+	} {
+		code, stdout, stderr := runCmd(t, tc.env, append([]string{"outbox", "stats", "-admin", srv.URL}, tc.args...)...)
+		if code != 0 || !strings.Contains(stdout, "eu-1") {
+			t.Errorf("stats -admin %v %v: exit %d, stdout %q, stderr %q", tc.env, tc.args, code, stdout, stderr)
+		}
+	}
+}
+
+// harden #14: one timestamp precision everywhere: RFC 3339, UTC, to the
+// millisecond, as the click's ts: the log lines, export and stats.
+func TestTimestampsAreMilliseconds(t *testing.T) {
+	ms := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
+	var b strings.Builder
+	newLogger(&b, slog.LevelInfo).Info("x", "at", time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("X", 3600)))
+	var line map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &line); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"time", "at"} {
+		if s, _ := line[k].(string); !ms.MatchString(s) {
+			t.Errorf("log %s = %q, want RFC 3339 UTC with milliseconds", k, line[k])
+		}
+	}
+	if line["at"] != "2026-01-02T02:04:05.123Z" {
+		t.Errorf("log at = %q, want 2026-01-02T02:04:05.123Z", line["at"])
+	}
+	fx := makeOutbox(t, 3, 1, "clicks")
+	for _, l := range exportLines(t, "-data", fx.dir) {
+		for _, k := range []string{"appended", "delivered"} {
+			if s, ok := l[k].(string); ok && !ms.MatchString(s) {
+				t.Errorf("export %s = %q, want RFC 3339 UTC with milliseconds", k, s)
+			}
+		}
+	}
+}
+
+// harden #14: export -pending -delivered means both states, not neither.
+func TestExportBothStates(t *testing.T) {
+	fx := makeOutbox(t, 5, 2, "clicks")
+	all := exportLines(t, "-data", fx.dir)
+	both := exportLines(t, "-data", fx.dir, "-pending", "-delivered")
+	pending := exportLines(t, "-data", fx.dir, "-pending")
+	delivered := exportLines(t, "-data", fx.dir, "-delivered")
+	if len(all) != 5 || len(both) != 5 || len(pending) != 3 || len(delivered) != 2 {
+		t.Errorf("export: all %d, -pending -delivered %d, -pending %d, -delivered %d; want 5, 5, 3, 2",
+			len(all), len(both), len(pending), len(delivered))
 	}
 }

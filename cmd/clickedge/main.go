@@ -229,7 +229,16 @@ func logStartup(logger *slog.Logger, cfg *Config) {
 // newLogger returns the process logger: JSON lines on w. level may be a
 // *slog.LevelVar so that a reload can change it.
 func newLogger(w io.Writer, level slog.Leveler) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: msTimeAttr}))
+}
+
+// msTimeAttr writes times in timeFormat (UTC, milliseconds), as clicks and
+// the tools do, instead of slog's local time to the nanosecond.
+func msTimeAttr(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindTime {
+		a.Value = slog.StringValue(a.Value.Time().UTC().Format(timeFormat))
+	}
+	return a
 }
 
 // printError writes err with prefix on each of its lines, so that every

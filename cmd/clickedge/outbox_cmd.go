@@ -123,8 +123,29 @@ func obFail(stderr io.Writer, fs *flag.FlagSet, err error) int {
 }
 
 func obDataFlag(fs *flag.FlagSet, env []string) *string {
-	return fs.String("data", lookupEnv(env, "CLICKEDGE_DATA_DIR"),
-		"the node's data directory `DIR` (data_dir), or an outbox file; default $CLICKEDGE_DATA_DIR")
+	return fs.String("data", defaultDataDir(env),
+		"the node's data directory `DIR` (data_dir), or an outbox file; default $CLICKEDGE_DATA_DIR, "+
+			"else data_dir of $CLICKEDGE_CONFIG, else serve's default")
+}
+
+// defaultDataDir is where the tools look when -data is not given, the way
+// serve finds its data_dir (harden #14): $CLICKEDGE_DATA_DIR, else the
+// data_dir of the file $CLICKEDGE_CONFIG names, else the built-in default
+// (./clickedge-data) that `clickedge serve` with no configuration uses.
+func defaultDataDir(env []string) string {
+	if d := lookupEnv(env, "CLICKEDGE_DATA_DIR"); d != "" {
+		return d
+	}
+	if p := lookupEnv(env, "CLICKEDGE_CONFIG"); p != "" {
+		if c, err := LoadConfig(p, env); err == nil {
+			return c.DataDir
+		}
+	}
+	c := new(Config)
+	if _, err := decodeConfig("default.yaml", defaultYAML, c); err == nil && c.DataDir != "" {
+		return c.DataDir
+	}
+	return "./clickedge-data"
 }
 
 // obOutboxPath resolves -data to the outbox file, which must exist: the
@@ -135,7 +156,7 @@ func obOutboxPath(data string) (string, error) {
 	}
 	fi, err := os.Stat(data)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("data directory %s does not exist", data)
+		return "", fmt.Errorf("data directory %s does not exist (give -data DIR: the node's data_dir)", data)
 	}
 	if err != nil {
 		return "", err
@@ -360,6 +381,7 @@ node's). With -admin it asks a live node's admin listener (GET /admin/outbox)
 and adds the forwarder's state.`, stderr)
 	data := obDataFlag(fs, env)
 	admin := fs.String("admin", "", "a live node's admin `URL`, e.g. http://127.0.0.1:9090")
+	token := fs.String("token", lookupEnv(env, "CLICKEDGE_ADMIN_TOKEN"), "with -admin: the admin `token`; default $CLICKEDGE_ADMIN_TOKEN")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "with -admin: how long to wait for the node")
 	if code := obParse(fs, args); code >= 0 {
@@ -373,7 +395,7 @@ and adds the forwarder's state.`, stderr)
 	case *admin != "" && dataSet:
 		return obUsageError(fs, "give -data or -admin, not both")
 	case *admin != "":
-		st, err = obAdminStats(*admin, *timeout, time.Now())
+		st, err = obAdminStats(*admin, *token, *timeout, time.Now())
 	default:
 		st, err = obFileStats(*data, time.Now())
 	}
@@ -418,7 +440,7 @@ type adminOutbox struct {
 	Forwarder outbox.ForwarderStats `json:"forwarder"`
 }
 
-func obAdminStats(raw string, timeout time.Duration, now time.Time) (*obStats, error) {
+func obAdminStats(raw, token string, timeout time.Duration, now time.Time) (*obStats, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("-admin %q: want the admin listener's URL, such as http://127.0.0.1:9090", raw)
@@ -427,7 +449,14 @@ func obAdminStats(raw string, timeout time.Duration, now time.Time) (*obStats, e
 		u.Path = p + "/admin/outbox"
 	}
 	client := &http.Client{Timeout: timeout}
-	resp, err := client.Get(u.String())
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("-admin %q: %w", raw, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the node's admin listener: %w", err)
 	}
@@ -435,6 +464,9 @@ func obAdminStats(raw string, timeout time.Duration, now time.Time) (*obStats, e
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return nil, fmt.Errorf("GET %s: %s: the node wants its admin token: give -token or set CLICKEDGE_ADMIN_TOKEN", u.Redacted(), resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s: %s", u.Redacted(), resp.Status, strings.TrimSpace(string(body[:min(len(body), 200)])))
@@ -477,7 +509,29 @@ func fmtTime(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return t.UTC().Format(time.RFC3339Nano)
+	return t.UTC().Format(timeFormat)
+}
+
+// timeFormat is the one way clickedge writes a time for people and tools:
+// RFC 3339 in UTC to the millisecond, as the click's "ts" (harden #14).
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// msTime is a time that marshals to JSON in timeFormat.
+type msTime time.Time
+
+func (t msTime) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, len(timeFormat)+2)
+	b = append(b, '"')
+	b = time.Time(t).UTC().AppendFormat(b, timeFormat)
+	return append(b, '"'), nil
+}
+
+func msTimePtr(t time.Time) *msTime {
+	if t.IsZero() {
+		return nil
+	}
+	m := msTime(t)
+	return &m
 }
 
 func printStats(w io.Writer, st *obStats, now time.Time) {
@@ -542,8 +596,8 @@ func printStats(w io.Writer, st *obStats, now time.Time) {
 type exportRecord struct {
 	Seq        uint64          `json:"seq"`
 	State      string          `json:"state"`
-	Appended   time.Time       `json:"appended"`
-	Delivered  *time.Time      `json:"delivered"`
+	Appended   msTime          `json:"appended"`
+	Delivered  *msTime         `json:"delivered"`
 	Exchange   string          `json:"exchange"`
 	RoutingKey string          `json:"routing_key"`
 	MessageID  string          `json:"message_id"`
@@ -553,7 +607,7 @@ type exportRecord struct {
 }
 
 func cmdOutboxExport(args []string, stdout, stderr io.Writer, env []string) int {
-	fs := obFlagSet("export", "clickedge outbox export -data DIR [-pending|-delivered] [-from T] [-to T] [-link CODE]", `
+	fs := obFlagSet("export", "clickedge outbox export -data DIR [-pending] [-delivered] [-from T] [-to T] [-link CODE]", `
 Write the outbox's records to stdout as NDJSON, one object per record, in
 sequence order:
   {"seq","state":"pending|delivered","appended","delivered","exchange",
@@ -563,8 +617,8 @@ Times (-from, -to) are RFC 3339 or a time ago (-2h, -30m, -1d) and select on
 the append time; -from is inclusive, -to exclusive. The file is read in
 batches, never whole.`, stderr)
 	data := obDataFlag(fs, env)
-	pendingOnly := fs.Bool("pending", false, "only pending records")
-	deliveredOnly := fs.Bool("delivered", false, "only delivered (retained) records")
+	pendingOnly := fs.Bool("pending", false, "pending records (alone: only those; with -delivered: both)")
+	deliveredOnly := fs.Bool("delivered", false, "delivered (retained) records (alone: only those; with -pending: both)")
 	from := fs.String("from", "", "only records appended at or after this `time`")
 	to := fs.String("to", "", "only records appended before this `time`")
 	link := fs.String("link", "", "only records whose body's \"link\" is this `code`")
@@ -609,13 +663,13 @@ batches, never whole.`, stderr)
 
 func toExport(r *outbox.Record) *exportRecord {
 	e := &exportRecord{
-		Seq: r.Seq, State: "pending", Appended: r.Time.UTC(),
+		Seq: r.Seq, State: "pending", Appended: msTime(r.Time),
 		Exchange: r.Exchange, RoutingKey: r.RoutingKey, MessageID: r.MessageID,
 		Headers: make(map[string]any, len(r.Headers)),
 	}
 	if !r.Pending() {
 		e.State = "delivered"
-		e.Delivered = timePtr(r.Delivered)
+		e.Delivered = msTimePtr(r.Delivered)
 	}
 	for _, h := range r.Headers {
 		e.Headers[h.Key] = h.Value

@@ -116,7 +116,7 @@ func TestOutboxStatsOffline(t *testing.T) {
 
 	code, stdout, _ = runCmd(t, nil, "outbox", "stats", "-data", fx.path) // the file itself
 	for _, want := range []string{"pending        20 records", "delivered      10 records", "next seq       31", "seqs         11 .. 30",
-		"appended     2025-11-27T06:00:10Z .. 2025-11-27T06:00:29Z", "oldest age"} {
+		"appended     2025-11-27T06:00:10.000Z .. 2025-11-27T06:00:29.000Z", "oldest age"} {
 		if code != 0 || !strings.Contains(stdout, want) {
 			t.Errorf("stats: exit %d, output lacks %q:\n%s", code, want, stdout)
 		}
@@ -219,7 +219,7 @@ func TestOutboxExport(t *testing.T) {
 		t.Fatalf("export seqs = %v", got)
 	}
 	first := all[0]
-	if first["state"] != "delivered" || first["delivered"] != "2025-11-27T07:00:00Z" || first["appended"] != "2025-11-27T06:00:00Z" ||
+	if first["state"] != "delivered" || first["delivered"] != "2025-11-27T07:00:00.000Z" || first["appended"] != "2025-11-27T06:00:00.000Z" ||
 		first["message_id"] != fx.recs[0].MessageID || first["exchange"] != "clicks" || first["routing_key"] != "click.test" {
 		t.Errorf("first line = %v", first)
 	}
@@ -364,7 +364,7 @@ func TestOutboxBadArguments(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"stats"}, 1, "-data is required"},
+		{[]string{"stats", "-data", ""}, 1, "-data is required"},
 		{[]string{"stats", "-data", missing}, 1, "data directory " + missing + " does not exist"},
 		{[]string{"stats", "-data", empty}, 1, "no outbox in " + empty},
 		{[]string{"stats", "-data", locked.dir}, 1, lockedMsg},
