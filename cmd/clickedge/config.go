@@ -125,28 +125,37 @@ var hostname = os.Hostname
 //
 // Errors name their source and key — "clickedge.yaml: outbox.durability:
 // must be sync or async, got "fsync" (line 12)" or "env CLICKEDGE_X: ..." —
-// and all problems of a stage are reported together.
+// and are reported in one pass (harden #14): the file's, the environment's
+// and the validation's together. Only a file that does not decode skips
+// the validation, whose findings would then be about values never read.
 func LoadConfig(path string, env []string) (*Config, error) {
 	c := new(Config)
 	if _, err := decodeConfig("default.yaml", defaultYAML, c); err != nil {
 		return nil, fmt.Errorf("embedded %w", err) // a build defect; tests catch it
 	}
 	l := &loader{cfg: c, origin: make(map[string]string)}
+	var errs []error
+	fileOK := true
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		if l.lines, err = decodeConfig(path, data, c); err != nil {
-			return nil, err
+			errs, fileOK = append(errs, err), false
 		}
 		c.path = path
 	}
 	if err := l.applyEnv(env); err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
-	if err := l.finish(); err != nil {
-		return nil, err
+	if fileOK {
+		if err := l.finish(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return c, nil
 }

@@ -206,3 +206,29 @@ func TestExportBothStates(t *testing.T) {
 			len(all), len(both), len(pending), len(delivered))
 	}
 }
+
+// harden #14: a config's problems come in one pass: a bad variable, and
+// the file's invalid values, in one error; a file that does not decode and
+// a bad variable, too.
+func TestConfigErrorsInOnePass(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("outbox:\n  durability: fsync\nforwarder:\n  window: 0\n"), 0o600)
+	_, err := LoadConfig(bad, []string{"CLICKEDGE_HTTP_IDLE_TIMEOUT=soon", "CLICKEDGE_NODE_REGON=eu"})
+	if err == nil {
+		t.Fatal("LoadConfig accepted a bad file and bad variables")
+	}
+	for _, want := range []string{"outbox.durability", "forwarder.window", "CLICKEDGE_HTTP_IDLE_TIMEOUT", "CLICKEDGE_NODE_REGON", "did you mean CLICKEDGE_NODE_REGION"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig error lacks %q:\n%v", want, err)
+		}
+	}
+	undecodable := filepath.Join(dir, "u.yaml")
+	os.WriteFile(undecodable, []byte("outbox:\n  durabilty: sync\n"), 0o600)
+	_, err = LoadConfig(undecodable, []string{"CLICKEDGE_HTTP_IDLE_TIMEOUT=soon"})
+	for _, want := range []string{"durabilty", "CLICKEDGE_HTTP_IDLE_TIMEOUT"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig error lacks %q:\n%v", want, err)
+		}
+	}
+}
