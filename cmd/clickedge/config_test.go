@@ -459,6 +459,12 @@ func TestValidate(t *testing.T) {
 		{"http.max_header_bytes small", func(c *Config) { c.HTTP.MaxHeaderBytes = 512 }, "http.max_header_bytes", "must be between 1KiB and 1MiB, got 512B"},
 		{"http.max_header_bytes big", func(c *Config) { c.HTTP.MaxHeaderBytes = 2 << 20 }, "http.max_header_bytes", "must be between 1KiB and 1MiB, got 2MiB"},
 		{"http.max_header_bytes edges", func(c *Config) { c.HTTP.MaxHeaderBytes = 1 << 20 }, "", ""},
+		// harden #7, #8: the limits' keys.
+		{"http.max_header_count small", func(c *Config) { c.HTTP.MaxHeaderCount = 9 }, "http.max_header_count", "must be between 10 and 10000, got 9"},
+		{"http.max_header_count big", func(c *Config) { c.HTTP.MaxHeaderCount = 10001 }, "http.max_header_count", "must be between 10 and 10000, got 10001"},
+		{"http.max_connections small", func(c *Config) { c.HTTP.MaxConnections = 15 }, "http.max_connections", "must be between 16 and 1048576, got 15"},
+		{"http.max_connections big", func(c *Config) { c.HTTP.MaxConnections = 1<<20 + 1 }, "http.max_connections", "must be between 16 and 1048576, got 1048577"},
+		{"http.max_connections edges", func(c *Config) { c.HTTP.MaxConnections = 16; c.HTTP.MaxHeaderCount = 10 }, "", ""},
 		{"http.bot_clicks", func(c *Config) { c.HTTP.BotClicks = "drop" }, "http.bot_clicks", `must be record or skip, got "drop"`},
 		{"http.bot_clicks skip", func(c *Config) { c.HTTP.BotClicks = "skip" }, "", ""},
 		{"http.server", func(c *Config) { c.HTTP.Server = "nginx" }, "http.server", `must be fasthttp or net, got "nginx"`},

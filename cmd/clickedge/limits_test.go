@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,4 +112,69 @@ func labels(m *dto.Metric) map[string]string {
 		out[l.GetName()] = l.GetValue()
 	}
 	return out
+}
+
+// harden #7, #8: a flood of idle connections beyond the admin listener's
+// cap (256) does not lock out the scraper: /metrics is answered within 1 s
+// while 400 idle connections are held open and reconnect a second after
+// they are closed.
+func TestAdminListenerFlood(t *testing.T) {
+	lim := edge.NewLimits()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(lim.Collectors()...)
+	srv := newAdminServer(edge.NewAdmin(edge.AdminConfig{Gatherer: reg, Token: "tok"}), lim, slog.New(slog.DiscardHandler))
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := raw.Addr().String()
+	go srv.Serve(edge.Listen(raw, edge.ListenerOptions{Name: edge.ListenerAdmin, MaxConns: edge.DefaultAdminMaxConns, NetHTTP: true, Limits: lim}))
+	defer srv.Close()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	for range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				done := make(chan struct{})
+				go func() { io.Copy(io.Discard, c); close(done) }()
+				select {
+				case <-stop:
+					c.Close()
+					<-done
+					return
+				case <-done: // closed by the server: come back a second later
+					c.Close()
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Second): // the attacker's pace
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // the flood's age: its connections are idle for longer than EvictQuiet
+
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	for i, end := 0, time.Now().Add(2500*time.Millisecond); time.Now().Before(end); i++ {
+		time.Sleep(50 * time.Millisecond) // the scraper's pace, across the flood's reconnects
+		start := time.Now()
+		res, err := client.Get("http://" + addr + "/metrics")
+		d := time.Since(start)
+		if err != nil {
+			t.Fatalf("scrape %d during the flood: %v", i, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || d > time.Second {
+			t.Fatalf("scrape %d during the flood: %d after %v, want 200 within 1s", i, res.StatusCode, d)
+		}
+	}
 }
