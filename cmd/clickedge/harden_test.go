@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/clickedge/clickedge/edge"
+	"github.com/clickedge/clickedge/internal/brokertest"
 )
 
 // harden #7: serve refuses an admin listener on a non-loopback address
@@ -230,5 +233,51 @@ func TestConfigErrorsInOnePass(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("LoadConfig error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// harden #14: `outbox replay -exchange` never creates the exchange it is
+// given: a missing one is refused (exit 1) before anything is published,
+// and is still missing afterwards; an existing one is used.
+func TestReplayExchangeMustExist(t *testing.T) {
+	url := brokertest.SharedURL(t)
+	fx := makeOutbox(t, 5, 0, "clicks")
+	missing := rpTestExchange(t)
+	rpDeleteExchange(t, url, missing) // in case the check is ever broken
+	code, stdout, stderr := runCmd(t, nil, "outbox", "replay", "-data", fx.dir, "-amqp", url, "-exchange", missing, "-progress", "none")
+	if code != 1 || !strings.Contains(stderr, "no such exchange") {
+		t.Fatalf("replay -exchange %s (missing): exit %d, stdout %q, stderr %q; want 1 and no such exchange", missing, code, stdout, stderr)
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclarePassive(missing, "topic", true, false, false, false, nil); err == nil {
+		t.Fatalf("replay created exchange %s", missing)
+	}
+	if st := rpFileStats(t, fx.path); st.Pending != 5 {
+		t.Errorf("after the refused replay: %d pending, want 5", st.Pending)
+	}
+
+	// An existing exchange: replayed to it.
+	ex := rpTestExchange(t)
+	q := brokertest.TempQueue(t, url, ex, "click.#")
+	rpDeleteExchange(t, url, ex)
+	c := brokertest.Consume(t, url, q)
+	code, stdout, stderr = runCmd(t, nil, "outbox", "replay", "-data", fx.dir, "-amqp", url, "-exchange", ex, "-progress", "none")
+	if code != 0 || !strings.Contains(stdout, "confirmed      5") {
+		t.Fatalf("replay -exchange %s (existing): exit %d\n%s%s", ex, code, stdout, stderr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Count() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 5 replayed clicks reached the queue", c.Count())
+		}
+		time.Sleep(20 * time.Millisecond) // polling, with a deadline
 	}
 }

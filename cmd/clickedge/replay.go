@@ -207,6 +207,11 @@ func (r *replay) run(ctx context.Context) (int, error) {
 		return 1, err
 	}
 
+	if o.exchange != "" {
+		if err := checkExchangeExists(o.amqpURL, o.exchange, o.dialTimeout); err != nil {
+			return 1, err // harden #14: never create an exchange silently
+		}
+	}
 	pub, err := rabbit.New(&rabbit.Config{
 		URLs:           []string{o.amqpURL},
 		Exchange:       cmpOr(o.exchange, "clicks"),
