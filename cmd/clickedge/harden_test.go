@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +22,8 @@ import (
 
 	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/internal/brokertest"
+	"github.com/clickedge/clickedge/outbox"
+	"github.com/clickedge/clickedge/outbox/outboxtest"
 )
 
 // harden #7: serve refuses an admin listener on a non-loopback address
@@ -280,4 +284,65 @@ func TestReplayExchangeMustExist(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling, with a deadline
 	}
+}
+
+// harden #14: the forwarder's warning about a click returned unroutable
+// (312 NO_ROUTE) carries a hint with the fix; other lines do not.
+func TestNoRouteWarningHasAHint(t *testing.T) {
+	var logs lockedBuf
+	lg := withNoRouteHint(newLogger(&logs, slog.LevelInfo).With("component", "forwarder"), "clicks")
+	o := outboxtest.Open(t, nil)
+	if err := o.Append(outboxtest.Record("0123456789abcdef0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	pub := outboxtest.NewFakePublisher()
+	pub.Unroutable.Store(true)
+	fc := outbox.DefaultForwarderConfig()
+	fc.Publisher, fc.Logger = pub, lg
+	f, err := outbox.NewForwarder(o, fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(context.Background())
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "NO_ROUTE") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no NO_ROUTE warning within 10s:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling, with a deadline
+	}
+	lg.Info("unrelated", "reason", "something else")
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		reason, _ := m["reason"].(string)
+		hint, _ := m["hint"].(string)
+		switch {
+		case strings.Contains(reason, "NO_ROUTE") && !strings.Contains(hint, "click.#"):
+			t.Errorf("NO_ROUTE warning without the hint: %s", l)
+		case !strings.Contains(reason, "NO_ROUTE") && hint != "":
+			t.Errorf("hint on a line that is not about NO_ROUTE: %s", l)
+		}
+	}
+}
+
+// lockedBuf is a strings.Builder safe for the forwarder's goroutine and
+// the test's.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -151,7 +151,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	fc.ReconnectMin = time.Duration(cfg.Forwarder.ReconnectMin)
 	fc.ReconnectMax = time.Duration(cfg.Forwarder.ReconnectMax)
 	fc.RetryMax = time.Duration(cfg.Forwarder.RetryMax)
-	fc.Logger = logger.With("component", "forwarder")
+	fc.Logger = withNoRouteHint(logger.With("component", "forwarder"), cfg.Forwarder.Exchange)
 	n.f, err = outbox.NewForwarder(n.o, fc)
 	if err != nil {
 		return nil, err
