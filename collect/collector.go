@@ -86,6 +86,10 @@ type Collector struct {
 	store *Store
 	st    stats
 	seq   uint64 // batch sequence, owned by the session loop
+
+	// afterCommit, when set by a test, runs in the writer between a
+	// batch's commit and its ack.
+	afterCommit func(consume *amqp.Channel)
 }
 
 // New checks cfg and returns a Collector; Run starts it.
@@ -436,6 +440,9 @@ func (c *Collector) commit(ctx context.Context, chs *channels, b *batch) error {
 	}
 	if err := c.deadLetter(ctx, chs.dead, b.dead); err != nil {
 		return err
+	}
+	if c.afterCommit != nil {
+		c.afterCommit(chs.consume)
 	}
 	if err := chs.consume.Ack(b.lastTag, true); err != nil {
 		return fmt.Errorf("ack: %w", err)
