@@ -288,6 +288,11 @@ func (c *Collector) session(ctx context.Context, conn *amqp.Connection) error {
 	wdone := make(chan struct{})
 	go func() {
 		defer close(wdone)
+		// Connect (and migrate) before the first batch, so the schema is
+		// there from the start and readiness reflects the database.
+		if err := c.connectStore(wctx); err != nil {
+			return
+		}
 		for b := range work {
 			if err := c.commit(wctx, chs, b); err != nil {
 				werr <- err
@@ -454,6 +459,29 @@ func (c *Collector) commit(ctx context.Context, chs *channels, b *batch) error {
 		s.BatchDuration.observe(took.Seconds())
 	})
 	return nil
+}
+
+// connectStore opens the Store's connection, retrying until it works or
+// ctx ends.
+func (c *Collector) connectStore(ctx context.Context) error {
+	delay := c.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := c.store.Connect(ctx)
+		if err == nil {
+			c.st.update(func(s *Stats) { s.DatabaseUp = true })
+			return nil
+		}
+		c.st.update(func(s *Stats) { s.DatabaseUp = false })
+		if attempt == 1 || attempt%10 == 0 {
+			c.log.Warn("database unreachable; retrying", "attempt", attempt, "retry_in", delay.String(), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, c.cfg.RetryMax)
+	}
 }
 
 // write retries the Store until the batch is committed or ctx ends.
