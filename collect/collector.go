@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -36,10 +37,14 @@ type Config struct {
 	// longest the first message of a batch waits for more.
 	BatchSize     int
 	BatchInterval time.Duration
-	// Prefetch is the broker's unacked window per queue; it must hold a
-	// batch being written and the next one filling. Zero means
+	// Prefetch is the broker's unacked window per consumer; it must hold
+	// a batch being written and the next one filling. Zero means
 	// 2 * BatchSize.
 	Prefetch int
+	// Writers is how many lanes consume in parallel, each with its own
+	// AMQP channel, batches and PostgreSQL connection: while one waits for
+	// its commit, another parses or copies. Zero means 2.
+	Writers int
 	// Heartbeat and DialTimeout are the AMQP connection's; DialTimeout
 	// also bounds the channel and topology setup after the handshake.
 	Heartbeat, DialTimeout time.Duration
@@ -51,7 +56,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// ConnectionName is shown by the broker's management UI.
 	ConnectionName string
-	// Store writes the rows; required.
+	// Store writes the rows; required. Each further writer gets a Store
+	// of the same configuration.
 	Store *Store
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -81,15 +87,15 @@ func DefaultConfig() *Config {
 
 // Collector consumes clicks and actions and writes them through a Store.
 type Collector struct {
-	cfg   Config
-	log   *slog.Logger
-	store *Store
-	st    stats
-	seq   uint64 // batch sequence, owned by the session loop
+	cfg    Config
+	log    *slog.Logger
+	stores []*Store // one per writer
+	st     stats
+	seq    atomic.Uint64 // batch sequence
 
 	// afterCommit, when set by a test, runs in the writer between a
 	// batch's commit and its ack.
-	afterCommit func(consume *amqp.Channel)
+	afterCommit func(clicks *amqp.Channel)
 }
 
 // New checks cfg and returns a Collector; Run starts it.
@@ -107,6 +113,9 @@ func New(cfg *Config) (*Collector, error) {
 	case c.BatchInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.DialTimeout <= 0:
 		return nil, errors.New("collect: Config: BatchInterval, RetryMin and DialTimeout must be > 0, RetryMax >= RetryMin")
 	}
+	if c.Writers <= 0 {
+		c.Writers = 2
+	}
 	if c.Prefetch <= 0 {
 		c.Prefetch = 2 * c.BatchSize
 	}
@@ -119,7 +128,11 @@ func New(cfg *Config) (*Collector, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Collector{cfg: c, log: c.Logger, store: c.Store}, nil
+	col := &Collector{cfg: c, log: c.Logger, stores: []*Store{c.Store}}
+	for range c.Writers - 1 {
+		col.stores = append(col.stores, c.Store.clone())
+	}
+	return col, nil
 }
 
 // Stats returns a snapshot of the counters; safe for concurrent use.
@@ -130,7 +143,11 @@ func (c *Collector) Stats() Stats { return c.st.snapshot() }
 // acks the batch in hand (within ShutdownTimeout), closes the connections
 // and returns nil. Nothing is acked before its transaction committed.
 func (c *Collector) Run(ctx context.Context) error {
-	defer c.store.Close()
+	defer func() {
+		for _, s := range c.stores {
+			s.Close()
+		}
+	}()
 	delay := c.cfg.RetryMin
 	for ctx.Err() == nil {
 		conn, err := c.dial()
@@ -186,77 +203,110 @@ func redact(s string) string {
 }
 
 // channels are a session's AMQP channels and its deliveries.
+//
+// Each queue has its own AMQP channel: delivery tags are numbered per
+// channel, and deliveries of two consumers on one channel reach us through
+// two Go channels, so an ack multiple on a shared channel could cover a
+// message still waiting in the other consumer's buffer, uncommitted.
 type channels struct {
-	consume         *amqp.Channel // both consumers; acks
-	dead            *amqp.Channel // confirm mode; dead-letter publishes
-	clicks, actions <-chan amqp.Delivery
+	clickCh, actionCh *amqp.Channel // one consumer each; acks
+	dead              *amqp.Channel // confirm mode; dead-letter publishes
+	clicks, actions   <-chan amqp.Delivery
+	closed            []chan *amqp.Error // the channels' close reasons
 }
 
 // setup declares the topology and starts consuming. A broker that
 // accepted the handshake but does not answer (booting, overloaded) would
 // leave it waiting forever: the connection is closed after DialTimeout.
-func (c *Collector) setup(conn *amqp.Connection) (*channels, error) {
+func (c *Collector) setup(conn *amqp.Connection) ([]*channels, error) {
 	timer := time.AfterFunc(c.cfg.DialTimeout, func() { conn.Close() })
-	chs, err := c.declare(conn)
+	var lanes []*channels
+	err := c.declare(conn)
+	for i := 0; err == nil && i < c.cfg.Writers; i++ {
+		var chs *channels
+		if chs, err = c.openLane(conn); err == nil {
+			lanes = append(lanes, chs)
+		}
+	}
 	if !timer.Stop() {
 		return nil, fmt.Errorf("setup not done within %v: %v", c.cfg.DialTimeout, err)
 	}
-	return chs, err
+	return lanes, err
 }
 
-func (c *Collector) declare(conn *amqp.Connection) (*channels, error) {
+// declare declares the exchanges and queues on a channel of its own.
+func (c *Collector) declare(conn *amqp.Connection) error {
 	ch, err := conn.Channel()
 	if err != nil {
-		return nil, fmt.Errorf("open channel: %w", err)
+		return fmt.Errorf("open channel: %w", err)
 	}
+	defer ch.Close()
 	args := amqp.Table{amqp.QueueTypeArg: c.cfg.QueueType}
 	for _, q := range []struct{ exchange, queue, key string }{
 		{c.cfg.ClickExchange, c.cfg.ClickQueue, "click.#"},
 		{c.cfg.ActionExchange, c.cfg.ActionQueue, "action.#"},
 	} {
 		if err := ch.ExchangeDeclare(q.exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-			return nil, fmt.Errorf("declare exchange %q: %w", q.exchange, err)
+			return fmt.Errorf("declare exchange %q: %w", q.exchange, err)
 		}
 		if _, err := ch.QueueDeclare(q.queue, true, false, false, false, args); err != nil {
-			return nil, fmt.Errorf("declare queue %q (x-queue-type %s): %w", q.queue, c.cfg.QueueType, err)
+			return fmt.Errorf("declare queue %q (x-queue-type %s): %w", q.queue, c.cfg.QueueType, err)
 		}
 		if err := ch.QueueBind(q.queue, q.key, q.exchange, false, nil); err != nil {
-			return nil, fmt.Errorf("bind queue %q to %q with %q: %w", q.queue, q.exchange, q.key, err)
+			return fmt.Errorf("bind queue %q to %q with %q: %w", q.queue, q.exchange, q.key, err)
 		}
 	}
 	if _, err := ch.QueueDeclare(c.cfg.DeadQueue, true, false, false, false, args); err != nil {
-		return nil, fmt.Errorf("declare queue %q (x-queue-type %s): %w", c.cfg.DeadQueue, c.cfg.QueueType, err)
+		return fmt.Errorf("declare queue %q (x-queue-type %s): %w", c.cfg.DeadQueue, c.cfg.QueueType, err)
 	}
-	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
-		return nil, fmt.Errorf("qos: %w", err)
-	}
-	dead, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("open channel: %w", err)
-	}
-	if err := dead.Confirm(false); err != nil {
-		return nil, fmt.Errorf("confirm mode: %w", err)
-	}
-	clicks, err := ch.Consume(c.cfg.ClickQueue, "", false, false, false, false, nil)
-	if err != nil {
-		return nil, fmt.Errorf("consume %q: %w", c.cfg.ClickQueue, err)
-	}
-	actions, err := ch.Consume(c.cfg.ActionQueue, "", false, false, false, false, nil)
-	if err != nil {
-		return nil, fmt.Errorf("consume %q: %w", c.cfg.ActionQueue, err)
-	}
-	return &channels{consume: ch, dead: dead, clicks: clicks, actions: actions}, nil
+	return nil
 }
 
-// batch is what one transaction writes and one ack multiple acks.
+// openLane opens one lane's channels and starts its consumers.
+func (c *Collector) openLane(conn *amqp.Connection) (*channels, error) {
+	chs := new(channels)
+	consume := func(queue string) (*amqp.Channel, <-chan amqp.Delivery, error) {
+		ch, err := conn.Channel()
+		if err != nil {
+			return nil, nil, fmt.Errorf("open channel: %w", err)
+		}
+		chs.closed = append(chs.closed, ch.NotifyClose(make(chan *amqp.Error, 1)))
+		if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+			return nil, nil, fmt.Errorf("qos: %w", err)
+		}
+		ds, err := ch.Consume(queue, "", false, false, false, false, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("consume %q: %w", queue, err)
+		}
+		return ch, ds, nil
+	}
+	var err error
+	if chs.clickCh, chs.clicks, err = consume(c.cfg.ClickQueue); err != nil {
+		return nil, err
+	}
+	if chs.actionCh, chs.actions, err = consume(c.cfg.ActionQueue); err != nil {
+		return nil, err
+	}
+	if chs.dead, err = conn.Channel(); err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	chs.closed = append(chs.closed, chs.dead.NotifyClose(make(chan *amqp.Error, 1)))
+	if err := chs.dead.Confirm(false); err != nil {
+		return nil, fmt.Errorf("confirm mode: %w", err)
+	}
+	return chs, nil
+}
+
+// batch is what one transaction writes and an ack multiple per queue
+// acks.
 type batch struct {
-	seq     uint64
-	first   time.Time // arrival of the first message
-	lastTag uint64    // the highest delivery tag: ack multiple up to it
-	n       int
-	clicks  []*Click
-	actions []*Action
-	dead    []deadLetter
+	seq                 uint64
+	first               time.Time // arrival of the first message
+	clickTag, actionTag uint64    // the last delivery tag of each channel; 0 if none
+	n                   int
+	clicks              []*Click
+	actions             []*Action
+	dead                []deadLetter
 }
 
 type deadLetter struct {
@@ -265,19 +315,43 @@ type deadLetter struct {
 	poison *Poison
 }
 
-// session consumes on one connection until it breaks or ctx ends. One
-// goroutine (this one) reads deliveries into batches; one writer commits
-// them in order and acks each after its commit, so the next batch fills
-// while the last one is written.
+// session consumes on one connection, in Writers lanes, until it breaks
+// or ctx ends.
 func (c *Collector) session(ctx context.Context, conn *amqp.Connection) error {
-	chs, err := c.setup(conn)
+	lanes, err := c.setup(conn)
 	if err != nil {
 		return err
 	}
 	c.st.update(func(s *Stats) { s.Connected = true; s.Sessions++ })
 	c.log.Info("consuming", "clicks", c.cfg.ClickQueue, "actions", c.cfg.ActionQueue,
-		"queue_type", c.cfg.QueueType, "batch_size", c.cfg.BatchSize, "prefetch", c.cfg.Prefetch)
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		"queue_type", c.cfg.QueueType, "batch_size", c.cfg.BatchSize, "prefetch", c.cfg.Prefetch,
+		"writers", c.cfg.Writers)
+	// A lane that fails closes the connection, which ends the others: the
+	// session is reconnected whole.
+	errs := make(chan error, len(lanes))
+	for i, chs := range lanes {
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		go func() {
+			err := c.lane(ctx, chs, c.stores[i], closed)
+			errs <- err // first, so that the cause is the first error read
+			if err != nil {
+				conn.Close()
+			}
+		}()
+	}
+	var first error
+	for range lanes {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// lane consumes on one channel: this goroutine reads deliveries into
+// batches; a writer goroutine commits them in order and acks each after
+// its commit, so the next batch fills while the last one is written.
+func (c *Collector) lane(ctx context.Context, chs *channels, store *Store, closed chan *amqp.Error) error {
 
 	// wctx ends the writer's retries: when the connection is gone (its
 	// acks could not land) or the shutdown deadline passed.
@@ -290,11 +364,11 @@ func (c *Collector) session(ctx context.Context, conn *amqp.Connection) error {
 		defer close(wdone)
 		// Connect (and migrate) before the first batch, so the schema is
 		// there from the start and readiness reflects the database.
-		if err := c.connectStore(wctx); err != nil {
+		if err := c.connectStore(wctx, store); err != nil {
 			return
 		}
 		for b := range work {
-			if err := c.commit(wctx, chs, b); err != nil {
+			if err := c.commit(wctx, chs, store, b); err != nil {
 				werr <- err
 				return
 			}
@@ -316,13 +390,13 @@ func (c *Collector) session(ctx context.Context, conn *amqp.Connection) error {
 		select {
 		case d, ok := <-chs.clicks:
 			if !ok {
-				return stop(fmt.Errorf("consumer of %q closed: %v", c.cfg.ClickQueue, closeReason(closed)))
+				return stop(fmt.Errorf("consumer of %q closed: %v", c.cfg.ClickQueue, closeReason(append(chs.closed, closed)...)))
 			}
 			cur = c.add(cur, timer, d, c.cfg.ClickQueue)
 			hand = cur.n >= c.cfg.BatchSize
 		case d, ok := <-chs.actions:
 			if !ok {
-				return stop(fmt.Errorf("consumer of %q closed: %v", c.cfg.ActionQueue, closeReason(closed)))
+				return stop(fmt.Errorf("consumer of %q closed: %v", c.cfg.ActionQueue, closeReason(append(chs.closed, closed)...)))
 			}
 			cur = c.add(cur, timer, d, c.cfg.ActionQueue)
 			hand = cur.n >= c.cfg.BatchSize
@@ -352,13 +426,15 @@ func (c *Collector) session(ctx context.Context, conn *amqp.Connection) error {
 	}
 }
 
-func closeReason(closed <-chan *amqp.Error) string {
-	select {
-	case err := <-closed:
-		if err != nil {
-			return err.Error()
+func closeReason(chans ...chan *amqp.Error) string {
+	for _, ch := range chans {
+		select {
+		case err := <-ch:
+			if err != nil {
+				return err.Error()
+			}
+		default:
 		}
-	default:
 	}
 	return "channel or connection closed"
 }
@@ -396,21 +472,21 @@ func (c *Collector) shutdown(cur *batch, work chan *batch, werr chan error, wcan
 func (c *Collector) add(cur *batch, timer *time.Timer, d amqp.Delivery, queue string) *batch {
 	now := c.cfg.Now()
 	if cur == nil {
-		c.seq++
-		cur = &batch{seq: c.seq, first: now}
+		cur = &batch{seq: c.seq.Add(1), first: now}
 		timer.Reset(c.cfg.BatchInterval)
 	}
 	cur.n++
-	cur.lastTag = max(cur.lastTag, d.DeliveryTag)
 	var p *Poison
 	var at time.Time
 	if queue == c.cfg.ClickQueue {
+		cur.clickTag = d.DeliveryTag
 		var row *Click
 		if row, p = ParseClick(d.Body); p == nil {
 			cur.clicks = append(cur.clicks, row)
 			at = row.TS
 		}
 	} else {
+		cur.actionTag = d.DeliveryTag
 		var row *Action
 		if row, p = ParseAction(d.Body); p == nil {
 			cur.actions = append(cur.actions, row)
@@ -430,9 +506,9 @@ func (c *Collector) add(cur *batch, timer *time.Timer, d amqp.Delivery, queue st
 // acks everything up to b's last delivery tag. An error ends the session:
 // what was not acked is redelivered, and the conflict clause absorbs rows
 // committed twice.
-func (c *Collector) commit(ctx context.Context, chs *channels, b *batch) error {
+func (c *Collector) commit(ctx context.Context, chs *channels, store *Store, b *batch) error {
 	if len(b.clicks)+len(b.actions) > 0 {
-		r, err := c.write(ctx, b)
+		r, err := c.write(ctx, store, b)
 		if err != nil {
 			return err
 		}
@@ -447,10 +523,19 @@ func (c *Collector) commit(ctx context.Context, chs *channels, b *batch) error {
 		return err
 	}
 	if c.afterCommit != nil {
-		c.afterCommit(chs.consume)
+		c.afterCommit(chs.clickCh)
 	}
-	if err := chs.consume.Ack(b.lastTag, true); err != nil {
-		return fmt.Errorf("ack: %w", err)
+	for _, a := range []struct {
+		ch  *amqp.Channel
+		tag uint64
+	}{{chs.clickCh, b.clickTag}, {chs.actionCh, b.actionTag}} {
+		if a.tag == 0 {
+			continue
+		}
+		// A failure leaves the rest unacked: redelivered, absorbed.
+		if err := a.ch.Ack(a.tag, true); err != nil {
+			return fmt.Errorf("ack: %w (%s)", err, closeReason(chs.closed...))
+		}
 	}
 	took := c.cfg.Now().Sub(b.first)
 	c.st.release(b.seq)
@@ -463,10 +548,10 @@ func (c *Collector) commit(ctx context.Context, chs *channels, b *batch) error {
 
 // connectStore opens the Store's connection, retrying until it works or
 // ctx ends.
-func (c *Collector) connectStore(ctx context.Context) error {
+func (c *Collector) connectStore(ctx context.Context, store *Store) error {
 	delay := c.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
-		err := c.store.Connect(ctx)
+		err := store.Connect(ctx)
 		if err == nil {
 			c.st.update(func(s *Stats) { s.DatabaseUp = true })
 			return nil
@@ -485,12 +570,14 @@ func (c *Collector) connectStore(ctx context.Context) error {
 }
 
 // write retries the Store until the batch is committed or ctx ends.
-func (c *Collector) write(ctx context.Context, b *batch) (Result, error) {
+func (c *Collector) write(ctx context.Context, store *Store, b *batch) (Result, error) {
 	delay := c.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
-		r, err := c.store.Write(ctx, b.clicks, b.actions)
+		began := time.Now()
+		r, err := store.Write(ctx, b.clicks, b.actions)
 		if err == nil {
-			c.st.update(func(s *Stats) { s.DatabaseUp = true })
+			took := time.Since(began)
+			c.st.update(func(s *Stats) { s.DatabaseUp = true; s.WriteTime += took })
 			if attempt > 1 {
 				c.log.Info("database writes resumed", "attempts", attempt)
 			}

@@ -8,11 +8,12 @@ row per click_id and per action_id.
 A Collector declares the topic exchanges (clicks, actions), its durable
 queues (collector.clicks bound with "click.#", collector.actions with
 "action.#", collector.dead) with x-queue-type quorum or classic, and
-consumes both queues on one channel with a prefetch of at least one batch.
-Deliveries are parsed into rows as they arrive and gathered into a batch of
-up to BatchSize messages or BatchInterval after its first. One writer
-goroutine commits batches in order; the next batch fills while one is
-written.
+consumes both queues in Writers lanes. A lane is an AMQP channel per queue,
+each with one consumer (prefetch at least one batch), a goroutine that
+parses deliveries into rows as they arrive and gathers them into a batch of
+up to BatchSize messages or BatchInterval after its first, and a writer
+goroutine with its own PostgreSQL connection that commits the lane's
+batches in order; the next batch fills while one is written.
 
 # Invariants
 
@@ -20,9 +21,13 @@ written.
     staging tables and inserted with INSERT ... SELECT ... ON CONFLICT DO
     NOTHING in one transaction; only after the commit (and after the
     batch's poison is confirmed on collector.dead) is the batch acked, with
-    one ack multiple up to its last delivery tag. Batches of a session are
-    acked in delivery order, so that ack never covers an uncommitted
-    message.
+    one ack multiple per channel up to its last delivery tag there. Each
+    channel carries one consumer, whose deliveries arrive in tag order,
+    and a lane's batches are acked in that order, so an ack multiple never
+    covers a message not yet committed. (Two consumers on one channel
+    would break this: their deliveries reach the client through two
+    buffers, so a later tag of one can be batched before an earlier tag
+    of the other.)
   - Exactly one row per id. Redeliveries (a crash, a lost ack, a second
     collector) and republished duplicates hit the primary keys and are
     counted as duplicates. clicks is keyed (click_id, click_ts) with

@@ -18,6 +18,8 @@ type Stats struct {
 	Batches          uint64 // batches committed and acked
 	WriteErrors      uint64 // failed writes (each retried)
 	Sessions         uint64 // broker sessions opened
+	// WriteTime is the time spent in successful Store writes, in all.
+	WriteTime time.Duration
 	// BatchDuration is the latency of each committed batch, from its first
 	// message's arrival to its ack.
 	BatchDuration Histogram

@@ -64,6 +64,12 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	return &Store{cfg: cfg, log: cfg.Logger, known: make(map[string]bool)}, nil
 }
 
+// clone returns a Store of the same configuration with its own
+// connection.
+func (s *Store) clone() *Store {
+	return &Store{cfg: s.cfg, log: s.log, known: make(map[string]bool)}
+}
+
 // Connect opens the connection if it is not open: it migrates the schema,
 // creates today's and tomorrow's partitions and the session's staging
 // tables. A Store reconnects by itself in Write after an error.

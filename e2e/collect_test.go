@@ -345,6 +345,7 @@ func TestCollector(t *testing.T) {
 	waitAnswered(t, load, 3000)
 	w.pg.Crash()
 	waitAnswered(t, load, 4000)
+	waitMetricAtLeast(t, w.col, "clickedge_collect_write_errors_total", 1, time.Minute)
 	w.pg.Restart()
 	waitAnswered(t, load, 5000)
 	load.halt()
@@ -408,6 +409,20 @@ func waitMetric(t *testing.T, c *collectProc, series string, want float64, timeo
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s = %v after %v, want %v", series, got, timeout, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitMetricAtLeast(t *testing.T, c *collectProc, series string, want float64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if m, err := c.metrics(); err == nil && m[series] >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s below %v after %v", series, want, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
