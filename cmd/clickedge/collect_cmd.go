@@ -31,6 +31,7 @@ type CollectorConfig struct {
 	QueueType       string   `yaml:"queue_type"`
 	BatchSize       int      `yaml:"batch_size"`
 	BatchInterval   Duration `yaml:"batch_interval"`
+	Writers         int      `yaml:"writers"`
 	MetricsListen   string   `yaml:"metrics_listen"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
@@ -63,6 +64,9 @@ func (cc *CollectorConfig) check() []problem {
 	}
 	if cc.BatchInterval <= 0 {
 		bad("collector.batch_interval", "must be > 0, got %s", cc.BatchInterval)
+	}
+	if cc.Writers < 1 || cc.Writers > 16 {
+		bad("collector.writers", "must be between 1 and 16, got %d", cc.Writers)
 	}
 	if msg := checkListen(cc.MetricsListen); msg != "" {
 		bad("collector.metrics_listen", "%s", msg)
@@ -173,7 +177,8 @@ func runCollector(ctx context.Context, cfg *Config, logger *slog.Logger, stderr 
 	}
 	logger.Info("clickedge collect starting", "version", versionString(), "config", source,
 		"database", redactDSN(cfg.Collector.DatabaseURL), "queue_type", cfg.Collector.QueueType,
-		"batch_size", cfg.Collector.BatchSize, "batch_interval", cfg.Collector.BatchInterval.String())
+		"batch_size", cfg.Collector.BatchSize, "batch_interval", cfg.Collector.BatchInterval.String(),
+		"writers", cfg.Collector.Writers)
 
 	store, err := collect.NewStore(collect.StoreConfig{DatabaseURL: cfg.Collector.DatabaseURL, Logger: logger})
 	if err != nil {
@@ -185,6 +190,7 @@ func runCollector(ctx context.Context, cfg *Config, logger *slog.Logger, stderr 
 	cc.QueueType = cfg.Collector.QueueType
 	cc.BatchSize = cfg.Collector.BatchSize
 	cc.BatchInterval = time.Duration(cfg.Collector.BatchInterval)
+	cc.Writers = cfg.Collector.Writers
 	cc.Heartbeat = time.Duration(cfg.Forwarder.Heartbeat)
 	cc.DialTimeout = time.Duration(cfg.Forwarder.DialTimeout)
 	cc.RetryMin = time.Duration(cfg.Forwarder.ReconnectMin)

@@ -25,6 +25,7 @@ func TestCollectorConfigValidation(t *testing.T) {
 		{"queue type", "collector:\n  queue_type: stream\n", "collector.queue_type: must be quorum or classic"},
 		{"batch size", "collector:\n  batch_size: 0\n", "collector.batch_size: must be between 1 and 50000"},
 		{"batch interval", "collector:\n  batch_interval: 0\n", "collector.batch_interval: must be > 0"},
+		{"writers", "collector:\n  writers: 0\n", "collector.writers: must be between 1 and 16"},
 		{"metrics listen", "collector:\n  metrics_listen: nope\n", "collector.metrics_listen: must be host:port"},
 		{"amqp url", "collector:\n  amqp_urls: [\"http://x/\"]\n", "collector.amqp_urls[0]: scheme must be amqp or amqps"},
 		{"database url", "collector:\n  database_url: \"postgres://u:hunter2@db:notaport/x\"\n", "collector.database_url: invalid"},
