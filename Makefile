@@ -2,19 +2,23 @@
 GO ?= go
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test vet race broker e2e bench fuzz clean
+.PHONY: all build test vet race broker postgres e2e bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o bin/clickedge ./cmd/clickedge
 
-# make test: a reachable RabbitMQ (started or installed if needed), then vet
-# and the race-enabled tests. Broker tests fail, never skip, without one.
-test: broker vet race
+# make test: a reachable RabbitMQ (started or installed if needed) and
+# PostgreSQL's binaries (tests start private clusters), then vet and the
+# race-enabled tests. Broker and database tests fail, never skip, without them.
+test: broker postgres vet race
 
 broker:
 	@./scripts/ensure-rabbitmq.sh
+
+postgres:
+	@./scripts/ensure-postgres.sh
 
 vet:
 	$(GO) vet ./...
@@ -29,5 +33,5 @@ clean:
 # binary against private RabbitMQ nodes behind a fault proxy; about 7
 # minutes. The long run: make e2e E2E_CYCLES=1000 E2E_TIMEOUT=3h.
 E2E_TIMEOUT ?= 25m
-e2e: build broker
+e2e: build broker postgres
 	E2E_BIN=$(CURDIR)/bin/clickedge $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/

@@ -42,6 +42,7 @@ type Config struct {
 	Catalog   CatalogConfig   `yaml:"catalog"`
 	GeoIP     GeoIPConfig     `yaml:"geoip"`
 	Log       LogConfig       `yaml:"log"`
+	Collector CollectorConfig `yaml:"collector"` // collect_cmd.go
 
 	path string // the file loaded; "" for the embedded defaults alone
 }
@@ -291,6 +292,7 @@ func (c *Config) Redacted() *Config {
 	if r.Admin.Token != "" {
 		r.Admin.Token = redactedSecret
 	}
+	r.Collector = c.Collector.redacted()
 	return &r
 }
 
@@ -754,6 +756,7 @@ func (c *Config) check() []problem {
 	if s := c.Log.AccessSample; !(s >= 0 && s <= 1) { // also catches NaN
 		bad("log.access_sample", "must be between 0 and 1, got %v", s)
 	}
+	ps = append(ps, c.Collector.check()...)
 	return ps
 }
 

@@ -96,6 +96,8 @@ func wantDefaults() Config {
 		Catalog: CatalogConfig{File: ""},
 		GeoIP:   GeoIPConfig{Database: "", PollInterval: d("60s")},
 		Log:     LogConfig{Level: "info", AccessSample: 0},
+		Collector: CollectorConfig{AMQPURLs: []string{}, QueueType: "quorum", BatchSize: 2000,
+			BatchInterval: d("100ms"), Writers: 2, MetricsListen: "127.0.0.1:9091", ShutdownTimeout: d("10s")},
 	}
 }
 
