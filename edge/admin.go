@@ -44,6 +44,10 @@ type AdminConfig struct {
 	// Server, when set, names the catalog version in the reload answer and
 	// in GET /admin/catalog. Nil: the version is "".
 	Server *Server
+
+	// Status returns what GET /status shows (status.go); the page needs
+	// the token when one is configured. Nil: /status answers 404.
+	Status func() *Status
 }
 
 // NewAdmin returns the handler for the admin listener:
@@ -55,6 +59,7 @@ type AdminConfig struct {
 //	GET  /admin/outbox            JSON of cfg.OutboxStatus()
 //	GET  /admin/catalog           JSON {"version", "name", "links"}
 //	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/422
+//	GET  /status                  HTML page of cfg.Status(); token if set
 //
 // The listener should not be public: profiles and metrics are readable
 // without a token.
@@ -85,6 +90,9 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		})
 	}
 	mux.HandleFunc("GET /admin/catalog", a.catalogInfo)
+	if cfg.Status != nil {
+		mux.HandleFunc("GET /status", a.readAuthorized(a.status))
+	}
 	if cfg.ReloadCatalog != nil {
 		mux.HandleFunc("POST /admin/catalog/reload", a.authorized(a.reload))
 	}
