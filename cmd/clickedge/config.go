@@ -42,6 +42,7 @@ type Config struct {
 	Catalog   CatalogConfig   `yaml:"catalog"`
 	GeoIP     GeoIPConfig     `yaml:"geoip"`
 	Log       LogConfig       `yaml:"log"`
+	Sentry    SentryConfig    `yaml:"sentry"`
 
 	path string // the file loaded; "" for the embedded defaults alone
 }
@@ -280,6 +281,7 @@ func (c *Config) Redacted() *Config {
 	if r.Admin.Token != "" {
 		r.Admin.Token = redactedSecret
 	}
+	r.Sentry.DSN = redactDSN(c.Sentry.DSN)
 	return &r
 }
 
@@ -731,6 +733,7 @@ func (c *Config) check() []problem {
 	if s := c.Log.AccessSample; !(s >= 0 && s <= 1) { // also catches NaN
 		bad("log.access_sample", "must be between 0 and 1, got %v", s)
 	}
+	ps = append(ps, c.Sentry.check()...)
 	return ps
 }
 

@@ -164,14 +164,15 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}
 	n.public = newPublicServer(cfg, n.srv, n.publicLn, logger)
 	n.admin = &http.Server{
-		Handler: edge.NewAdmin(edge.AdminConfig{
+		Handler: reporterOf(logger).recoverHTTP(edge.NewAdmin(edge.AdminConfig{
 			Gatherer:      n.reg,
 			Token:         cfg.Admin.Token,
 			Ready:         n.ready,
 			OutboxStatus:  n.outboxStatus,
 			ReloadCatalog: n.reloadCatalog,
 			Server:        n.srv,
-		}),
+			Status:        n.statusPage, // status.go
+		})),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -372,7 +373,7 @@ type publicServer interface {
 func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, logger *slog.Logger) publicServer {
 	if cfg.HTTP.Server == "net" {
 		return &http.Server{
-			Handler:           accessLog(srv, cfg.Log.AccessSample, logger),
+			Handler:           reporterOf(logger).recoverHTTP(accessLog(srv, cfg.Log.AccessSample, logger)),
 			ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
 			IdleTimeout:       time.Duration(cfg.HTTP.IdleTimeout),
 			MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
@@ -385,7 +386,7 @@ func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, logger *slo
 		MaxHeaderBytes: int(cfg.HTTP.MaxHeaderBytes),
 		Logger:         logger,
 	})
-	fs.Handler = fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger)
+	fs.Handler = reporterOf(logger).recoverFast(fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger))
 	return &fastPublic{srv: fs, ln: ln}
 }
 
