@@ -150,6 +150,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		&outboxCollector{o: n.o},
 		&forwarderCollector{f: n.f},
 		&catalogCollector{n: n},
+		&diskCollector{dir: cfg.DataDir}, // metrics_disk.go
 	)
 	if n.geo != nil {
 		n.reg.MustRegister(&geoCollector{db: n.geo})
