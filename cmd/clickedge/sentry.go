@@ -243,17 +243,39 @@ var (
 	ipv6Re = regexp.MustCompile(`(?:[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?:%[0-9A-Za-z]+)?`)
 )
 
-// scrubIPs replaces the IPv4 and IPv6 addresses in s.
+// scrubIPs replaces the IPv4 and IPv6 addresses in s. A replacement can
+// uncover another address next to it ("0::0:0::1" holds two candidates that
+// overlap), so it repeats until nothing changes (in practice once or twice).
 func scrubIPs(s string) string {
+	for range 8 {
+		t := scrubIPsOnce(s)
+		if t == s {
+			break
+		}
+		s = t
+	}
+	return s
+}
+
+func scrubIPsOnce(s string) string {
 	if !strings.ContainsAny(s, ".:") {
 		return s
 	}
 	s = ipv6Re.ReplaceAllStringFunc(s, func(m string) string {
 		// "::1:" from "[::1]:" or "addr ::1: refused": trailing colons are
 		// punctuation.
-		core := strings.TrimRight(m, ":")
-		if a, err := netip.ParseAddr(core); err == nil && a.Is6() {
-			return redactedIP + m[len(core):]
+		// Colons before or after may be punctuation (":0::1", "[::1]:",
+		// "X::0::1"): the widest candidate that parses wins.
+		trimmed := strings.TrimRight(m, ":")
+		for i := 0; i < len(trimmed); i++ {
+			if i > 0 && m[i-1] != ':' {
+				break
+			}
+			for _, end := range [...]int{len(m), len(trimmed)} {
+				if a, err := netip.ParseAddr(m[i:end]); err == nil && a.Is6() {
+					return m[:i] + redactedIP + m[end:]
+				}
+			}
 		}
 		return m
 	})

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -198,4 +200,34 @@ func TestSentryConfig(t *testing.T) {
 	if s := cfg.String(); strings.Contains(s, "secretkey") || !strings.Contains(s, "o1.ingest.sentry.io") {
 		t.Errorf("redacted config shows %q", s)
 	}
+}
+
+// FuzzScrubIPs: whatever the text, no address survives as a word: no run
+// of address characters in the output (trailing or leading colons and dots
+// taken as punctuation, a port allowed) parses as an IP address. Runs that
+// only contain an address ("1.2.3.4567", "00001.2.3.4") are not addresses
+// to a reader either and are left alone.
+func FuzzScrubIPs(f *testing.F) {
+	for _, s := range []string{"client 203.0.113.7", "[2001:db8::1]:443", "::ffff:1.2.3.4", "fe80::1%eth0",
+		"1111.2.3.4", "1:2:3:4:5:6:7:8:9", "01:02:03", "a1.2.3.4b", "::", "1.2.3.4.5.6.7.8", "01::", ":0::01",
+		"dial tcp 10.0.0.1:5672: refused", "0:0:0::0:0:0::100", "000X::0::1", "00000.0.0.0"} {
+		f.Add(s)
+	}
+	addrRun := regexp.MustCompile(`[0-9A-Fa-f:.%]+`)
+	f.Fuzz(func(t *testing.T, s string) {
+		out := scrubIPs(s)
+		for _, run := range addrRun.FindAllString(out, -1) {
+			for _, c := range []string{run, strings.TrimRight(run, ":."), strings.TrimLeft(run, ":."),
+				strings.Trim(run, ":.")} {
+				a, err := netip.ParseAddr(c)
+				if err != nil {
+					ap, perr := netip.ParseAddrPort(c)
+					a, err = ap.Addr(), perr
+				}
+				if err == nil && !a.WithZone("").IsUnspecified() && len(c) > 3 {
+					t.Fatalf("scrubIPs(%q) = %q: %q is an address", s, out, c)
+				}
+			}
+		}
+	})
 }
