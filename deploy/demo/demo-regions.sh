@@ -109,6 +109,8 @@ up() {
 		port_free "$a" || { log "$a is in use; set DEMO_AMQP_PORT / DEMO_LB"; exit 1; }
 	done
 	local start=$SECONDS
+	# From here on, a failure stops whatever this run started.
+	trap 'rc=$?; if [ $rc -ne 0 ]; then log "failed; stopping what this run started"; DEMO_DIR="$demo" "$repo/deploy/demo/demo-stop.sh"; fi' EXIT
 	rm -rf "$demo"
 	mkdir -p "$demo/pids" "$demo/rabbit/home" "$demo/rabbit/mnesia" "$demo/rabbit/log" "$demo/nodes"
 	# The start time marks this demo's processes for demo-stop.
