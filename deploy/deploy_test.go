@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -417,6 +418,28 @@ func TestDockerfile(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
+	}
+
+	// The build stage's command gives a static binary (the runtime image
+	// has no libc) that runs and reports the version it was given.
+	bin := filepath.Join(t.TempDir(), "clickedge")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v0.0.0-docker", "-o", bin, "../cmd/clickedge")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("the binary is dynamically linked (%v): CGO_ENABLED=0 must make it static", p.Type)
+		}
+	}
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.Contains(string(out), "v0.0.0-docker") {
+		t.Errorf("clickedge version = %q, %v", out, err)
 	}
 }
 
