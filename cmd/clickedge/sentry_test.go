@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -230,4 +232,39 @@ func FuzzScrubIPs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestServeSendsErrorsToSentry: a running node with sentry.dsn reports an
+// error it logs (a refused catalog reload) with its node and region.
+func TestServeSendsErrorsToSentry(t *testing.T) {
+	f := newFakeSentry(t, false)
+	dir := t.TempDir()
+	links := filepath.Join(dir, "links.yaml")
+	os.WriteFile(links, []byte("links:\n  - code: a\n    url: \"https://a.example/\"\n"), 0o644)
+	p := startEdge(t, dir, fmt.Sprintf("node: {id: sentry-1, region: eu-central}\ncatalog: {file: %q}\n", links),
+		"CLICKEDGE_SENTRY_DSN="+f.dsn(), "CLICKEDGE_FORWARDER_AMQP_URLS=amqp://guest:guest@127.0.0.1:1/")
+	os.WriteFile(links, []byte("links:\n  - code: a\n    url: \"https://a.example/\"\n    rules:\n      - name: bad\n        when: 'country =='\n"), 0o644)
+	req, _ := http.NewRequest("POST", "http://"+p.admin+"/admin/catalog/reload", nil)
+	req.Header.Set("Authorization", "Bearer secret-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 422 {
+		t.Fatalf("reload of a bad catalog = %d, want 422", resp.StatusCode)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(f.payload(), "catalog reload refused") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no event reached Sentry within 10s; got:\n%s", f.payload())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := f.payload()
+	for _, want := range []string{`"server_name":"sentry-1"`, `"region":"eu-central"`, `"node":"sentry-1"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("event lacks %s:\n%s", want, got)
+		}
+	}
 }
