@@ -276,9 +276,20 @@ func TestMetricsHygiene(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	body := scrape(t, p.admin)
+	// Prometheus's own linter: naming, units, _total on counters, help.
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed: run scripts/ensure-tools.sh (make test does)")
+	}
+	lint := exec.Command(promtool, "check", "metrics")
+	lint.Stdin = strings.NewReader(body)
+	if out, err := lint.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 	fams, err := func() (map[string]*dto.MetricFamily, error) {
 		pr := expfmt.NewTextParser(model.UTF8Validation)
-		return pr.TextToMetricFamilies(strings.NewReader(scrape(t, p.admin)))
+		return pr.TextToMetricFamilies(strings.NewReader(body))
 	}()
 	if err != nil {
 		t.Fatal(err)
