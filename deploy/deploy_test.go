@@ -80,7 +80,7 @@ func TestPromtool(t *testing.T) {
 	if out, err := runTool(t, "prometheus", "promtool", "check", "rules", "rules.yml", "alerts.yml"); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
-	if out, err := runTool(t, "prometheus", "promtool", "test", "rules", "alerts_test.yml"); err != nil {
+	if out, err := runTool(t, "prometheus", "promtool", "test", "rules", "alerts_test.yml", "rules_test.yml"); err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
 	out, err := runTool(t, "prometheus", "promtool", "check", "config", "prometheus.yml")
