@@ -2,23 +2,27 @@
 GO ?= go
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test vet race broker postgres e2e bench fuzz clean
+.PHONY: all build test vet race broker postgres tools e2e bench fuzz clean demo-regions demo-stop
 
 all: build
 
 build:
 	$(GO) build -o bin/clickedge ./cmd/clickedge
 
-# make test: a reachable RabbitMQ (started or installed if needed) and
-# PostgreSQL's binaries (tests start private clusters), then vet and the
-# race-enabled tests. Broker and database tests fail, never skip, without them.
-test: broker postgres vet race
+# make test: a reachable RabbitMQ (started or installed if needed),
+# PostgreSQL's binaries (tests start private clusters), the deploy tools
+# (promtool, amtool, chromium, haproxy), then vet and the race-enabled
+# tests. Broker, database and tool tests fail, never skip, without them.
+test: broker postgres tools vet race
 
 broker:
 	@./scripts/ensure-rabbitmq.sh
 
 postgres:
 	@./scripts/ensure-postgres.sh
+
+tools:
+	@./scripts/ensure-tools.sh
 
 vet:
 	$(GO) vet ./...
@@ -35,3 +39,12 @@ clean:
 E2E_TIMEOUT ?= 25m
 e2e: build broker postgres
 	E2E_BIN=$(CURDIR)/bin/clickedge $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/
+
+# make demo-regions: a private broker, three regions of two nodes, a
+# registration node and HAProxy mapping client addresses to regions, all on
+# loopback (deploy/demo/README.md). make demo-stop stops what it started.
+demo-regions: build tools
+	@./deploy/demo/demo-regions.sh
+
+demo-stop:
+	@./deploy/demo/demo-stop.sh

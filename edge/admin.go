@@ -52,6 +52,10 @@ type AdminConfig struct {
 	// Server, when set, names the catalog version in the reload answer and
 	// in GET /admin/catalog. Nil: the version is "".
 	Server *Server
+
+	// Status returns what GET /status shows (status.go); the page needs
+	// the token when one is configured. Nil: /status answers 404.
+	Status func() *Status
 }
 
 // ErrRefused is returned (wrapped) by AdminConfig.ReloadCatalog when it
@@ -69,6 +73,7 @@ var ErrRefused = errors.New("refused")
 //	GET  /admin/catalog           JSON {"version", "name", "links"}
 //	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/409/422;
 //	                              ?force=1 loads a catalog that would stop every link
+//	GET  /status                  HTML page of cfg.Status(); token if set
 //
 // With a Token, everything but /metrics, /healthz and /readyz needs it
 // (openAdminPaths); without one, reads are open and the listener must not
@@ -100,6 +105,9 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		})
 	}
 	mux.HandleFunc("GET /admin/catalog", a.catalogInfo)
+	if cfg.Status != nil {
+		mux.HandleFunc("GET /status", a.readAuthorized(a.status))
+	}
 	if cfg.ReloadCatalog != nil {
 		mux.HandleFunc("POST /admin/catalog/reload", a.authorized(a.reload))
 	}

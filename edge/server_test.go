@@ -991,11 +991,17 @@ func TestMetrics(t *testing.T) {
 				}
 			}
 		}
-		want := map[string]uint64{"redirect 302": 2, "register 200": 1, "redirect 404": 1, "other 404": 1, "register 503": 0}
+		want := map[string]uint64{"redirect 302": 2, "register 200": 1, "redirect 404": 1, "other 404": 1}
 		for k, n := range want {
 			got, ok := counts[k]
 			if !ok || got != n {
 				t.Errorf("request_duration{route code = %s} count = %d (present %v), want %d", k, got, ok, n)
+			}
+		}
+		// No buckets for answers never given: a series appears on first use.
+		for k := range counts {
+			if _, ok := want[k]; !ok {
+				t.Errorf("request_duration{route code = %s} exported, but no request got that answer", k)
 			}
 		}
 		if n := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", "recorded"); n != 3 {
@@ -1023,4 +1029,46 @@ func counterValue(t testing.TB, s *edge.Server, name, label, value string) float
 		}
 	}
 	return -1
+}
+
+// TestDurationBuckets: the latency histogram resolves p99 below 1 ms (an
+// async redirect takes tens of microseconds), and a fresh server exports
+// only the series every node uses, at zero.
+func TestDurationBuckets(t *testing.T) {
+	ts := newTestServer(t, nil)
+	var series []string
+	for _, mf := range gather(t, ts.Server) {
+		if mf.GetName() != "clickedge_http_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			series = append(series, labels["route"]+" "+labels["code"])
+			var below1ms int
+			prev := 0.0
+			for _, b := range m.GetHistogram().GetBucket() {
+				ub := b.GetUpperBound()
+				if ub < 1e-3 {
+					below1ms++
+				}
+				if prev > 0 && ub/prev > 1.8 {
+					t.Errorf("bucket %g follows %g: step %.2fx, want <= 1.8x", ub, prev, ub/prev)
+				}
+				prev = ub
+			}
+			if first := m.GetHistogram().GetBucket()[0].GetUpperBound(); first > 20e-6 {
+				t.Errorf("first bucket %g s, want <= 20µs", first)
+			}
+			if below1ms < 8 {
+				t.Errorf("%d buckets below 1 ms, want >= 8", below1ms)
+			}
+		}
+	}
+	slices.Sort(series)
+	if want := []string{"redirect 302", "register 200"}; !slices.Equal(series, want) {
+		t.Errorf("series of a fresh server = %q, want %q", series, want)
+	}
 }

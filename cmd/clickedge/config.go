@@ -43,6 +43,7 @@ type Config struct {
 	GeoIP     GeoIPConfig     `yaml:"geoip"`
 	Log       LogConfig       `yaml:"log"`
 	Collector CollectorConfig `yaml:"collector"` // collect_cmd.go
+	Sentry    SentryConfig    `yaml:"sentry"`
 
 	path string // the file loaded; "" for the embedded defaults alone
 }
@@ -293,6 +294,7 @@ func (c *Config) Redacted() *Config {
 		r.Admin.Token = redactedSecret
 	}
 	r.Collector = c.Collector.redacted()
+	r.Sentry.DSN = redactSentryDSN(c.Sentry.DSN)
 	return &r
 }
 
@@ -757,6 +759,7 @@ func (c *Config) check() []problem {
 		bad("log.access_sample", "must be between 0 and 1, got %v", s)
 	}
 	ps = append(ps, c.Collector.check()...)
+	ps = append(ps, c.Sentry.check()...)
 	return ps
 }
 

@@ -42,6 +42,7 @@ func init() {
 			flags: func(env []string) *flag.FlagSet { return outboxFlags() }},
 		{name: "collect", summary: "consume clicks and actions from the central broker into PostgreSQL", run: cmdCollect,
 			flags: func(env []string) *flag.FlagSet { fs, _ := collectFlags(env); return fs }},
+		{name: "healthcheck", summary: "exit 0 if a node's /readyz answers 200 (container health checks)", run: cmdHealthcheck},
 		{name: "version", summary: "print the version and build information", run: cmdVersion},
 		{name: "help", summary: "show this help, or a command's flags: help COMMAND", run: cmdHelp},
 	}
@@ -130,6 +131,7 @@ func cmdVersion(args []string, stdout, stderr io.Writer, env []string) int {
 type serveOptions struct {
 	config      string // config file; "" = embedded defaults
 	printConfig bool
+	check       bool // -check: validate the config and its files, bind nothing (check.go)
 }
 
 // serveFlags returns serve's flag set, writing into the returned options.
@@ -141,8 +143,10 @@ func serveFlags(env []string) (*flag.FlagSet, *serveOptions) {
 		"configuration `file`; default $CLICKEDGE_CONFIG, else the embedded defaults")
 	fs.BoolVar(&o.printConfig, "print-config", false,
 		"print the effective configuration (secrets redacted) as YAML and exit")
+	fs.BoolVar(&o.check, "check", false,
+		"load and validate the configuration and every file it names, bind nothing, exit 0 or 1")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: clickedge serve [-config FILE] [-print-config]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: clickedge serve [-config FILE] [-print-config] [-check]\n\n"+
 			"Run an edge node. Every configuration key can be overridden by a\n"+
 			"CLICKEDGE_* environment variable (see -print-config for the keys).\n\nflags:\n")
 		fs.PrintDefaults()
@@ -190,6 +194,9 @@ func cmdServe(args []string, stdout, stderr io.Writer, env []string) int {
 		printError(stderr, "clickedge serve: ", err)
 		return 1
 	}
+	if o.check {
+		return checkConfig(cfg, stdout, stderr)
+	}
 	if o.printConfig {
 		b, err := cfg.Redacted().YAML()
 		if err != nil {
@@ -200,7 +207,19 @@ func cmdServe(args []string, stdout, stderr io.Writer, env []string) int {
 		return 0
 	}
 
-	logger := newLogger(stderr, cfg.Log.SlogLevel())
+	rep, err := newReporter(cfg) // sentry.go; nil without sentry.dsn
+	if err != nil {
+		printError(stderr, "clickedge serve: ", err)
+		return 1
+	}
+	defer rep.close()
+	defer func() {
+		if v := recover(); v != nil {
+			rep.panicked(v)
+			panic(v)
+		}
+	}()
+	logger := rep.logger(newLogger(stderr, cfg.Log.SlogLevel()))
 	logStartup(logger, cfg)
 
 	// The live heap is small (tens of MB) and each click allocates a

@@ -165,6 +165,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		&outboxCollector{o: n.o},
 		&forwarderCollector{f: n.f},
 		&catalogCollector{n: n},
+		&diskCollector{dir: cfg.DataDir}, // metrics_disk.go
 	)
 	if n.geo != nil {
 		n.reg.MustRegister(&geoCollector{db: n.geo})
@@ -180,16 +181,17 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	n.public = newPublicServer(cfg, n.srv, n.publicLn, n.limits, logger)
-	n.admin = newAdminServer(edge.NewAdmin(edge.AdminConfig{
+	n.admin = newAdminServer(reporterOf(logger).recoverHTTP(edge.NewAdmin(edge.AdminConfig{
 		Gatherer:      n.reg,
 		Token:         cfg.Admin.Token,
 		Ready:         n.ready,
 		OutboxStatus:  n.outboxStatus,
 		ReloadCatalog: n.reloadCatalog,
 		Server:        n.srv,
+		Status:        n.statusPage, // status.go
 
 		ForceReloadCatalog: n.forceReloadCatalog,
-	}), n.limits, logger)
+	})), n.limits, logger)
 	publicLn := edge.Listen(n.publicLn, edge.ListenerOptions{
 		Name:     edge.ListenerPublic,
 		MaxConns: cfg.HTTP.MaxConnections,
@@ -486,7 +488,7 @@ const publicMaxBody = 4 << 10
 func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, lim *edge.Limits, logger *slog.Logger) publicServer {
 	if cfg.HTTP.Server == "net" {
 		return &http.Server{
-			Handler: edge.LimitHTTP(accessLog(srv, cfg.Log.AccessSample, logger), edge.HTTPLimits{
+			Handler: edge.LimitHTTP(reporterOf(logger).recoverHTTP(accessLog(srv, cfg.Log.AccessSample, logger)), edge.HTTPLimits{
 				Name:           edge.ListenerPublic,
 				MaxHeaderCount: cfg.HTTP.MaxHeaderCount,
 				MaxBody:        publicMaxBody,
@@ -509,7 +511,7 @@ func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, lim *edge.L
 		Limits:         lim,
 		Logger:         logger,
 	})
-	fs.Handler = fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger)
+	fs.Handler = reporterOf(logger).recoverFast(fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger))
 	return &fastPublic{srv: fs, ln: ln}
 }
 
