@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,12 +65,12 @@ const FileWriter = "file"
 // tombstone (Deleted, no Link). It is what the feed and the cluster carry
 // and what Merge takes.
 type Entry struct {
-	Code    string    `json:"code"`
-	HLC     uint64    `json:"hlc,string"`        // hybrid logical clock: ms since epoch << 16 | counter
-	Node    string    `json:"node"`              // the writer's node id, or "file"
-	Deleted bool      `json:"deleted,omitempty"` // a tombstone
-	Link    []byte    `json:"link,omitempty"`    // the link, canonical JSON in the file's form; nil for a tombstone
-	_       [0]func() // not comparable: compare with Newer
+	Code    string          `json:"code"`
+	HLC     uint64          `json:"hlc,string"`        // hybrid logical clock: ms since epoch << 16 | counter
+	Node    string          `json:"node"`              // the writer's node id, or "file"
+	Deleted bool            `json:"deleted,omitempty"` // a tombstone
+	Link    json.RawMessage `json:"link,omitempty"`    // the link, canonical JSON in the file's form; nil for a tombstone
+	_       [0]func()       // not comparable: compare with Newer
 }
 
 // Time returns the wall-clock part of the entry's version.
