@@ -154,7 +154,7 @@ type Store struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	entries map[string]*entry
+	entries map[string]entry
 	codes   []string // sorted; nil when a code was added since
 	clock   uint64   // the HLC: the highest version issued or seen
 	sum     [4]uint64
@@ -176,14 +176,14 @@ type entry struct {
 	link []byte // nil: a tombstone
 }
 
-func (e *entry) export(code string) Entry {
+func (e entry) export(code string) Entry {
 	return Entry{Code: code, HLC: e.hlc, Node: e.node, Deleted: e.link == nil, Link: e.link}
 }
 
 // Open opens the store persisted in dir, creating it if needed. An empty
 // dir keeps the store in memory only.
 func Open(dir string, opts *Options) (*Store, error) {
-	s := &Store{entries: make(map[string]*entry), seeds: make(map[string]map[string]struct{})}
+	s := &Store{entries: make(map[string]entry), seeds: make(map[string]map[string]struct{})}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -298,8 +298,8 @@ func (s *Store) page(after string, limit int, tombs bool) ([]Entry, string) {
 	}
 	var es []Entry
 	for ; i < len(s.codes); i++ {
-		e := s.entries[s.codes[i]]
-		if e == nil || (!tombs && e.link == nil) {
+		e, ok := s.entries[s.codes[i]]
+		if !ok || (!tombs && e.link == nil) {
 			continue // pruned since the codes were sorted, or a tombstone
 		}
 		if len(es) == limit {
@@ -380,8 +380,8 @@ func (s *Store) Put(code string, link []byte) (Entry, error) {
 // whether a live link had the code.
 func (s *Store) Delete(code string) (e Entry, existed bool, err error) {
 	s.mu.Lock()
-	old := s.entries[code]
-	existed = old != nil && old.link != nil
+	old, ok := s.entries[code]
+	existed = ok && old.link != nil
 	s.mu.Unlock()
 	es, err := s.Apply([]Op{{Code: code, Delete: true}})
 	if err != nil {
@@ -407,7 +407,7 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 	for i := range es {
 		e := &es[i]
 		clock = max(clock, e.HLC)
-		if old := s.entries[e.Code]; old != nil && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			stale++
 			continue
 		}
@@ -446,7 +446,7 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 		if bad[i] != nil {
 			continue
 		}
-		if old := s.entries[e.Code]; old != nil && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			stale++
 			continue
 		}
@@ -601,8 +601,7 @@ func (s *Store) commit(es []Entry, changes map[string]*Link) error {
 // caller) and keeps the counts and the digest. s.mu is held, or the store
 // is being opened.
 func (s *Store) put(e *Entry) {
-	old := s.entries[e.Code]
-	if old != nil {
+	if old, ok := s.entries[e.Code]; ok {
 		s.digestRemove(e.Code, old.hlc, old.node)
 		if old.link == nil {
 			s.tombs--
@@ -611,16 +610,15 @@ func (s *Store) put(e *Entry) {
 		}
 	} else {
 		s.codes = nil
-		old = new(entry)
-		s.entries[e.Code] = old
 	}
-	old.hlc, old.node, old.link = e.HLC, e.Node, e.Link
+	ne := entry{hlc: e.HLC, node: e.Node, link: e.Link}
 	if e.Deleted {
-		old.link = nil
+		ne.link = nil
 		s.tombs++
 	} else {
 		s.live++
 	}
+	s.entries[e.Code] = ne
 	s.digestAdd(e.Code, e.HLC, e.Node)
 	if s.clock < e.HLC {
 		s.clock = e.HLC
@@ -631,15 +629,12 @@ func (s *Store) put(e *Entry) {
 // node) over every entry: equal for equal sets whatever the order they were
 // built in, and kept up to date in O(1) per change.
 func entryHash(code string, hlc uint64, node string) [4]uint64 {
-	h := sha256.New()
-	var b [8]byte
-	h.Write([]byte(code))
-	h.Write([]byte{0})
-	binary.BigEndian.PutUint64(b[:], hlc)
-	h.Write(b[:])
-	h.Write([]byte(node))
-	var sum [32]byte
-	h.Sum(sum[:0])
+	var buf [64 + 1 + 8 + 256]byte // code, 0, hlc, node: the limits checkEntry holds
+	b := append(buf[:0], code...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, hlc)
+	b = append(b, node...)
+	sum := sha256.Sum256(b)
 	return [4]uint64{
 		binary.BigEndian.Uint64(sum[0:]), binary.BigEndian.Uint64(sum[8:]),
 		binary.BigEndian.Uint64(sum[16:]), binary.BigEndian.Uint64(sum[24:]),
