@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,11 @@ type AdminConfig struct {
 	// Status returns what GET /status shows (status.go); the page needs
 	// the token when one is configured. Nil: /status answers 404.
 	Status func() *Status
+
+	// Links, when set, mounts link management under /admin/links (see
+	// links_admin.go), and GET /admin/catalog shows the replicated
+	// catalog's version, digest and counts. Nil: not mounted.
+	Links *LinksConfig
 }
 
 // ErrRefused is returned (wrapped) by AdminConfig.ReloadCatalog when it
@@ -70,7 +76,8 @@ var ErrRefused = errors.New("refused")
 //	GET  /readyz                  200 "ready", or 503 with cfg.Ready's error
 //	     /debug/pprof/...         net/http/pprof, on this mux only
 //	GET  /admin/outbox            JSON of cfg.OutboxStatus()
-//	GET  /admin/catalog           JSON {"version", "name", "links"}
+//	GET  /admin/catalog           JSON {"version", "name", "links"}; with Links {"version", "digest", "links", "tombstones"}
+//	     /admin/links...          link management, with Links (links_admin.go)
 //	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/409/422;
 //	                              ?force=1 loads a catalog that would stop every link
 //	GET  /status                  HTML page of cfg.Status(); token if set
@@ -107,6 +114,9 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	mux.HandleFunc("GET /admin/catalog", a.catalogInfo)
 	if cfg.Status != nil {
 		mux.HandleFunc("GET /status", a.readAuthorized(a.status))
+	}
+	if cfg.Links != nil {
+		mountLinks(mux, *cfg.Links, cfg.Token)
 	}
 	if cfg.ReloadCatalog != nil {
 		mux.HandleFunc("POST /admin/catalog/reload", a.authorized(a.reload))
@@ -162,6 +172,17 @@ func (a *admin) catalogVersion() (version, name string, links int) {
 }
 
 func (a *admin) catalogInfo(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Links != nil {
+		st := a.cfg.Links.Store
+		links, tombs := st.Counts()
+		adminJSON(w, http.StatusOK, struct {
+			Version    string `json:"version"` // the HLC, decimal: above 2^53
+			Digest     string `json:"digest"`
+			Links      int    `json:"links"`
+			Tombstones int    `json:"tombstones"`
+		}{strconv.FormatUint(st.Version(), 10), st.Digest(), links, tombs})
+		return
+	}
 	v, name, n := a.catalogVersion()
 	adminJSON(w, http.StatusOK, struct {
 		Version string `json:"version"`

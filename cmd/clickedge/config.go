@@ -40,6 +40,7 @@ type Config struct {
 	Outbox    OutboxConfig    `yaml:"outbox"`
 	Forwarder ForwarderConfig `yaml:"forwarder"`
 	Catalog   CatalogConfig   `yaml:"catalog"`
+	Links     LinksConfig     `yaml:"links"`
 	GeoIP     GeoIPConfig     `yaml:"geoip"`
 	Log       LogConfig       `yaml:"log"`
 	Collector CollectorConfig `yaml:"collector"` // collect_cmd.go
@@ -760,6 +761,7 @@ func (c *Config) check() []problem {
 	}
 	ps = append(ps, c.Collector.check()...)
 	ps = append(ps, c.Sentry.check()...)
+	ps = append(ps, c.Links.check()...)
 	return ps
 }
 

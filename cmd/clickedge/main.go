@@ -43,6 +43,7 @@ func init() {
 		{name: "collect", summary: "consume clicks and actions from the central broker into PostgreSQL", run: cmdCollect,
 			flags: func(env []string) *flag.FlagSet { fs, _ := collectFlags(env); return fs }},
 		{name: "healthcheck", summary: "exit 0 if a node's /readyz answers 200 (container health checks)", run: cmdHealthcheck},
+		{name: "links", summary: "validate, trace, push or export links", run: cmdLinks},
 		{name: "version", summary: "print the version and build information", run: cmdVersion},
 		{name: "help", summary: "show this help, or a command's flags: help COMMAND", run: cmdHelp},
 	}

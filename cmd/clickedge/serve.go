@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 
-	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/edge/device"
 	"github.com/clickedge/clickedge/edge/geo"
@@ -48,6 +47,7 @@ type node struct {
 	geo *geo.DB
 	srv *edge.Server
 	reg *prometheus.Registry
+	lk  *links // the replicated catalog and its feed (links_cmd.go)
 
 	limits *edge.Limits // both listeners' refusals and connections
 
@@ -104,8 +104,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}()
 	device.Warm() // builds the user-agent trie now, not on the first click
 
-	cat, err := loadCatalog(cfg)
-	if err != nil {
+	if n.lk, err = openLinks(cfg, logger); err != nil {
 		return nil, err
 	}
 	if cfg.GeoIPPath() != "" {
@@ -137,7 +136,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.srv.SetCatalog(cat)
+	n.lk.attach(n.srv, n.o)
 	n.lastReload.Store(time.Now().Unix())
 
 	pub, err := rabbit.New(rabbitConfig(cfg, logger))
@@ -156,6 +155,9 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.lk.startFeed(); err != nil {
+		return nil, err
+	}
 
 	n.reg = prometheus.NewRegistry()
 	n.reg.MustRegister(
@@ -166,6 +168,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		&forwarderCollector{f: n.f},
 		&catalogCollector{n: n},
 		&diskCollector{dir: cfg.DataDir}, // metrics_disk.go
+		&linksCollector{l: n.lk},
 	)
 	if n.geo != nil {
 		n.reg.MustRegister(&geoCollector{db: n.geo})
@@ -189,6 +192,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		ReloadCatalog: n.reloadCatalog,
 		Server:        n.srv,
 		Status:        n.statusPage, // status.go
+		Links:         n.lk.adminConfig(logger),
 
 		ForceReloadCatalog: n.forceReloadCatalog,
 	})), n.limits, logger)
@@ -276,15 +280,6 @@ func (n *node) removeCreated() {
 	}
 }
 
-// loadCatalog loads catalog.file, or the embedded demo catalog when none is
-// configured.
-func loadCatalog(cfg *Config) (*catalog.Catalog, error) {
-	if p := cfg.CatalogPath(); p != "" {
-		return catalog.Load(p)
-	}
-	return catalog.Parse("(embedded demo catalog)", demoCatalog)
-}
-
 func outboxOptions(cfg *Config, logger *slog.Logger) *outbox.Options {
 	o := &outbox.Options{
 		MaxBytes:      int64(cfg.Outbox.MaxBytes),
@@ -369,19 +364,14 @@ func (n *node) forceReloadCatalog() error { return n.loadCatalogAgain(true) }
 func (n *node) loadCatalogAgain(force bool) error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
-	cat, err := loadCatalog(n.cfg)
-	if err == nil && !force && cat.Len() == 0 && n.srv.Catalog().Len() > 0 {
-		err = fmt.Errorf("%s has no links and %d are serving: %w to stop every link; "+
-			"to mean it, POST /admin/catalog/reload?force=1 with the admin token", cat.Name(), n.srv.Catalog().Len(), edge.ErrRefused)
-	}
-	if err != nil {
+	old := n.srv.Catalog()
+	if err := n.lk.seed(false, force); err != nil {
 		n.reloadErrs.Add(1)
 		n.log.Error("catalog reload refused; the last good catalog keeps serving",
 			"version", n.srv.Catalog().Version(), "err", err)
 		return err
 	}
-	old := n.srv.Catalog()
-	n.srv.SetCatalog(cat)
+	cat := n.srv.Catalog()
 	n.reloads.Add(1)
 	n.lastReload.Store(time.Now().Unix())
 	n.log.Info("catalog reloaded", "file", cat.Name(), "version", cat.Version(), "links", cat.Len(),
@@ -462,6 +452,8 @@ func (n *node) closeAll() {
 	if n.geo != nil {
 		n.geo.Close()
 	}
+	n.lk.close()
+	n.lk = nil
 }
 
 // publicServer is the public listener's HTTP server, net/http or fasthttp
