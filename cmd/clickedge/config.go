@@ -42,6 +42,7 @@ type Config struct {
 	Catalog   CatalogConfig   `yaml:"catalog"`
 	GeoIP     GeoIPConfig     `yaml:"geoip"`
 	Log       LogConfig       `yaml:"log"`
+	Cluster   ClusterConfig   `yaml:"cluster"`
 
 	path string // the file loaded; "" for the embedded defaults alone
 }
@@ -726,6 +727,8 @@ func (c *Config) check() []problem {
 	positive("forwarder.shutdown_timeout", c.Forwarder.ShutdownTimeout)
 
 	nonNegative("geoip.poll_interval", c.GeoIP.PollInterval)
+
+	ps = append(ps, c.Cluster.check()...)
 
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	if s := c.Log.AccessSample; !(s >= 0 && s <= 1) { // also catches NaN

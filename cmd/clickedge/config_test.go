@@ -94,6 +94,7 @@ func wantDefaults() Config {
 		Catalog: CatalogConfig{File: ""},
 		GeoIP:   GeoIPConfig{Database: "", PollInterval: d("60s")},
 		Log:     LogConfig{Level: "info", AccessSample: 0},
+		Cluster: ClusterConfig{Join: []string{}},
 	}
 }
 

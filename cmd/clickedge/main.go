@@ -40,6 +40,10 @@ func init() {
 			flags: func(env []string) *flag.FlagSet { fs, _ := serveFlags(env); return fs }},
 		{name: "outbox", summary: "inspect, export, replay, verify, compact or salvage an outbox", run: cmdOutbox,
 			flags: func(env []string) *flag.FlagSet { return outboxFlags() }},
+		{name: "cluster", summary: "list a region's members, rotate its gossip keys (through a node's admin API)", run: cmdCluster,
+			flags: func(env []string) *flag.FlagSet { fs, _, _ := clusterFlags(env); return fs }},
+		{name: "drain", summary: "stop a node, handing what it could not deliver to a peer of its region", run: cmdDrain,
+			flags: func(env []string) *flag.FlagSet { fs, _ := drainFlags(env); return fs }},
 		{name: "version", summary: "print the version and build information", run: cmdVersion},
 		{name: "help", summary: "show this help, or a command's flags: help COMMAND", run: cmdHelp},
 	}
