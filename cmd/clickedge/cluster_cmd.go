@@ -590,7 +590,9 @@ func printKeyList(w io.Writer, rep cluster.KeyReport) {
 	for k := range counts {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return counts[keys[i]].primary > counts[keys[j]].primary || keys[i] < keys[j] && counts[keys[i]].primary == counts[keys[j]].primary })
+	sort.Slice(keys, func(i, j int) bool {
+		return counts[keys[i]].primary > counts[keys[j]].primary || keys[i] < keys[j] && counts[keys[i]].primary == counts[keys[j]].primary
+	})
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tFINGERPRINT\tINSTALLED\tPRIMARY")
 	for _, k := range keys {
