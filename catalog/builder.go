@@ -95,7 +95,7 @@ func (b *builder) build(rl *rawLink, l *Link) {
 	}
 	fail := func(rule, field, msg string, path ...any) {
 		line, col := b.src.pos(&rl.where, path...)
-		b.errs = append(b.errs, &Error{Line: line, Column: col, Link: rl.label(rl.where.node), Rule: rule, Field: field, Msg: msg})
+		b.errs = append(b.errs, &Error{Line: line, Column: col, Link: rl.label(rl.where.node), Rule: rule, Field: field, Path: fieldPath(path...), Msg: msg})
 	}
 	// YAML reads code: 007 as the number 7; a link must keep the code ops wrote.
 	verbatim := func(rule, field, decoded string, path ...any) {

@@ -12,8 +12,14 @@ type Catalog struct {
 	name    string
 	version string
 	chunks  [][]Link // the links in file order, linkChunk to a chunk
-	n       int
+	n       int      // links served: the base's, less those the overlay deletes, plus those it adds
 	index   index
+
+	// over holds links changed since the chunks were built (a nil *Link:
+	// deleted), so one change to a big catalog does not rebuild it. Lookup
+	// reads it before the base; it is never written after the catalog is
+	// made.
+	over map[string]*Link
 }
 
 // Links are stored in chunks, each built by one worker of Parse as one
@@ -42,6 +48,11 @@ func (c *Catalog) Lookup(code string) *Link {
 	if c == nil {
 		return nil
 	}
+	if c.over != nil {
+		if l, ok := c.over[code]; ok {
+			return l
+		}
+	}
 	if i := c.index.find(code, func(i int) string { return c.link(i).Code }); i >= 0 {
 		return c.link(i)
 	}
@@ -63,7 +74,8 @@ func (c *Catalog) Version() string { return c.version }
 // Name returns the name given to Parse (the path, for Load).
 func (c *Catalog) Name() string { return c.name }
 
-// Links yields the links in file order.
+// Links yields the links in file order (in a catalog built by a Store:
+// the links of its last full build, then those changed since).
 func (c *Catalog) Links() iter.Seq[*Link] {
 	return func(yield func(*Link) bool) {
 		if c == nil {
@@ -71,13 +83,46 @@ func (c *Catalog) Links() iter.Seq[*Link] {
 		}
 		for _, chunk := range c.chunks {
 			for i := range chunk {
+				if _, changed := c.over[chunk[i].Code]; changed {
+					continue
+				}
 				if !yield(&chunk[i]) {
 					return
 				}
 			}
 		}
+		for _, l := range c.over {
+			if l != nil && !yield(l) {
+				return
+			}
+		}
 	}
 }
+
+// with returns a catalog that serves c's links with changes applied (a nil
+// *Link deletes the code). c is not modified; the new catalog shares its
+// base.
+func (c *Catalog) with(changes map[string]*Link, version string) *Catalog {
+	nc := *c
+	nc.version = version
+	nc.over = make(map[string]*Link, len(c.over)+len(changes))
+	for code, l := range c.over {
+		nc.over[code] = l
+	}
+	for code, l := range changes {
+		if c.Lookup(code) != nil {
+			nc.n--
+		}
+		if l != nil {
+			nc.n++
+		}
+		nc.over[code] = l
+	}
+	return &nc
+}
+
+// overlaid returns how many changes the catalog holds on top of its base.
+func (c *Catalog) overlaid() int { return len(c.over) }
 
 // Link is one entry of the catalog. It is immutable; its exported fields are
 // for reading and must not be modified (Params and Rules may be shared with

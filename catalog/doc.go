@@ -91,5 +91,52 @@
 //
 // Parameter macros ({subid}, {subidN}, {param:NAME}) must name a parameter
 // the link records, so every value that reaches a target is also in the
-// click.
+// click.//
+// # The replicated store
+//
+// A Store (store.go) is the catalog as a replicated map from code to Entry,
+// which the admin API, the links feed, catalog.file and the cluster all
+// write through. Its rules:
+//
+//   - Every entry and tombstone carries a version: a hybrid logical clock
+//     (uint64, ms since the epoch << 16 | a counter) and the writer's node
+//     id. The higher (HLC, node) wins; for equal versions (only entries
+//     seeded from different files with one modification time) the higher
+//     link bytes win and a tombstone loses. So Merge is commutative,
+//     associative and idempotent: replicas that saw the same entries, in
+//     any order, any number of times, hold the same map (a property test,
+//     TestMergeConverges, holds it to that).
+//   - This node's clock issues max(wall ms << 16, last issued or seen + 1),
+//     so its writes are newer than anything it has seen.
+//   - A delete is a tombstone, kept at least Options.TombstoneTTL (30
+//     days), then dropped at a compaction.
+//   - Nothing is applied that fails validation (the same checks as a
+//     catalog file); Apply (the API's batches) is all or nothing, Merge
+//     refuses the bad entries and takes the rest.
+//   - Digest is the lane-wise sum mod 2^64 of SHA-256(code, HLC, node) over
+//     every entry, tombstones included: equal sets give equal digests
+//     whatever the order they were built in, and a change updates it in
+//     O(1), so peers can compare it as often as they gossip. (A hash over
+//     the sorted pairs would say the same but cost a sort of a million
+//     codes per change.)
+//   - Entries pages through every entry in bytewise code order for
+//     anti-entropy; Merge takes such pages.
+//   - Changes are persisted (appended to a log and fsynced) before Apply,
+//     Merge or Seed return; see disk.go for the files. The served *Catalog
+//     is replaced atomically: small changes are laid over the last full
+//     build (an overlay map that Lookup reads first), which is rebuilt once
+//     the overlay passes 1/64 of the catalog.
+//
+// # catalog.file and the other writers
+//
+// Seed loads catalog.file as entries written by "file", versioned by the
+// file's modification time, so every node seeded from one file holds equal
+// versions. Precedence is the merge rule: the newest write wins, whether
+// it came from the file, the API, the feed or a peer. A change made after
+// the file was last written stays until the file is written again and
+// loaded; a seed never overrides a newer version. Only a reload that drops
+// a code the previous load of the same file had makes a tombstone (at the
+// file's version, so it loses to a newer API write); a start or a reload
+// removes nothing learned elsewhere. A file with no links where the
+// previous load had some is refused unless forced.
 package catalog

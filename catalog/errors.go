@@ -27,6 +27,7 @@ type Error struct {
 	Link   string // `link "code"` or `link #3` when the code is unusable; "" when not about a link
 	Rule   string // `rule "name"` or `rule #2`; "" when not about a rule
 	Field  string // the key inside the link or rule, e.g. "when" or "split[1].weight"; may be ""
+	Path   string // the field's path inside the link, e.g. "rules[0].when" or "params[2]"; "" when the decoder could not place it
 	Msg    string // the reason
 }
 
@@ -80,4 +81,22 @@ func (l *errorList) err() error {
 		out = append(out, &Error{File: l.file, Msg: fmt.Sprintf("and %d more errors", rest)})
 	}
 	return errors.Join(out...)
+}
+
+// fieldPath renders a path of keys and indexes inside a link the way the
+// admin API names fields: rules[0].split[1].url.
+func fieldPath(path ...any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch p := p.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", p)
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(p)
+		}
+	}
+	return b.String()
 }

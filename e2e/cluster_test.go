@@ -278,3 +278,108 @@ func TestClusterHandoff(t *testing.T) {
 	h.central.waitQuiet(time.Second, 15*time.Second)
 	h.finish("cluster hand-off during a partition", criteria{answerAll: true})
 }
+
+// catalogInfo is GET /admin/catalog.
+func catalogInfo(e *edgeProc) (digest string, links int) {
+	resp, err := metricsClient.Get("http://" + e.Admin + "/admin/catalog")
+	if err != nil {
+		return "", -1
+	}
+	defer resp.Body.Close()
+	var c struct {
+		Digest string `json:"digest"`
+		Links  int    `json:"links"`
+	}
+	json.NewDecoder(resp.Body).Decode(&c)
+	return c.Digest, c.Links
+}
+
+// linkStatus is GET /admin/links/{code}'s status on e.
+func linkStatus(e *edgeProc, code string) int {
+	resp, err := metricsClient.Get("http://" + e.Admin + "/admin/links/" + code)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func adminDo(t *testing.T, e *edgeProc, method, path, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+e.Admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+clusterToken)
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Anti-entropy with the region cut off from the centre (no links feed):
+// a change made on any node is served by every node within 5 s, deletes
+// included, and a node started with an empty data_dir during the cut has
+// the whole catalog within 10 s.
+func TestClusterAntiEntropy(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "keyring.json")
+	os.WriteFile(key, []byte(`["`+clusterKey(9)+`"]`), 0o600)
+	seed := gossipAddr(t, "127.0.0.11")
+	var edges []*edgeProc
+	for i, n := range []string{"a", "b", "c"} {
+		bind := seed
+		if i > 0 {
+			bind = gossipAddr(t, fmt.Sprintf("127.0.0.%d", 11+i))
+		}
+		edges = append(edges, clusterEdge{name: n, bind: bind, keyFile: key, amqpURL: h.cfg.AMQPURL, join: []string{seed}, dir: dir}.start(t))
+	}
+	a, b, c := edges[0], edges[1], edges[2]
+	for _, n := range []string{"a", "b", "c"} {
+		awaitState(t, a, n, "alive", 15*time.Second)
+	}
+	f := h.beginFault("region cut off from the centre")
+	h.proxy.SetMode(faultproxy.Reset)
+	defer func() { h.proxy.SetMode(faultproxy.Pass); h.heal(f) }()
+
+	within := func(what string, limit time.Duration, cond func() bool) {
+		t.Helper()
+		start := time.Now()
+		for !cond() {
+			if time.Since(start) > limit {
+				t.Fatalf("%s: not within %v", what, limit)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		h.note("%s after %v (limit %v)", what, time.Since(start).Round(time.Millisecond), limit)
+	}
+	for i, w := range edges {
+		code := fmt.Sprintf("cut-%d", i)
+		if s := adminDo(t, w, "PUT", "/admin/links/"+code, `{"url":"https://cut.example/?cid={click_id}"}`); s/100 != 2 {
+			t.Fatalf("PUT %s = %d", code, s)
+		}
+		within(fmt.Sprintf("link written on node %d served everywhere", i), 5*time.Second, func() bool {
+			return linkStatus(a, code) == 200 && linkStatus(b, code) == 200 && linkStatus(c, code) == 200
+		})
+	}
+	if s := adminDo(t, b, "DELETE", "/admin/links/cut-0", ""); s/100 != 2 {
+		t.Fatalf("DELETE = %d", s)
+	}
+	within("delete on b applied everywhere", 5*time.Second, func() bool {
+		return linkStatus(a, "cut-0") == 404 && linkStatus(c, "cut-0") == 404
+	})
+	within("equal digests", 5*time.Second, func() bool {
+		da, _ := catalogInfo(a)
+		db, _ := catalogInfo(b)
+		dc, _ := catalogInfo(c)
+		return da != "" && da == db && db == dc
+	})
+
+	// A new node, empty data_dir, during the cut.
+	d := clusterEdge{name: "d", bind: gossipAddr(t, "127.0.0.14"), keyFile: key, amqpURL: h.cfg.AMQPURL, join: []string{seed}, dir: dir}.start(t)
+	within("empty node has the whole catalog", 10*time.Second, func() bool {
+		da, _ := catalogInfo(a)
+		dd, _ := catalogInfo(d)
+		return dd == da && linkStatus(d, "cut-2") == 200 && linkStatus(d, "cut-0") == 404
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,11 @@ type AdminConfig struct {
 	// Server, when set, names the catalog version in the reload answer and
 	// in GET /admin/catalog. Nil: the version is "".
 	Server *Server
+
+	// Links, when set, mounts link management under /admin/links (see
+	// links_admin.go), and GET /admin/catalog shows the replicated
+	// catalog's version, digest and counts. Nil: not mounted.
+	Links *LinksConfig
 }
 
 // NewAdmin returns the handler for the admin listener:
@@ -53,7 +59,8 @@ type AdminConfig struct {
 //	GET  /readyz                  200 "ready", or 503 with cfg.Ready's error
 //	     /debug/pprof/...         net/http/pprof, on this mux only
 //	GET  /admin/outbox            JSON of cfg.OutboxStatus()
-//	GET  /admin/catalog           JSON {"version", "name", "links"}
+//	GET  /admin/catalog           JSON {"version", "name", "links"}; with Links {"version", "digest", "links", "tombstones"}
+//	     /admin/links...          link management, with Links (links_admin.go)
 //	POST /admin/catalog/reload    token; 200 JSON {"version": ...} or 400/422
 //
 // The listener should not be public: profiles and metrics are readable
@@ -85,6 +92,9 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		})
 	}
 	mux.HandleFunc("GET /admin/catalog", a.catalogInfo)
+	if cfg.Links != nil {
+		mountLinks(mux, *cfg.Links, cfg.Token)
+	}
 	if cfg.ReloadCatalog != nil {
 		mux.HandleFunc("POST /admin/catalog/reload", a.authorized(a.reload))
 	}
@@ -118,6 +128,17 @@ func (a *admin) catalogVersion() (version, name string, links int) {
 }
 
 func (a *admin) catalogInfo(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Links != nil {
+		st := a.cfg.Links.Store
+		links, tombs := st.Counts()
+		adminJSON(w, http.StatusOK, struct {
+			Version    string `json:"version"` // the HLC, decimal: above 2^53
+			Digest     string `json:"digest"`
+			Links      int    `json:"links"`
+			Tombstones int    `json:"tombstones"`
+		}{strconv.FormatUint(st.Version(), 10), st.Digest(), links, tombs})
+		return
+	}
 	v, name, n := a.catalogVersion()
 	adminJSON(w, http.StatusOK, struct {
 		Version string `json:"version"`

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/cluster"
 	"github.com/clickedge/clickedge/outbox"
 )
@@ -114,18 +115,14 @@ func (n *node) startCluster() error {
 		Public:  n.publicLn.Addr().String(),
 		Admin:   n.adminLn.Addr().String(),
 	}
-	o, f, srv := n.o, n.f, n.srv
-	cc.Live = func() cluster.Live {
+	o, f := n.o, n.f
+	cc.Live = func() cluster.Live { // the catalog fields come from cc.Catalog
 		st := o.Stats()
-		l := cluster.Live{
+		return cluster.Live{
 			OutboxPending:          st.Pending,
 			OutboxOldestAgeSeconds: st.OldestPendingAge(time.Now()).Seconds(),
 			Forwarder:              forwarderState(f.Stats()),
 		}
-		if cat := srv.Catalog(); cat != nil {
-			l.CatalogVersion = cat.Version()
-		}
-		return l
 	}
 	cc.Catalog = replicatedCatalog(n)
 	cc.Outbox = n.o
@@ -148,10 +145,37 @@ func (n *node) startCluster() error {
 	return nil
 }
 
-// replicatedCatalog adapts the node's catalog to cluster.Catalog. Nil
-// until the catalog is the replicated map (the links work): anti-entropy
-// is then off and peers' pulls answer 404.
-func replicatedCatalog(n *node) cluster.Catalog { return nil }
+// replicatedCatalog is the node's replicated catalog as anti-entropy sees
+// it.
+func replicatedCatalog(n *node) cluster.Catalog { return storeCatalog{n.lk.store} }
+
+// storeCatalog adapts catalog.Store to cluster.Catalog; the Store is
+// thread-safe, and so is the adapter.
+type storeCatalog struct{ s *catalog.Store }
+
+var _ cluster.Catalog = storeCatalog{}
+
+func (c storeCatalog) Digest() string  { return c.s.Digest() }
+func (c storeCatalog) Version() uint64 { return c.s.Version() }
+
+func (c storeCatalog) Entries(after string, limit int) ([]cluster.Entry, error) {
+	es, _ := c.s.Entries(after, limit)
+	out := make([]cluster.Entry, len(es))
+	for i, e := range es {
+		out[i] = cluster.Entry{Code: e.Code, Version: e.HLC, Node: e.Node, Deleted: e.Deleted, Link: e.Link}
+	}
+	return out, nil
+}
+
+// Merge offers a peer's entries as SourceCluster changes: applied ones are
+// served at once and not published to the feed again (the writer did).
+func (c storeCatalog) Merge(es []cluster.Entry) (int, error) {
+	in := make([]catalog.Entry, len(es))
+	for i, e := range es {
+		in[i] = catalog.Entry{Code: e.Code, HLC: e.Version, Node: e.Node, Deleted: e.Deleted, Link: e.Link}
+	}
+	return c.s.Merge(in, catalog.SourceCluster)
+}
 
 // nodeRoles is what the node serves, for the cluster metadata.
 func nodeRoles(cfg *Config) []string { return []string{"edge"} }

@@ -40,6 +40,7 @@ type Config struct {
 	Outbox    OutboxConfig    `yaml:"outbox"`
 	Forwarder ForwarderConfig `yaml:"forwarder"`
 	Catalog   CatalogConfig   `yaml:"catalog"`
+	Links     LinksConfig     `yaml:"links"`
 	GeoIP     GeoIPConfig     `yaml:"geoip"`
 	Log       LogConfig       `yaml:"log"`
 	Cluster   ClusterConfig   `yaml:"cluster"`
@@ -734,6 +735,7 @@ func (c *Config) check() []problem {
 	if s := c.Log.AccessSample; !(s >= 0 && s <= 1) { // also catches NaN
 		bad("log.access_sample", "must be between 0 and 1, got %v", s)
 	}
+	ps = append(ps, c.Links.check()...)
 	return ps
 }
 

@@ -92,6 +92,7 @@ func wantDefaults() Config {
 			ShutdownTimeout: d("10s"),
 		},
 		Catalog: CatalogConfig{File: ""},
+		Links:   LinksConfig{Exchange: "links", StreamQueue: "links.stream", StreamMaxBytes: 20_000_000_000, Feed: "consume", WriteRate: 20, WriteBurst: 100, EmptyFile: "refuse"},
 		GeoIP:   GeoIPConfig{Database: "", PollInterval: d("60s")},
 		Log:     LogConfig{Level: "info", AccessSample: 0},
 		Cluster: ClusterConfig{Join: []string{}},

@@ -44,6 +44,7 @@ func init() {
 			flags: func(env []string) *flag.FlagSet { fs, _, _ := clusterFlags(env); return fs }},
 		{name: "drain", summary: "stop a node, handing what it could not deliver to a peer of its region", run: cmdDrain,
 			flags: func(env []string) *flag.FlagSet { fs, _ := drainFlags(env); return fs }},
+		{name: "links", summary: "validate, trace, push or export links", run: cmdLinks},
 		{name: "version", summary: "print the version and build information", run: cmdVersion},
 		{name: "help", summary: "show this help, or a command's flags: help COMMAND", run: cmdHelp},
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 
-	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/edge/device"
 	"github.com/clickedge/clickedge/edge/geo"
@@ -48,6 +47,7 @@ type node struct {
 	geo *geo.DB
 	srv *edge.Server
 	reg *prometheus.Registry
+	lk  *links // the replicated catalog and its feed (links_cmd.go)
 
 	public              publicServer
 	admin               *http.Server
@@ -106,8 +106,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}()
 	device.Warm() // builds the user-agent trie now, not on the first click
 
-	cat, err := loadCatalog(cfg)
-	if err != nil {
+	if n.lk, err = openLinks(cfg, logger); err != nil {
 		return nil, err
 	}
 	if cfg.GeoIPPath() != "" {
@@ -132,7 +131,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.srv.SetCatalog(cat)
+	n.lk.attach(n.srv, n.o)
 	n.lastReload.Store(time.Now().Unix())
 
 	pub, err := rabbit.New(rabbitConfig(cfg, logger))
@@ -151,6 +150,9 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.lk.startFeed(); err != nil {
+		return nil, err
+	}
 
 	n.reg = prometheus.NewRegistry()
 	n.reg.MustRegister(
@@ -160,6 +162,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		&outboxCollector{o: n.o},
 		&forwarderCollector{f: n.f},
 		&catalogCollector{n: n},
+		&linksCollector{l: n.lk},
 	)
 	if n.geo != nil {
 		n.reg.MustRegister(&geoCollector{db: n.geo})
@@ -184,6 +187,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 			OutboxStatus:  n.outboxStatus,
 			ReloadCatalog: n.reloadCatalog,
 			Server:        n.srv,
+			Links:         n.lk.adminConfig(logger),
 		})),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -191,15 +195,6 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	go n.public.Serve(n.publicLn)
 	go n.admin.Serve(n.adminLn)
 	return n, nil
-}
-
-// loadCatalog loads catalog.file, or the embedded demo catalog when none is
-// configured.
-func loadCatalog(cfg *Config) (*catalog.Catalog, error) {
-	if p := cfg.CatalogPath(); p != "" {
-		return catalog.Load(p)
-	}
-	return catalog.Parse("(embedded demo catalog)", demoCatalog)
 }
 
 func outboxOptions(cfg *Config, logger *slog.Logger) *outbox.Options {
@@ -278,15 +273,14 @@ func (n *node) outboxStatus() any {
 func (n *node) reloadCatalog() error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
-	cat, err := loadCatalog(n.cfg)
-	if err != nil {
+	old := n.srv.Catalog()
+	if err := n.lk.seed(false); err != nil {
 		n.reloadErrs.Add(1)
 		n.log.Error("catalog reload refused; the last good catalog keeps serving",
 			"version", n.srv.Catalog().Version(), "err", err)
 		return err
 	}
-	old := n.srv.Catalog()
-	n.srv.SetCatalog(cat)
+	cat := n.srv.Catalog()
 	n.reloads.Add(1)
 	n.lastReload.Store(time.Now().Unix())
 	n.log.Info("catalog reloaded", "file", cat.Name(), "version", cat.Version(), "links", cat.Len(),
@@ -376,7 +370,9 @@ func (n *node) closeAll() {
 	if n.geo != nil {
 		n.geo.Close()
 	}
-	n.leaveCluster()
+	n.leaveCluster() // before the store it pulls into closes
+	n.lk.close()
+	n.lk = nil
 }
 
 // publicServer is the public listener's HTTP server, net/http or fasthttp

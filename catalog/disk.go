@@ -1,0 +1,437 @@
+package catalog
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// The store's directory holds two files:
+//
+//	snapshot  every entry and seed state at the last compaction:
+//	          "CECATS1\n", uvarint count, entries, uvarint count, seeds,
+//	          CRC-32C of everything before it (4 bytes, big-endian)
+//	log       changes since, appended and fsynced before they are answered:
+//	          records of [u32 length][u32 CRC-32C][payload], payload a kind
+//	          byte (1 entries, 2 a seed state) and its data
+//
+// An entry is its code, HLC (8 bytes), node and link (uvarint length + 1,
+// 0 for a tombstone); strings are uvarint-length-prefixed. A torn record at
+// the end of the log (a crash during an append, never answered) is cut off;
+// a bad CRC anywhere else, or a bad snapshot, refuses to open.
+const (
+	snapshotFile  = "snapshot"
+	logFile       = "log"
+	snapshotMagic = "CECATS1\n"
+
+	recEntries = 1
+	recSeed    = 2
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt is returned by Open when the store's files are damaged other
+// than by a torn last append.
+var ErrCorrupt = errors.New("catalog: store corrupt")
+
+type disk struct {
+	dir      string
+	log      *os.File
+	logSize  int64
+	snapSize int64
+	noSync   bool
+	compact  int64
+	buf      []byte
+}
+
+func openDisk(dir string, s *Store) (*disk, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("catalog: store: %w", err)
+	}
+	d := &disk{dir: dir, noSync: s.opts.NoSync, compact: s.opts.CompactBytes}
+	data, err := os.ReadFile(filepath.Join(dir, snapshotFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("catalog: store: %w", err)
+	default:
+		if err := loadSnapshot(data, s); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, filepath.Join(dir, snapshotFile), err)
+		}
+		d.snapSize = int64(len(data))
+	}
+	lp := filepath.Join(dir, logFile)
+	data, err = os.ReadFile(lp)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("catalog: store: %w", err)
+	}
+	good, err := replayLog(data, s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, lp, err)
+	}
+	d.log, err = os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: store: %w", err)
+	}
+	if good < int64(len(data)) {
+		s.log.Warn("catalog: cut a torn record off the end of the change log", "file", lp, "bytes", int64(len(data))-good)
+		if err := d.log.Truncate(good); err != nil {
+			d.log.Close()
+			return nil, fmt.Errorf("catalog: store: %w", err)
+		}
+	}
+	if _, err := d.log.Seek(good, io.SeekStart); err != nil {
+		d.log.Close()
+		return nil, fmt.Errorf("catalog: store: %w", err)
+	}
+	d.logSize = good
+	if err := syncDir(dir); err != nil && !d.noSync {
+		d.log.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *disk) close() error { return d.log.Close() }
+
+func (d *disk) needsCompaction() bool {
+	return d.logSize > d.compact || (d.logSize > 1<<20 && d.logSize > d.snapSize)
+}
+
+// append writes one record of entries and fsyncs it.
+func (d *disk) append(es []Entry) error {
+	p := append(d.buf[:0], make([]byte, 8)...)
+	p = append(p, recEntries)
+	p = binary.AppendUvarint(p, uint64(len(es)))
+	for i := range es {
+		p = appendEntry(p, es[i].Code, es[i].HLC, es[i].Node, es[i].Link)
+	}
+	return d.write(p)
+}
+
+// appendSeed writes the codes a seed file's load had.
+func (d *disk) appendSeed(name string, codes map[string]struct{}) error {
+	p := append(d.buf[:0], make([]byte, 8)...)
+	p = append(p, recSeed)
+	p = appendSeedState(p, name, codes)
+	return d.write(p)
+}
+
+func (d *disk) write(p []byte) error {
+	binary.BigEndian.PutUint32(p[0:], uint32(len(p)-8))
+	binary.BigEndian.PutUint32(p[4:], crc32.Checksum(p[8:], castagnoli))
+	d.buf = p[:0]
+	if _, err := d.log.Write(p); err != nil {
+		// A partial write is a torn record: cut it so the next append
+		// does not follow garbage.
+		_ = d.log.Truncate(d.logSize)
+		_, _ = d.log.Seek(d.logSize, io.SeekStart)
+		return fmt.Errorf("catalog: store: append: %w", err)
+	}
+	if !d.noSync {
+		if err := d.log.Sync(); err != nil {
+			return fmt.Errorf("catalog: store: fsync: %w", err)
+		}
+	}
+	d.logSize += int64(len(p))
+	return nil
+}
+
+func appendString(p []byte, s string) []byte {
+	return append(binary.AppendUvarint(p, uint64(len(s))), s...)
+}
+
+func appendEntry(p []byte, code string, hlc uint64, node string, link []byte) []byte {
+	p = appendString(p, code)
+	p = binary.BigEndian.AppendUint64(p, hlc)
+	p = appendString(p, node)
+	if link == nil {
+		return append(p, 0)
+	}
+	p = binary.AppendUvarint(p, uint64(len(link))+1)
+	return append(p, link...)
+}
+
+func appendSeedState(p []byte, name string, codes map[string]struct{}) []byte {
+	p = appendString(p, name)
+	p = binary.AppendUvarint(p, uint64(len(codes)))
+	for c := range codes {
+		p = appendString(p, c)
+	}
+	return p
+}
+
+// reader decodes the formats above; links point into its data.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errors.New("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes(n uint64) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.err = errors.New("truncated")
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) string() string { return string(r.bytes(r.uvarint())) }
+
+func (r *reader) u64() uint64 {
+	b := r.bytes(8)
+	if r.err != nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func (r *reader) entry() (e Entry) {
+	e.Code = r.string()
+	e.HLC = r.u64()
+	e.Node = r.string()
+	if n := r.uvarint(); n > 0 {
+		e.Link = r.bytes(n - 1)
+	} else {
+		e.Deleted = true
+	}
+	return e
+}
+
+func (r *reader) seed(s *Store) {
+	name := r.string()
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errors.New("bad seed state")
+		return
+	}
+	codes := make(map[string]struct{}, n)
+	for range n {
+		codes[r.string()] = struct{}{}
+	}
+	if r.err == nil {
+		s.seeds[name] = codes
+	}
+}
+
+// load applies e if it is newer than the store's entry (the log may repeat
+// what a snapshot holds, after a crash during compaction).
+func (s *Store) load(e *Entry) {
+	if old := s.entries[e.Code]; old != nil && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		return
+	}
+	s.put(e)
+}
+
+func loadSnapshot(data []byte, s *Store) error {
+	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
+		return errors.New("not a catalog snapshot")
+	}
+	body := data[:len(data)-4]
+	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[len(data)-4:]) {
+		return errors.New("checksum mismatch")
+	}
+	r := &reader{b: body[len(snapshotMagic):]}
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		return errors.New("bad entry count")
+	}
+	s.entries = make(map[string]*entry, n)
+	for range n {
+		e := r.entry()
+		if r.err != nil {
+			return r.err
+		}
+		s.load(&e)
+	}
+	for range r.uvarint() {
+		r.seed(s)
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.b) != 0 {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// replayLog applies the log's records and returns the length of its intact
+// prefix. Only the last record may be torn.
+func replayLog(data []byte, s *Store) (int64, error) {
+	off := 0
+	for off < len(data) {
+		if len(data)-off < 8 {
+			return int64(off), nil // torn header
+		}
+		n := int(binary.BigEndian.Uint32(data[off:]))
+		sum := binary.BigEndian.Uint32(data[off+4:])
+		end := off + 8 + n
+		if n < 1 || end > len(data) || crc32.Checksum(data[off+8:end], castagnoli) != sum {
+			if end >= len(data) {
+				return int64(off), nil // the last record, torn
+			}
+			return 0, fmt.Errorf("bad record at offset %d", off)
+		}
+		r := &reader{b: data[off+9 : end]}
+		switch data[off+8] {
+		case recEntries:
+			for range r.uvarint() {
+				e := r.entry()
+				if r.err != nil {
+					break
+				}
+				s.load(&e)
+			}
+		case recSeed:
+			r.seed(s)
+		default:
+			return 0, fmt.Errorf("unknown record kind %d at offset %d", data[off+8], off)
+		}
+		if r.err != nil {
+			return 0, fmt.Errorf("record at offset %d: %v", off, r.err)
+		}
+		off = end
+	}
+	return int64(off), nil
+}
+
+// compact writes every entry (less tombstones past the TTL) and seed state
+// to a new snapshot, then empties the log. s.mu is held.
+func (s *Store) compact() error {
+	d := s.disk
+	s.prune()
+	tmp := filepath.Join(d.dir, snapshotFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	defer os.Remove(tmp) // after a successful rename: nothing there
+	h := crc32.New(castagnoli)
+	w := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	var p []byte
+	p = append(p, snapshotMagic...)
+	p = binary.AppendUvarint(p, uint64(len(s.entries)))
+	w.Write(p)
+	codes := make([]string, 0, len(s.entries))
+	for code := range s.entries {
+		codes = append(codes, code)
+	}
+	slices.Sort(codes) // the same entries give the same file
+	for _, code := range codes {
+		e := s.entries[code]
+		p = appendEntry(p[:0], code, e.hlc, e.node, e.link)
+		w.Write(p)
+	}
+	p = binary.AppendUvarint(p[:0], uint64(len(s.seeds)))
+	for name, cs := range s.seeds {
+		p = appendSeedState(p, name, cs)
+	}
+	w.Write(p)
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	size, _ := f.Seek(0, io.SeekCurrent)
+	if _, err := f.Write(binary.BigEndian.AppendUint32(nil, h.Sum32())); err != nil {
+		f.Close()
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	if !d.noSync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("catalog: compact: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(d.dir, snapshotFile)); err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	if !d.noSync {
+		if err := syncDir(d.dir); err != nil {
+			return err
+		}
+	}
+	// The snapshot holds everything the log did: empty it. A crash before
+	// this replays the log over the snapshot, which changes nothing.
+	if err := d.log.Truncate(0); err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	if _, err := d.log.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("catalog: compact: %w", err)
+	}
+	if !d.noSync {
+		if err := d.log.Sync(); err != nil {
+			return fmt.Errorf("catalog: compact: %w", err)
+		}
+	}
+	d.snapSize, d.logSize = size+4, 0
+	s.log.Info("catalog: compacted the change log into the snapshot", "entries", len(s.entries), "bytes", d.snapSize)
+	return nil
+}
+
+// Compact folds the change log into the snapshot now (and drops
+// tombstones past the TTL). A store in memory only just drops them.
+func (s *Store) Compact() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.disk == nil {
+		s.prune()
+		return nil
+	}
+	return s.compact()
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("catalog: store: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("catalog: store: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// prune drops tombstones older than the TTL. s.mu is held.
+func (s *Store) prune() {
+	horizon := uint64(s.opts.Now().Add(-s.opts.TombstoneTTL).UnixMilli()) << 16
+	for code, e := range s.entries {
+		if e.link == nil && e.hlc < horizon {
+			s.digestRemove(code, e.hlc, e.node)
+			delete(s.entries, code)
+			s.tombs--
+			s.codes = nil
+		}
+	}
+	s.publishState()
+}
