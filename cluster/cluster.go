@@ -473,6 +473,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	if c.left.Swap(true) {
 		return nil
 	}
+	c.refreshLive() // the last word: what a hand-off left behind
 	// memberlist's leave reaches peers as a death (its Node.State is not
 	// kept up to date in events), so first say it is a departure: to each
 	// alive peer directly, and by gossip for the ones that miss it.

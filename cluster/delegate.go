@@ -65,12 +65,14 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Cluster)(e)
 	state := StateDead
 	c.mu.Lock()
-	if p := c.peers[n.Name]; p != nil && p.leaving {
+	if p := c.peers[n.Name]; p != nil && p.leaving || n.Name == c.cfg.Name {
 		state = StateLeft
 	}
 	c.mu.Unlock()
 	e.set(n, state)
-	c.log.Info("cluster member gone", "member", n.Name, "state", state, "addr", n.Address())
+	if n.Name != c.cfg.Name {
+		c.log.Info("cluster member gone", "member", n.Name, "state", state, "addr", n.Address())
+	}
 }
 
 // set records n's address and metadata and, unless state is "", its state.

@@ -287,7 +287,7 @@ func (n *node) handOff() drainResult {
 	res.Peers = append(res.Peers, hr.Peers...)
 	if err != nil {
 		res.Code, res.Error = 1, err.Error()
-		n.log.Error("hand-off incomplete: this node keeps its outbox; start it again, or drain it once a peer is up",
+		n.log.Error("hand-off incomplete: this node keeps its outbox; start it again (it delivers once the centre is back, or hands off at its next stop), or replay it (docs/runbook.md)",
 			"handed_off", hr.Sent, "peers", hr.Peers, "pending", hr.Pending, "spilled", hr.Spilled, "err", err)
 		return res
 	}
