@@ -118,16 +118,26 @@ func TestDefaultConfigSeesKilledMemberDead(t *testing.T) {
 // then dropped; silence makes an alive member suspect.
 func TestDepartedMembersListedTenMinutes(t *testing.T) {
 	clock := newManualClock()
+	var cPending atomic.Int64
+	cPending.Store(5)
 	a := startNode(t, nodeOpts{name: "a", now: clock.Now})
 	b := startNode(t, nodeOpts{name: "b", join: []string{a.Addr()}, now: clock.Now})
-	c := startNode(t, nodeOpts{name: "c", join: []string{a.Addr()}, now: clock.Now})
+	c := startNode(t, nodeOpts{name: "c", join: []string{a.Addr()}, now: clock.Now,
+		live: func() Live { return Live{OutboxPending: cPending.Load()} }})
 	allAlive(t, 10*time.Second, a, b, c)
+	waitFor(t, 5*time.Second, func() string { return view(a) }, func() bool { return liveOf(a, "c").OutboxPending == 5 })
 
+	// A hand-off emptied c's outbox just before it leaves: its last live
+	// state says so.
+	cPending.Store(0)
 	if err := c.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
 	c.kill()
 	waitFor(t, 10*time.Second, func() string { return view(a) }, func() bool { return stateOf(a, "c") == StateLeft })
+	if p := liveOf(a, "c").OutboxPending; p != 0 {
+		t.Errorf("c left with its last live state saying %d pending, want 0", p)
+	}
 	b.kill()
 	waitFor(t, 15*time.Second, func() string { return view(a) }, func() bool { return stateOf(a, "b") == StateDead })
 
@@ -142,6 +152,15 @@ func TestDepartedMembersListedTenMinutes(t *testing.T) {
 	if s := stateOf(a, "c"); s != "" {
 		t.Errorf("16 min after leaving, c is still listed (%q)", s)
 	}
+}
+
+func liveOf(n *testNode, name string) Live {
+	for _, m := range n.Members() {
+		if m.Name == name {
+			return m.Live
+		}
+	}
+	return Live{}
 }
 
 // An alive member whose live state stops arriving is listed suspect.
