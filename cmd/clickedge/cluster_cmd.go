@@ -78,7 +78,7 @@ func loopbackHost(h string) bool {
 
 // clusterPart is the node's cluster state (a field group of node).
 type clusterPart struct {
-	cl          *cluster.Cluster // nil when cluster.bind is empty
+	cl          *cluster.Cluster // nil when cluster.bind is empty; set once, before serving
 	clusterHTTP http.Handler     // cl's endpoints
 	// drainReq carries POST /admin/drain to serve's loop; the reply
 	// channel gets the outcome from stop, before the admin listener
@@ -298,7 +298,10 @@ func (n *node) handOff() drainResult {
 // handoffTimeout bounds a hand-off at stop.
 const handoffTimeout = 10 * time.Minute
 
-// leaveCluster tells the pool this node leaves, and stops gossip.
+// leaveCluster tells the pool this node leaves, and stops gossip. Safe to
+// call twice. n.cl stays set (it is never reassigned after start, so the
+// metrics and admin handlers read it without a lock); its member view
+// stays readable after Shutdown.
 func (n *node) leaveCluster() {
 	if n.cl == nil {
 		return
@@ -307,7 +310,6 @@ func (n *node) leaveCluster() {
 		n.log.Warn("cluster leave not confirmed", "err", err)
 	}
 	n.cl.Shutdown()
-	n.cl = nil
 }
 
 // clusterCollector exports the node's view of its pool.
