@@ -83,3 +83,46 @@ func TestAntiEntropyCatchUp(t *testing.T) {
 }
 
 var _ Catalog = (*clustertest.Catalog)(nil)
+
+// After the first (full) pull, a change costs one entry on the wire: pulls
+// ask for the entries above the peer's version at the previous pull.
+func TestAntiEntropyIncremental(t *testing.T) {
+	ca, cb := clustertest.NewCatalog(), clustertest.NewCatalog()
+	for i := range 500 {
+		ca.Put(fmt.Sprintf("l%03d", i), map[string]int{"i": i}, uint64(1000+i), "a")
+	}
+	a := startNode(t, nodeOpts{name: "a", catalog: ca})
+	b := startNode(t, nodeOpts{name: "b", catalog: cb, join: []string{a.Addr()}})
+	waitFor(t, 5*time.Second, func() string { return fmt.Sprintf("b holds %d", cb.Len()) },
+		func() bool { return cb.Digest() == ca.Digest() })
+	s0 := b.Stats()
+	if s0.CatalogFull != 1 || s0.CatalogEntries != 500 {
+		t.Fatalf("first sync: %+v, want one full pull of 500 entries", s0)
+	}
+	ca.Put("new", map[string]int{"i": -1}, 5000, "a")
+	waitFor(t, 5*time.Second, func() string { return "b lacks new" }, func() bool { return cb.Digest() == ca.Digest() })
+	s1 := b.Stats()
+	if s1.CatalogFull != 1 || s1.CatalogEntries-s0.CatalogEntries != 1 {
+		t.Fatalf("after one change: %+v (before %+v), want one more entry and no full pull", s1, s0)
+	}
+}
+
+// An entry that reaches a peer late with a version below what was pulled
+// from it (merged there from the feed or another node) is not in an
+// incremental pull; the difference persists, and a full pull after
+// FullPullAfter brings it.
+func TestAntiEntropyFullPullFallback(t *testing.T) {
+	ca, cb := clustertest.NewCatalog(), clustertest.NewCatalog()
+	ca.Put("x", map[string]int{"i": 1}, 1000, "a")
+	a := startNode(t, nodeOpts{name: "a", catalog: ca})
+	b := startNode(t, nodeOpts{name: "b", catalog: cb, join: []string{a.Addr()}})
+	waitFor(t, 5*time.Second, func() string { return "first sync" }, func() bool { return cb.Digest() == ca.Digest() })
+
+	ca.Put("old", map[string]int{"i": 2}, 10, "q") // written long ago elsewhere
+	took := waitFor(t, 10*time.Second, func() string { return fmt.Sprintf("b: %+v", b.Stats()) },
+		func() bool { return cb.Digest() == ca.Digest() })
+	if s := b.Stats(); s.CatalogFull != 2 {
+		t.Fatalf("stats %+v: want a second, full pull", s)
+	}
+	t.Logf("late old entry pulled after %v (FullPullAfter 500ms)", took)
+}

@@ -58,7 +58,9 @@ type Member struct {
 type Stats struct {
 	HandoffSent     uint64 // records handed to peers and acked here
 	HandoffReceived uint64 // records peers handed here, committed
-	CatalogPulls    uint64 // anti-entropy pulls completed
+	CatalogPulls    uint64 // anti-entropy pulls completed (incremental and full)
+	CatalogFull     uint64 // of which full pulls (every entry of the peer)
+	CatalogEntries  uint64 // entries received in pulls
 	CatalogMerged   uint64 // entries that changed the catalog in those pulls
 	PullErrors      uint64
 	Joins           uint64 // successful joins to a seed
@@ -73,16 +75,15 @@ type Cluster struct {
 	meta atomic.Pointer[[]byte] // encoded Meta
 	boot uint64                 // random per process: orders live states across restarts
 
-	mu      sync.Mutex
-	peers   map[string]*peer // every member seen, self included
-	self    Live
-	selfAt  time.Time
-	seq     uint64
-	pulled  map[string]string    // peer -> the digest last pulled from it completely
-	retryAt map[string]time.Time // peer -> no pull from it before
+	mu     sync.Mutex
+	peers  map[string]*peer // every member seen, self included
+	self   Live
+	selfAt time.Time
+	seq    uint64
+	pulls  map[string]*pullState // peer -> what was pulled from it
 
-	handoffSent, handoffReceived         atomic.Uint64
-	pulls, merged, pullErrors, joinCount atomic.Uint64
+	handoffSent, handoffReceived                                     atomic.Uint64
+	pullsOK, fullPulls, entriesPulled, merged, pullErrors, joinCount atomic.Uint64
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -119,13 +120,12 @@ func Create(config *Config) (*Cluster, error) {
 		return nil, fmt.Errorf("%w (bind %s)", ErrNoKeyring, cfg.Bind)
 	}
 	c := &Cluster{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		boot:    rand.Uint64(),
-		peers:   make(map[string]*peer),
-		pulled:  make(map[string]string),
-		retryAt: make(map[string]time.Time),
-		stop:    make(chan struct{}),
+		cfg:   cfg,
+		log:   cfg.Logger,
+		boot:  rand.Uint64(),
+		peers: make(map[string]*peer),
+		pulls: make(map[string]*pullState),
+		stop:  make(chan struct{}),
 	}
 	if err := c.setMeta(cfg.Meta); err != nil {
 		return nil, err
@@ -403,8 +403,7 @@ func (c *Cluster) Members() []Member {
 	for name, p := range c.peers {
 		if (p.state == StateDead || p.state == StateLeft) && now.Sub(p.since) > c.cfg.DepartedRetention {
 			delete(c.peers, name)
-			delete(c.pulled, name)
-			delete(c.retryAt, name)
+			delete(c.pulls, name)
 			continue
 		}
 		m := Member{
@@ -460,7 +459,9 @@ func (c *Cluster) Stats() Stats {
 	return Stats{
 		HandoffSent:     c.handoffSent.Load(),
 		HandoffReceived: c.handoffReceived.Load(),
-		CatalogPulls:    c.pulls.Load(),
+		CatalogPulls:    c.pullsOK.Load(),
+		CatalogFull:     c.fullPulls.Load(),
+		CatalogEntries:  c.entriesPulled.Load(),
 		CatalogMerged:   c.merged.Load(),
 		PullErrors:      c.pullErrors.Load(),
 		Joins:           c.joinCount.Load(),

@@ -80,6 +80,11 @@ type Config struct {
 	// AntiEntropyInterval is how often digests are compared. Zero: 1s.
 	AntiEntropyInterval time.Duration
 
+	// FullPullAfter is how long a peer's digest may keep differing from
+	// this node's after an incremental pull of it before every entry is
+	// pulled. Zero: 30s.
+	FullPullAfter time.Duration
+
 	// PageSize is the number of catalog entries per page. Zero: 2000.
 	PageSize int
 
@@ -114,6 +119,7 @@ func DefaultConfig() *Config {
 		JoinMax:             15 * time.Second,
 		RejoinInterval:      30 * time.Second,
 		AntiEntropyInterval: time.Second,
+		FullPullAfter:       30 * time.Second,
 		PageSize:            2000,
 		HandoffRecords:      500,
 		HandoffBytes:        4 << 20,
@@ -203,6 +209,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if o.AntiEntropyInterval <= 0 {
 		o.AntiEntropyInterval = d.AntiEntropyInterval
+	}
+	if o.FullPullAfter <= 0 {
+		o.FullPullAfter = d.FullPullAfter
 	}
 	if o.PageSize <= 0 {
 		o.PageSize = d.PageSize

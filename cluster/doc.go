@@ -46,13 +46,18 @@ DepartedRetention (at least 10 minutes).
 # Anti-entropy
 
 Every AntiEntropyInterval the node compares its catalog digest with the
-digests its peers gossip. When a peer's differs, and this node has not
-already pulled that very digest from that peer, it pages through the peer's
-entries (tombstones included, PageSize at a time, so memory stays bounded
-for any catalog size) and merges each page. Merging is the catalog's rule
-(the higher (version, node) wins), so pulls in any order, repeated or
-interrupted, converge. A digest that still differs after a full pull means
-this node holds something the peer lacks: the peer pulls it in turn.
+digests its peers gossip. When a peer's digest differs and was not pulled
+yet, it pages through the peer's entries (tombstones included, PageSize at
+a time, so memory stays bounded for any catalog size) whose version is
+above the peer's version at the previous pull (all, the first time), and
+merges each page. A write made on the peer after that point has a higher
+version (hybrid logical clock), so incremental pulls miss nothing written
+there; an entry the peer merged from elsewhere with an older version is
+caught by a full pull once the digests have kept differing for
+FullPullAfter. Merging is the catalog's rule (the higher (version, node)
+wins), so pulls in any order, repeated or interrupted, converge. A digest
+that still differs after a full pull means this node holds something the
+peer lacks: the peer pulls it in turn.
 
 # Hand-off
 

@@ -111,6 +111,7 @@ func tryStartNode(t *testing.T, o nodeOpts) (*testNode, error) {
 	cfg.LiveInterval = 200 * time.Millisecond
 	cfg.AntiEntropyInterval = 200 * time.Millisecond
 	cfg.PageSize = 10
+	cfg.FullPullAfter = 500 * time.Millisecond
 	cfg.JoinMin, cfg.JoinMax, cfg.RejoinInterval = 50*time.Millisecond, 500*time.Millisecond, time.Second
 	cfg.Meta = Meta{Region: cfg.Region, Roles: []string{"edge"}, Version: "test", Public: "127.0.0.1:1", Admin: ln.Addr().String()}
 	cfg.Live = o.live

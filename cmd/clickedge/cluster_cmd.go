@@ -321,10 +321,12 @@ var (
 	clPeerAge      = desc("cluster_peer_state_age_seconds", "Age of each peer's live state as this node holds it.", "peer")
 	clHandoff      = desc("cluster_handoff_records_total", "Outbox records handed to peers (sent, acked by them) or taken from peers (received, committed here).", "direction")
 	clCatalogPulls = desc("cluster_catalog_pulls_total", "Anti-entropy pulls of a peer's catalog, by result.", "result")
+	clCatalogFull  = desc("cluster_catalog_full_pulls_total", "Anti-entropy pulls that read every entry of the peer (the first from each peer, and the backstop).")
+	clCatalogEnts  = desc("cluster_catalog_pulled_entries_total", "Catalog entries received from peers by anti-entropy.")
 )
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{clMembers, clPeerPending, clPeerAge, clHandoff, clCatalogPulls} {
+	for _, d := range []*prometheus.Desc{clMembers, clPeerPending, clPeerAge, clHandoff, clCatalogPulls, clCatalogFull, clCatalogEnts} {
 		ch <- d
 	}
 }
@@ -350,6 +352,8 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, clHandoff, st.HandoffReceived, "received")
 	counter(ch, clCatalogPulls, st.CatalogPulls, "ok")
 	counter(ch, clCatalogPulls, st.PullErrors, "error")
+	counter(ch, clCatalogFull, st.CatalogFull)
+	counter(ch, clCatalogEnts, st.CatalogEntries)
 }
 
 // ---- CLI: clickedge cluster ... and clickedge drain ----
