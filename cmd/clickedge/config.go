@@ -45,6 +45,7 @@ type Config struct {
 	Log       LogConfig       `yaml:"log"`
 	Collector CollectorConfig `yaml:"collector"` // collect_cmd.go
 	Sentry    SentryConfig    `yaml:"sentry"`
+	Cluster   ClusterConfig   `yaml:"cluster"`
 
 	path string // the file loaded; "" for the embedded defaults alone
 }
@@ -754,6 +755,8 @@ func (c *Config) check() []problem {
 	positive("forwarder.shutdown_timeout", c.Forwarder.ShutdownTimeout)
 
 	nonNegative("geoip.poll_interval", c.GeoIP.PollInterval)
+
+	ps = append(ps, c.Cluster.check()...)
 
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	if s := c.Log.AccessSample; !(s >= 0 && s <= 1) { // also catches NaN

@@ -99,6 +99,7 @@ func wantDefaults() Config {
 		Log:     LogConfig{Level: "info", AccessSample: 0},
 		Collector: CollectorConfig{AMQPURLs: []string{}, QueueType: "quorum", BatchSize: 2000,
 			BatchInterval: d("100ms"), Writers: 2, MetricsListen: "127.0.0.1:9091", ShutdownTimeout: d("10s")},
+		Cluster: ClusterConfig{Join: []string{}},
 	}
 }
 

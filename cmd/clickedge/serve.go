@@ -63,6 +63,8 @@ type node struct {
 	reloadMu            sync.Mutex // one catalog reload at a time
 	reloads, reloadErrs atomic.Uint64
 	lastReload          atomic.Int64 // unix seconds of the last good load
+
+	clusterPart // cluster_cmd.go
 }
 
 // serve runs an edge node until SIGINT or SIGTERM. It returns the exit code.
@@ -80,16 +82,24 @@ func serve(cfg *Config, logger *slog.Logger, stderr io.Writer, signals <-chan os
 	if ready != nil {
 		ready(n)
 	}
-	for sig := range signals {
-		switch sig {
-		case syscall.SIGHUP:
-			n.reload()
-		default:
+	for {
+		select {
+		case sig, ok := <-signals:
+			if !ok {
+				return n.stop()
+			}
+			if sig == syscall.SIGHUP {
+				n.reload()
+				continue
+			}
 			logger.Info("clickedge stopping", "signal", sig.String())
+			return n.stop()
+		case reply := <-n.drainReq:
+			logger.Info("clickedge stopping", "signal", "drain (admin API)")
+			n.drainReply = reply
 			return n.stop()
 		}
 	}
-	return n.stop()
 }
 
 // startNode opens everything and starts listening. On error, what was
@@ -183,8 +193,11 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
+	if err := n.startCluster(); err != nil {
+		return nil, err
+	}
 	n.public = newPublicServer(cfg, n.srv, n.publicLn, n.limits, logger)
-	n.admin = newAdminServer(reporterOf(logger).recoverHTTP(edge.NewAdmin(edge.AdminConfig{
+	n.admin = newAdminServer(reporterOf(logger).recoverHTTP(n.adminHandler(edge.NewAdmin(edge.AdminConfig{
 		Gatherer:      n.reg,
 		Token:         cfg.Admin.Token,
 		Ready:         n.ready,
@@ -195,7 +208,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		Links:         n.lk.adminConfig(logger),
 
 		ForceReloadCatalog: n.forceReloadCatalog,
-	})), n.limits, logger)
+	}))), n.limits, logger)
 	publicLn := edge.Listen(n.publicLn, edge.ListenerOptions{
 		Name:     edge.ListenerPublic,
 		MaxConns: cfg.HTTP.MaxConnections,
@@ -412,12 +425,21 @@ func (n *node) stop() int {
 	defer fcancel()
 	_ = n.f.Close(fctx)
 	n.f = nil
+	ho := n.handOff()
+	if ho.Code != 0 || n.drainReply != nil && ho.Pending+int64(ho.Spilled) > 0 {
+		code = 1 // a drain promises exit 0 only with nothing pending
+	}
+	n.leaveCluster()
 	st := n.o.Stats()
 	if err := n.o.Close(); err != nil {
 		n.log.Error("outbox close failed", "err", err)
 		code = 1
 	}
 	n.o = nil
+	if n.drainReply != nil {
+		ho.Code, ho.Pending, ho.Spilled = code, st.Pending, st.Spill.Records
+		n.drainReply <- ho
+	}
 	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer acancel()
 	_ = n.admin.Shutdown(actx)
@@ -452,6 +474,7 @@ func (n *node) closeAll() {
 	if n.geo != nil {
 		n.geo.Close()
 	}
+	n.leaveCluster() // before the store it pulls into closes
 	n.lk.close()
 	n.lk = nil
 }

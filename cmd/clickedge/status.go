@@ -30,7 +30,7 @@ func (n *node) statusPage() *edge.Status {
 		OutboxOldestAge: os.OldestPendingAge(now),
 		OutboxFileBytes: os.FileSize,
 		SpillRecords:    os.Spill.Records,
-		Forwarder:       forwarderState(fs.Connected, fs.Blocked, fs.Retrying),
+		Forwarder:       forwarderState(fs),
 		ForwarderBroker: fs.Addr,
 		ForwarderError:  fs.LastError,
 		CatalogLoaded:   time.Unix(n.lastReload.Load(), 0),
@@ -42,18 +42,4 @@ func (n *node) statusPage() *edge.Status {
 		h(n, s)
 	}
 	return s
-}
-
-// forwarderState names the forwarder's state as the status page and the
-// cluster's live state show it.
-func forwarderState(connected, blocked, retrying bool) string {
-	switch {
-	case !connected:
-		return "disconnected"
-	case blocked:
-		return "blocked"
-	case retrying:
-		return "retrying"
-	}
-	return "connected"
 }
