@@ -113,7 +113,11 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	}
 	mux.HandleFunc("GET /admin/catalog", a.catalogInfo)
 	if cfg.Status != nil {
+		// /status checks the token itself: it also takes it as the password
+		// of basic authentication, so that a browser can ask for it
+		// (readAuthorized).
 		mux.HandleFunc("GET /status", a.readAuthorized(a.status))
+		a.selfAuth = map[string]bool{"/status": true}
 	}
 	if cfg.Links != nil {
 		mountLinks(mux, *cfg.Links, cfg.Token)
@@ -137,7 +141,7 @@ var openAdminPaths = map[string]bool{"/metrics": true, "/healthz": true, "/ready
 func (a *admin) gate(h http.Handler) http.Handler {
 	inner := a.authorized(h.ServeHTTP)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if openAdminPaths[r.URL.Path] {
+		if openAdminPaths[r.URL.Path] || a.selfAuth[r.URL.Path] {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -148,6 +152,7 @@ func (a *admin) gate(h http.Handler) http.Handler {
 type admin struct {
 	cfg      AdminConfig
 	tokenSum *[sha256.Size]byte // nil: no token configured
+	selfAuth map[string]bool    // paths whose handlers check the token themselves
 }
 
 func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {

@@ -131,7 +131,7 @@ func TestLinksAdminCRUD(t *testing.T) {
 	if v, _ := strconv.ParseUint(ch.Version, 10, 64); v != f.store.Version() {
 		t.Fatalf("PUT version %s, want the store's %d", ch.Version, f.store.Version())
 	}
-	code, h, body := f.do("GET", "/admin/links/tv", "", "")
+	code, h, body := f.do("GET", "/admin/links/tv", linksToken, "") // reads need the token too when one is set (harden #7)
 	if code != 200 || h.Get("X-Catalog-Version") != ch.Version {
 		t.Fatalf("GET = %d %s (version %q)", code, body, h.Get("X-Catalog-Version"))
 	}
