@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,13 +20,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/clickedge/clickedge/edge"
 )
 
 // Files of deploy/ whose metric names must be on /metrics.
 const (
-	deployDir       = "../../deploy"
-	pendingMetrics  = deployDir + "/prometheus/pending_metrics.txt"
-	prometheusGenOK = "up" // made by Prometheus, not by clickedge
+	deployDir      = "../../deploy"
+	pendingMetrics = deployDir + "/prometheus/pending_metrics.txt"
 )
 
 var (
@@ -385,5 +387,47 @@ func TestStatusPageInChromium(t *testing.T) {
 		if out, err := c.CombinedOutput(); err != nil {
 			t.Errorf("screenshot: %v\n%s", err, out)
 		}
+	}
+}
+
+// TestStatusHooks: a feature fills the status page's members and sections
+// through statusHooks (the cluster will), on a node started in-process.
+func TestStatusHooks(t *testing.T) {
+	cfg, err := LoadConfig("", []string{
+		"CLICKEDGE_HTTP_LISTEN=127.0.0.1:0", "CLICKEDGE_ADMIN_LISTEN=127.0.0.1:0",
+		"CLICKEDGE_DATA_DIR=" + t.TempDir(), "CLICKEDGE_NODE_ID=eu-central-1", "CLICKEDGE_NODE_REGION=eu-central",
+		"CLICKEDGE_FORWARDER_AMQP_URLS=amqp://guest:guest@127.0.0.1:1/",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := statusHooks
+	t.Cleanup(func() { statusHooks = saved })
+	statusHooks = append(statusHooks, func(n *node, s *edge.Status) {
+		s.Members = []edge.StatusMember{
+			{Name: n.cfg.Node.ID, State: "alive", Forwarder: s.Forwarder, CatalogVersion: s.CatalogVersion},
+			{Name: "eu-central-2", State: "suspect", Forwarder: "connected"},
+		}
+		s.Sections = append(s.Sections, edge.StatusSection{Title: "Postbacks", Rows: [][2]string{{"registered", "7"}}})
+	})
+	n, err := startNode(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.stop()
+	resp, err := http.Get("http://" + n.adminLn.Addr().String() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(b)
+	for _, want := range []string{`<td>eu-central-2</td>`, `<td class="bad">suspect</td>`, `<h2>Postbacks</h2>`, `<th>registered</th><td>7</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "No cluster configured") {
+		t.Errorf("status page says no cluster although a hook listed members")
 	}
 }
