@@ -209,88 +209,10 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 
 		ForceReloadCatalog: n.forceReloadCatalog,
 	}))), n.limits, logger)
-	publicLn := edge.Listen(n.publicLn, edge.ListenerOptions{
-		Name:     edge.ListenerPublic,
-		MaxConns: cfg.HTTP.MaxConnections,
-		NetHTTP:  cfg.HTTP.Server == "net",
-		Limits:   n.limits,
-	})
-	adminLn := edge.Listen(n.adminLn, edge.ListenerOptions{
-		Name:     edge.ListenerAdmin,
-		MaxConns: edge.DefaultAdminMaxConns,
-		NetHTTP:  true,
-		Limits:   n.limits,
-	})
+	publicLn, adminLn := limitListeners(cfg, n.publicLn, n.adminLn, n.limits)
 	go n.public.Serve(publicLn)
 	go n.admin.Serve(adminLn)
 	return n, nil
-}
-
-// Admin listener limits (harden #8; docs/configuration.md, "Limits").
-// Slow clients: the header within 5 s, the whole request within 30 s (an
-// admin body is at most 1 MiB), the answer within 2 min (a 30 s CPU
-// profile, a trace).
-const (
-	adminReadHeaderTimeout = 5 * time.Second
-	adminReadTimeout       = 30 * time.Second
-	adminWriteTimeout      = 2 * time.Minute
-	adminIdleTimeout       = 60 * time.Second
-)
-
-// newAdminServer is the admin listener's server, with the limits both
-// listeners share.
-func newAdminServer(h http.Handler, lim *edge.Limits, logger *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler: edge.LimitHTTP(h, edge.HTTPLimits{
-			Name:           edge.ListenerAdmin,
-			MaxHeaderCount: edge.DefaultMaxHeaderCount,
-			MaxBody:        edge.DefaultAdminMaxBody,
-			Limits:         lim,
-		}),
-		ReadHeaderTimeout: adminReadHeaderTimeout,
-		ReadTimeout:       adminReadTimeout,
-		WriteTimeout:      adminWriteTimeout,
-		IdleTimeout:       adminIdleTimeout,
-		MaxHeaderBytes:    edge.DefaultMaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-}
-
-// mkdirAllTracked is os.MkdirAll that appends the directories it created
-// to created, deepest first.
-func mkdirAllTracked(dir string, perm os.FileMode, created *[]string) error {
-	var missing []string
-	for d := filepath.Clean(dir); ; {
-		if _, err := os.Lstat(d); err == nil {
-			break
-		} else if !errors.Is(err, os.ErrNotExist) {
-			break // MkdirAll reports it
-		}
-		missing = append(missing, d)
-		parent := filepath.Dir(d)
-		if parent == d {
-			break
-		}
-		d = parent
-	}
-	if err := os.MkdirAll(dir, perm); err != nil {
-		return err
-	}
-	*created = append(*created, missing...)
-	return nil
-}
-
-// removeCreated removes the outbox file and directories a failed start
-// created. A directory that is not empty (someone else wrote there) stays.
-func (n *node) removeCreated() {
-	if p := n.createdOutbox; p != "" {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			n.log.Warn("cannot remove the outbox the failed start created", "path", p, "err", err)
-		}
-	}
-	for _, d := range n.createdDirs {
-		os.Remove(d) // fails, as it should, if not empty
-	}
 }
 
 func outboxOptions(cfg *Config, logger *slog.Logger) *outbox.Options {
@@ -490,14 +412,6 @@ type publicServer interface {
 	// requests in flight; for failed starts.
 	Close() error
 }
-
-// publicWriteTimeout bounds writing one public answer (a few hundred
-// bytes) to a client that does not read: the fasthttp default, for net too.
-const publicWriteTimeout = edge.DefaultFastWriteTimeout
-
-// publicMaxBody is the largest body the public listener takes (413
-// beyond); clicks have none. fasthttp's limit is the same (FastServer).
-const publicMaxBody = 4 << 10
 
 // newPublicServer builds the public listener's server for ln.
 func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, lim *edge.Limits, logger *slog.Logger) publicServer {
