@@ -135,6 +135,7 @@ type Link struct {
 	url      Template
 	fallback *Template
 	paused   bool
+	redirect Redirect // how the link answers; rules may override it
 }
 
 // defaultParams are the parameters recorded for a link without a params

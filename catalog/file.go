@@ -42,12 +42,15 @@ type (
 		FallbackURL string     `yaml:"fallback_url"`
 		Params      *[]string  `yaml:"params"`
 		Rules       []fileRule `yaml:"rules"`
+		Redirect    any        `yaml:"redirect"`
 	}
 	fileRule struct {
-		Name  string        `yaml:"name"`
-		When  *string       `yaml:"when"`
-		URL   string        `yaml:"url"`
-		Split *[]fileTarget `yaml:"split"`
+		Name     string        `yaml:"name"`
+		When     *string       `yaml:"when"`
+		URL      string        `yaml:"url"`
+		Split    *[]fileTarget `yaml:"split"`
+		Sticky   bool          `yaml:"sticky"`
+		Redirect any           `yaml:"redirect"`
 	}
 	fileTarget struct {
 		URL    string `yaml:"url"`
