@@ -158,10 +158,25 @@ type pullResult struct {
 }
 
 // pull pages through m's entries newer than since (all for 0) and merges
-// every page.
+// them in batches of up to MergeBatch entries: each Merge persists (an
+// fsync) and may rebuild the served snapshot, so fewer, bigger merges make
+// a big catch-up much cheaper, for a bounded amount of memory.
 func (c *Cluster) pull(ctx context.Context, m Member, since uint64) (pullResult, error) {
 	var res pullResult
+	var batch []Entry
 	after := ""
+	merge := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		n, err := c.cfg.Catalog.Merge(batch)
+		res.changed += n
+		batch = batch[:0]
+		if err != nil {
+			return fmt.Errorf("merge entries up to %q: %w", after, err)
+		}
+		return nil
+	}
 	for {
 		var page catalogPage
 		q := url.Values{"after": {after}, "limit": {strconv.Itoa(c.cfg.PageSize)}}
@@ -169,6 +184,9 @@ func (c *Cluster) pull(ctx context.Context, m Member, since uint64) (pullResult,
 			q.Set("since", strconv.FormatUint(since, 10))
 		}
 		if err := c.call(ctx, m, http.MethodGet, "/cluster/v1/catalog?"+q.Encode(), nil, &page); err != nil {
+			if merr := merge(); merr != nil { // keep what arrived
+				return res, errors.Join(err, merr)
+			}
 			return res, err
 		}
 		if res.pages == 0 {
@@ -176,20 +194,19 @@ func (c *Cluster) pull(ctx context.Context, m Member, since uint64) (pullResult,
 		}
 		res.pages++
 		res.entries += len(page.Entries)
-		if len(page.Entries) > 0 {
-			n, err := c.cfg.Catalog.Merge(page.Entries)
-			res.changed += n
-			if err != nil {
-				return res, fmt.Errorf("merge page after %q: %w", after, err)
-			}
-		}
-		if page.Next == "" {
-			return res, nil
-		}
-		if page.Next <= after {
-			return res, errors.New("peer's page cursor went backwards")
+		batch = append(batch, page.Entries...)
+		if page.Next != "" && page.Next <= after {
+			return res, errors.Join(errors.New("peer's page cursor went backwards"), merge())
 		}
 		after = page.Next
+		if len(batch) >= c.cfg.MergeBatch || after == "" {
+			if err := merge(); err != nil {
+				return res, err
+			}
+		}
+		if after == "" {
+			return res, nil
+		}
 	}
 }
 

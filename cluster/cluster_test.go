@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"errors"
+	"net"
 	. "github.com/clickedge/clickedge/cluster"
 	"strings"
 	"sync/atomic"
@@ -239,4 +240,44 @@ func TestMetaTooLarge(t *testing.T) {
 	if _, err := Create(cfg); !errors.Is(err, ErrMetaTooLarge) {
 		t.Fatalf("Create with 600-byte meta = %v, want ErrMetaTooLarge", err)
 	}
+}
+
+// A node bound to every address advertises the address peers should use,
+// and its wildcard admin address is published with that host.
+func TestAdvertiseAddress(t *testing.T) {
+	dir := t.TempDir()
+	key := writeKeyFile(t, dir, "k.json", newKey(4, 32))
+	probe := startNode(t, nodeOpts{name: "probe"})
+	_, port, _ := net.SplitHostPort(probe.Addr())
+	probe.kill()
+
+	kr, err := LoadKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Region, cfg.Keyring = "wild", "eu", kr
+	cfg.Memberlist = fastMemberlist()
+	cfg.Bind, cfg.Advertise = "0.0.0.0:"+port, "127.0.0.1:"+port
+	cfg.Meta = Meta{Region: "eu", Admin: "0.0.0.0:9999", Public: ":8080"}
+	w, err := Create(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown()
+	if w.Addr() != "127.0.0.1:"+port {
+		t.Fatalf("Addr() = %s, want the advertised 127.0.0.1:%s", w.Addr(), port)
+	}
+	if m := w.Meta(); m.Admin != "127.0.0.1:9999" || m.Public != "127.0.0.1:8080" {
+		t.Fatalf("meta %+v: wildcard hosts not replaced by the advertised address", m)
+	}
+	a := startNode(t, nodeOpts{name: "a", keyFile: key, join: []string{"127.0.0.1:" + port}})
+	waitFor(t, 10*time.Second, func() string { return view(a) }, func() bool {
+		for _, m := range a.Members() {
+			if m.Name == "wild" {
+				return m.State == StateAlive && m.Addr == "127.0.0.1:"+port && m.Admin == "127.0.0.1:9999"
+			}
+		}
+		return false
+	})
 }

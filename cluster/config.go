@@ -88,6 +88,10 @@ type Config struct {
 	// PageSize is the number of catalog entries per page. Zero: 2000.
 	PageSize int
 
+	// MergeBatch is how many pulled entries are merged into the catalog
+	// at once. Zero: 50000 (tens of MB at most).
+	MergeBatch int
+
 	// HandoffRecords and HandoffBytes bound one hand-off batch. Zero: 500
 	// records, 4 MiB.
 	HandoffRecords, HandoffBytes int
@@ -121,6 +125,7 @@ func DefaultConfig() *Config {
 		AntiEntropyInterval: time.Second,
 		FullPullAfter:       30 * time.Second,
 		PageSize:            2000,
+		MergeBatch:          50000,
 		HandoffRecords:      500,
 		HandoffBytes:        4 << 20,
 		MaxSkew:             2 * time.Minute,
@@ -215,6 +220,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if o.PageSize <= 0 {
 		o.PageSize = d.PageSize
+	}
+	if o.MergeBatch <= 0 {
+		o.MergeBatch = d.MergeBatch
 	}
 	if o.HandoffRecords <= 0 {
 		o.HandoffRecords = d.HandoffRecords
