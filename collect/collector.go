@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -306,7 +308,10 @@ type batch struct {
 	n                   int
 	clicks              []*Click
 	actions             []*Action
-	dead                []deadLetter
+	// The deliveries the rows came from, index for index, in case the
+	// database refuses a row and it must be dead-lettered.
+	clickDs, actionDs []amqp.Delivery
+	dead              []deadLetter
 }
 
 type deadLetter struct {
@@ -483,6 +488,7 @@ func (c *Collector) add(cur *batch, timer *time.Timer, d amqp.Delivery, queue st
 		var row *Click
 		if row, p = ParseClick(d.Body); p == nil {
 			cur.clicks = append(cur.clicks, row)
+			cur.clickDs = append(cur.clickDs, d)
 			at = row.TS
 		}
 	} else {
@@ -490,6 +496,7 @@ func (c *Collector) add(cur *batch, timer *time.Timer, d amqp.Delivery, queue st
 		var row *Action
 		if row, p = ParseAction(d.Body); p == nil {
 			cur.actions = append(cur.actions, row)
+			cur.actionDs = append(cur.actionDs, d)
 			at = row.TS
 		}
 	}
@@ -575,6 +582,9 @@ func (c *Collector) write(ctx context.Context, store *Store, b *batch) (Result, 
 	for attempt := 1; ; attempt++ {
 		began := time.Now()
 		r, err := store.Write(ctx, b.clicks, b.actions)
+		if isRefusal(err) {
+			r, err = c.isolate(ctx, store, b)
+		}
 		if err == nil {
 			took := time.Since(began)
 			c.st.update(func(s *Stats) { s.DatabaseUp = true; s.WriteTime += took })
@@ -598,6 +608,65 @@ func (c *Collector) write(ctx context.Context, store *Store, b *batch) (Result, 
 		}
 		delay = min(2*delay, c.cfg.RetryMax)
 	}
+}
+
+// isRefusal reports whether err is the database refusing the data (SQLSTATE
+// class 22, data exception, or 23, integrity constraint violation): the
+// same batch would be refused forever.
+func isRefusal(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))
+}
+
+// isolate writes b's rows one at a time after the database refused the
+// batch, and moves the rows it refuses to b.dead, so that one bad row
+// never blocks the rest. Parsing keeps out everything known to be refused
+// (NUL, invalid UTF-8, bad numbers); this is the net under it.
+func (c *Collector) isolate(ctx context.Context, store *Store, b *batch) (Result, error) {
+	var total Result
+	refused := func(err error, d amqp.Delivery, queue string) {
+		var pe *pgconn.PgError
+		errors.As(err, &pe)
+		b.dead = append(b.dead, deadLetter{d: d, queue: queue,
+			poison: &Poison{Reason: ReasonRefused, Detail: fmt.Sprintf("SQLSTATE %s: %s", pe.Code, pe.Message)}})
+	}
+	var clicks []*Click
+	var clickDs []amqp.Delivery
+	for i, row := range b.clicks {
+		r, err := store.Write(ctx, []*Click{row}, nil)
+		switch {
+		case isRefusal(err):
+			refused(err, b.clickDs[i], c.cfg.ClickQueue)
+		case err != nil:
+			return total, err
+		default:
+			clicks, clickDs = append(clicks, row), append(clickDs, b.clickDs[i])
+			total.Clicks += r.Clicks
+			total.ClickDuplicates += r.ClickDuplicates
+		}
+	}
+	// From here a retry of the batch (after a failure below) writes only
+	// what is left: refused rows are not tried again.
+	b.clicks, b.clickDs = clicks, clickDs
+	var actions []*Action
+	var actionDs []amqp.Delivery
+	for i, row := range b.actions {
+		r, err := store.Write(ctx, nil, []*Action{row})
+		switch {
+		case isRefusal(err):
+			refused(err, b.actionDs[i], c.cfg.ActionQueue)
+		case err != nil:
+			return total, err
+		default:
+			actions, actionDs = append(actions, row), append(actionDs, b.actionDs[i])
+			total.Actions += r.Actions
+			total.ActionDuplicates += r.ActionDuplicates
+		}
+	}
+	b.actions, b.actionDs = actions, actionDs
+	c.log.Warn("database refused rows; dead-lettering them, the rest is written",
+		"refused", len(b.dead), "clicks", len(clicks), "actions", len(actions))
+	return total, nil
 }
 
 // deadLetter publishes poison to DeadQueue with the reason in headers and

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/clickedge/clickedge/internal/brokertest"
@@ -302,6 +303,49 @@ func TestCollectorRowsDuplicatesPoison(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A row the database refuses (here: a constraint added by hand) is
+// dead-lettered with the database's reason, and the rest of its batch is
+// written: one bad row never blocks the queue.
+func TestCollectorDatabaseRefusesRow(t *testing.T) {
+	amqpURL := brokertest.SharedURL(t)
+	_, dbURL := newDB(t, nil)
+	n := newNames(t, amqpURL)
+	r := startCollector(t, amqpURL, dbURL, n, func(c *Config) { c.BatchInterval = 200 * time.Millisecond })
+	waitFor(t, 30*time.Second, "the schema", func() (bool, string) { return r.c.Stats().DatabaseUp, "not yet" })
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER TABLE clicks ADD CONSTRAINT no_evil CHECK (link <> 'evil')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	pub := newPublisher(t, amqpURL)
+	for i := range 52 {
+		link := "good"
+		if i == 10 || i == 40 {
+			link = "evil"
+		}
+		id, body := clickBodyAt(time.Now(), link, "eu")
+		pub.publish(n.clicks, "click.eu", id, body)
+	}
+	pub.wait()
+	waitRows(t, dbURL, 50, 0, 30*time.Second)
+	waitFor(t, 30*time.Second, "two refused rows dead-lettered", func() (bool, string) {
+		s := r.c.Stats()
+		return s.DeadByReason[ReasonRefused] == 2 && s.Lag(time.Now()) == 0, fmt.Sprintf("%+v", s)
+	})
+	r.stop()
+	for _, d := range getAll(t, amqpURL, n.deadQ) {
+		if reason, _ := d.Headers[ReasonHeader].(string); reason != string(ReasonRefused) ||
+			!strings.Contains(fmt.Sprint(d.Headers[DetailHeader]), "no_evil") || !strings.Contains(string(d.Body), `"evil"`) {
+			t.Errorf("dead-lettered %s: reason %q detail %q", d.Body, reason, d.Headers[DetailHeader])
+		}
 	}
 }
 

@@ -41,7 +41,9 @@ batches in order; the next batch fills while one is written.
     headers ReasonHeader, DetailHeader, QueueHeader beside its own) and
     acked with its batch once the broker confirmed it. The rest of the
     batch is written as usual. Text is made storable (NUL becomes U+FFFD),
-    so a value PostgreSQL would refuse cannot fail a batch.
+    so no value known to be refused by PostgreSQL reaches it; should the
+    database refuse a batch anyway (SQLSTATE class 22 or 23), its rows are
+    written one by one and the refused ones dead-lettered as "refused".
   - Outages wait, they do not lose. While PostgreSQL is unreachable the
     writer retries the same batch with back-off and acks nothing; the
     prefetch window stops the broker from sending more. When the broker

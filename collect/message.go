@@ -24,6 +24,7 @@ const (
 	ReasonMissingID      Reason = "missing_id"      // click_id (or action_id) is absent or empty
 	ReasonMalformedID    Reason = "malformed_id"    // an id is not what the schema says, or action_id does not match its fields
 	ReasonBadField       Reason = "bad_field"       // another field has the wrong type or an invalid value
+	ReasonRefused        Reason = "refused"         // PostgreSQL refused the row (a data or constraint error)
 )
 
 // Poison is a message that cannot become a row.

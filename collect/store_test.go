@@ -240,3 +240,46 @@ func TestStoreReconnects(t *testing.T) {
 		t.Fatalf("clicks rows = %d, want 2", got)
 	}
 }
+
+// Collectors writing the same new days at once create each partition once
+// and agree on every row: each click inserted by exactly one of them.
+func TestStoreConcurrentWriters(t *testing.T) {
+	_, url := newDB(t, nil)
+	now := time.Now()
+	var clicks []*Click
+	for i := range 400 {
+		_, body := clickBodyAt(now.Add(-time.Duration(i%5)*24*time.Hour), "tv", "eu")
+		clicks = append(clicks, mustClick(t, body))
+	}
+	const n = 4
+	stores := make([]*Store, n)
+	for i := range stores {
+		stores[i] = newStore(t, url)
+	}
+	var wg sync.WaitGroup
+	results := make([]Result, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = stores[i].Write(context.Background(), clicks, nil)
+		}()
+	}
+	wg.Wait()
+	inserted, dups := 0, 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Write #%d: %v", i, errs[i])
+		}
+		inserted += results[i].Clicks
+		dups += results[i].ClickDuplicates
+	}
+	if inserted != 400 || dups != 3*400 {
+		t.Fatalf("inserted %d, duplicates %d; want 400 and %d", inserted, dups, 3*400)
+	}
+	if got := queryInt(t, url, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'clicks'::regclass"); got != 5+1+1 {
+		// five days of rows, tomorrow (made at connect), the default
+		t.Errorf("clicks partitions = %d, want 7", got)
+	}
+}

@@ -279,7 +279,7 @@ var (
 )
 
 var deadReasons = []collect.Reason{collect.ReasonNotJSON, collect.ReasonUnknownVersion,
-	collect.ReasonMissingID, collect.ReasonMalformedID, collect.ReasonBadField}
+	collect.ReasonMissingID, collect.ReasonMalformedID, collect.ReasonBadField, collect.ReasonRefused}
 
 type collectCollector struct{ c *collect.Collector }
 
