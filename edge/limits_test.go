@@ -155,12 +155,14 @@ func TestListenerSlowClient(t *testing.T) {
 		t.Run(server, func(t *testing.T) {
 			const timeout = 500 * time.Millisecond
 			ls := startLimitServer(t, server, edge.ListenerOptions{}, edge.FastOptions{ReadTimeout: timeout, IdleTimeout: timeout})
+			// start before Dial: the server's read deadline can start as soon
+			// as the kernel completes the handshake, before Dial returns.
+			start := time.Now()
 			c, err := net.Dial("tcp", ls.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			start := time.Now()
 			io.WriteString(c, "GET /r/Summer HTTP/1.1\r\nHost: x\r\nX-Slow: ")
 			closed := make(chan time.Duration, 1)
 			go func() {
