@@ -42,14 +42,16 @@ type Config struct {
 	Catalog   CatalogConfig   `yaml:"catalog"`
 	GeoIP     GeoIPConfig     `yaml:"geoip"`
 	Log       LogConfig       `yaml:"log"`
+	Postback  PostbackConfig  `yaml:"postback"`
 
 	path string // the file loaded; "" for the embedded defaults alone
 }
 
 // NodeConfig names the node.
 type NodeConfig struct {
-	ID     string `yaml:"id"`
-	Region string `yaml:"region"`
+	ID     string   `yaml:"id"`
+	Region string   `yaml:"region"`
+	Roles  []string `yaml:"roles"`
 }
 
 // HTTPConfig configures the public listener.
@@ -726,6 +728,8 @@ func (c *Config) check() []problem {
 	positive("forwarder.shutdown_timeout", c.Forwarder.ShutdownTimeout)
 
 	nonNegative("geoip.poll_interval", c.GeoIP.PollInterval)
+
+	ps = append(ps, c.checkPostback()...)
 
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	if s := c.Log.AccessSample; !(s >= 0 && s <= 1) { // also catches NaN

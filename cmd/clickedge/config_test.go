@@ -57,7 +57,7 @@ func d(s string) Duration {
 // wantDefaults is the configuration the brief and DESIGN.md specify.
 func wantDefaults() Config {
 	return Config{
-		Node: NodeConfig{ID: testHost, Region: "local"},
+		Node: NodeConfig{ID: testHost, Region: "local", Roles: []string{"edge", "postback"}},
 		HTTP: HTTPConfig{
 			Listen:            ":8080",
 			Server:            "fasthttp",
@@ -91,9 +91,10 @@ func wantDefaults() Config {
 			QueueType:       "quorum",
 			ShutdownTimeout: d("10s"),
 		},
-		Catalog: CatalogConfig{File: ""},
-		GeoIP:   GeoIPConfig{Database: "", PollInterval: d("60s")},
-		Log:     LogConfig{Level: "info", AccessSample: 0},
+		Catalog:  CatalogConfig{File: ""},
+		GeoIP:    GeoIPConfig{Database: "", PollInterval: d("60s")},
+		Log:      LogConfig{Level: "info", AccessSample: 0},
+		Postback: PostbackConfig{Exchange: "actions"},
 	}
 }
 
@@ -150,7 +151,7 @@ geoip:
   database: ""
 `,
 			want: func(c *Config) {
-				c.Node = NodeConfig{ID: "eu-1", Region: "eu-central"}
+				c.Node.ID, c.Node.Region = "eu-1", "eu-central"
 				c.Catalog.File = "links.yaml"
 			},
 		},
@@ -199,12 +200,12 @@ geoip:
 		},
 		{name: "integer for a float", src: "log:\n  access_sample: 1\n", want: func(c *Config) { c.Log.AccessSample = 1 }},
 		{name: "quoted keys", src: "\"node\":\n  'region': eu\n", want: func(c *Config) { c.Node.Region = "eu" }},
-		{name: "flow mapping", src: "node: {id: n1, region: eu}\n", want: func(c *Config) { c.Node = NodeConfig{"n1", "eu"} }},
+		{name: "flow mapping", src: "node: {id: n1, region: eu}\n", want: func(c *Config) { c.Node.ID, c.Node.Region = "n1", "eu" }},
 		{name: "explicit string tag", src: "node:\n  id: !!str 12345\n", want: func(c *Config) { c.Node.ID = "12345" }},
 		{
 			name: "anchor and alias",
 			src:  "node:\n  region: &r eu\n  id: *r\n",
-			want: func(c *Config) { c.Node = NodeConfig{ID: "eu", Region: "eu"} },
+			want: func(c *Config) { c.Node.ID, c.Node.Region = "eu", "eu" },
 		},
 		{
 			name: "literal block",

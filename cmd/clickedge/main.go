@@ -40,6 +40,8 @@ func init() {
 			flags: func(env []string) *flag.FlagSet { fs, _ := serveFlags(env); return fs }},
 		{name: "outbox", summary: "inspect, export, replay, verify, compact or salvage an outbox", run: cmdOutbox,
 			flags: func(env []string) *flag.FlagSet { return outboxFlags() }},
+		{name: "postback", summary: "sign a postback URL for an advertiser (postback sign)", run: cmdPostback,
+			flags: func(env []string) *flag.FlagSet { fs, _, _, _, _ := postbackSignFlags(env); return fs }},
 		{name: "version", summary: "print the version and build information", run: cmdVersion},
 		{name: "help", summary: "show this help, or a command's flags: help COMMAND", run: cmdHelp},
 	}

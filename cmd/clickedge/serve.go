@@ -27,6 +27,7 @@ import (
 	"github.com/clickedge/clickedge/edge/geo"
 	"github.com/clickedge/clickedge/outbox"
 	"github.com/clickedge/clickedge/outbox/rabbit"
+	"github.com/clickedge/clickedge/postback"
 )
 
 // demoCatalog serves when catalog.file is empty: `clickedge serve` with no
@@ -47,6 +48,7 @@ type node struct {
 	f   *outbox.Forwarder
 	geo *geo.DB
 	srv *edge.Server
+	pb  *postbackState // nil without the postback role
 	reg *prometheus.Registry
 
 	public              publicServer
@@ -96,7 +98,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}()
 	device.Warm() // builds the user-agent trie now, not on the first click
 
-	cat, err := loadCatalog(cfg)
+	cat, err := loadRoleCatalog(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +126,9 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}
 	n.srv.SetCatalog(cat)
 	n.lastReload.Store(time.Now().Unix())
+	if err := n.startPostback(); err != nil {
+		return nil, err
+	}
 
 	pub, err := rabbit.New(rabbitConfig(cfg, logger))
 	if err != nil {
@@ -155,6 +160,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		n.reg.MustRegister(&geoCollector{db: n.geo})
 	}
 	n.reg.MustRegister(n.srv.Collectors()...)
+	n.reg.MustRegister(n.postbackCollectors()...)
 
 	if n.publicLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -162,14 +168,14 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
-	n.public = newPublicServer(cfg, n.srv, n.publicLn, logger)
+	n.public = newPublicServer(cfg, n.srv, n.pb, n.publicLn, logger)
 	n.admin = &http.Server{
 		Handler: edge.NewAdmin(edge.AdminConfig{
 			Gatherer:      n.reg,
 			Token:         cfg.Admin.Token,
 			Ready:         n.ready,
 			OutboxStatus:  n.outboxStatus,
-			ReloadCatalog: n.reloadCatalog,
+			ReloadCatalog: n.reloadRoles,
 			Server:        n.srv,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -232,6 +238,7 @@ func rabbitConfig(cfg *Config, logger *slog.Logger) *rabbit.Config {
 	rc.ConfirmBuffer = max(rc.ConfirmBuffer, cfg.Forwarder.Window)
 	rc.ConnectionName = "clickedge " + cfg.Node.ID
 	rc.Logger = logger.With("component", "rabbit")
+	postbackTopology(cfg, rc)
 	return rc
 }
 
@@ -281,9 +288,12 @@ func (n *node) reloadCatalog() error {
 	return nil
 }
 
-// reload is SIGHUP: the catalog and the GeoIP database.
+// reload is SIGHUP: the catalog, the GeoIP database and the advertisers.
 func (n *node) reload() {
-	_ = n.reloadCatalog()
+	if n.cfg.hasRole(roleEdge) {
+		_ = n.reloadCatalog()
+	}
+	_ = n.reloadAdvertisers()
 	if n.geo != nil {
 		if changed, err := n.geo.Reload(); err != nil {
 			n.log.Error("geoip reload refused; the last good database keeps serving", "err", err)
@@ -369,10 +379,10 @@ type publicServer interface {
 }
 
 // newPublicServer builds the public listener's server for ln.
-func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, logger *slog.Logger) publicServer {
+func newPublicServer(cfg *Config, srv *edge.Server, pb *postbackState, ln net.Listener, logger *slog.Logger) publicServer {
 	if cfg.HTTP.Server == "net" {
 		return &http.Server{
-			Handler:           accessLog(srv, cfg.Log.AccessSample, logger),
+			Handler:           accessLog(routeRoles(cfg, srv, pb), cfg.Log.AccessSample, logger),
 			ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
 			IdleTimeout:       time.Duration(cfg.HTTP.IdleTimeout),
 			MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
@@ -385,7 +395,10 @@ func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, logger *slo
 		MaxHeaderBytes: int(cfg.HTTP.MaxHeaderBytes),
 		Logger:         logger,
 	})
-	fs.Handler = fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger)
+	if pb != nil {
+		fs.MaxRequestBodySize = max(fs.MaxRequestBodySize, postback.MaxQueryBytes) // form-encoded POSTs
+	}
+	fs.Handler = fastAccessLog(routeRolesFast(cfg, fs.Handler, pb), cfg.Log.AccessSample, logger)
 	return &fastPublic{srv: fs, ln: ln}
 }
 
