@@ -154,6 +154,7 @@ type answer struct {
 	Error  string `json:"error,omitempty"`
 	Field  string `json:"field,omitempty"`
 	reason reason
+	adv    string // for the log, when known
 }
 
 func refuse(status int, r reason, field, format string, args ...any) *answer {
@@ -267,7 +268,7 @@ func (h *Handler) finish(a *answer, start time.Time) {
 	h.m.byReason[a.reason].Inc()
 	now := time.Now().Unix()
 	if last := h.logged.Load(); last != now && h.logged.CompareAndSwap(last, now) {
-		h.log.Info("postback refused", "status", a.status, "reason", reasonNames[a.reason], "error", a.Error,
+		h.log.Info("postback refused", "adv", a.adv, "status", a.status, "reason", reasonNames[a.reason], "error", a.Error,
 			"field", a.Field, "suppressed", h.quiet.Swap(0))
 		return
 	}
@@ -276,7 +277,9 @@ func (h *Handler) finish(a *answer, start time.Time) {
 
 // handle judges a postback and, when it is new or moves forward, stores it
 // before answering. See the package documentation for the order of checks.
-func (h *Handler) handle(q *request) *answer {
+func (h *Handler) handle(q *request) (a *answer) {
+	var advID string
+	defer func() { a.adv = clip(advID) }()
 	if q.method != http.MethodGet && q.method != http.MethodPost {
 		return refuse(http.StatusMethodNotAllowed, reasonBadRequest, "", "method %s not allowed; use GET or POST", clipMethod(q.method))
 	}
@@ -296,8 +299,8 @@ func (h *Handler) handle(q *request) *answer {
 	}
 	now := h.cfg.Now()
 
-	advID, ok := ps.Get("adv")
-	if !ok || advID == "" {
+	advID, _ = ps.Get("adv")
+	if advID == "" {
 		return refuse(http.StatusBadRequest, reasonBadRequest, "adv", "missing")
 	}
 	adv := h.advs.Load().Lookup(advID)
@@ -310,13 +313,13 @@ func (h *Handler) handle(q *request) *answer {
 			return refuse(http.StatusForbidden, reasonForbidden, "", "address %s is not allowed for this advertiser", ip)
 		}
 	}
-	if a := h.authenticate(adv, ps, q.auth, now); a != nil {
-		return a
+	if refusal := h.authenticate(adv, ps, q.auth, now); refusal != nil {
+		return refusal
 	}
 
-	p, a := checkFields(ps)
-	if a != nil {
-		return a
+	p, refusal := checkFields(ps)
+	if refusal != nil {
+		return refusal
 	}
 	if p.clickTime.Sub(now) > h.cfg.MaxClickFuture {
 		return refuse(http.StatusUnprocessableEntity, reasonOutOfWindow, "click_id", "the click is from the future (%s)", formatTS(p.clickTime))

@@ -16,6 +16,8 @@ import (
 
 	"github.com/clickedge/clickedge/edge/clickid"
 	"github.com/clickedge/clickedge/internal/brokertest"
+	"github.com/clickedge/clickedge/outbox"
+	"github.com/clickedge/clickedge/outbox/outboxtest"
 	"github.com/clickedge/clickedge/postback"
 )
 
@@ -252,5 +254,56 @@ func TestPostbackSignCommand(t *testing.T) {
 	}
 	if code, _, _ := sign("order_id=1"); code != 2 {
 		t.Fatalf("sign without -adv = %d, want 2", code)
+	}
+}
+
+// The outbox tools show both kinds of record: stats counts them by
+// exchange, export and replay take -kind.
+func TestOutboxToolsShowActions(t *testing.T) {
+	url := brokertest.SharedURL(t)
+	clicks, actions := "ce-kc-"+randHex(4), "ce-ka-"+randHex(4)
+	fx := makeOutbox(t, 6, 2, clicks)
+	// A long retention: the fixture's delivered records are old.
+	o, err := outbox.Open(fx.path, &outbox.Options{Retention: 100 * 365 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r := outboxtest.Record(fmt.Sprintf("%032x", 0xac7000+i))
+		r.Exchange, r.RoutingKey = actions, "action.test"
+		if err := o.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Close()
+
+	code, stdout, stderr := runCmd(t, nil, "outbox", "stats", "-data", fx.dir, "-json")
+	var st obStats
+	if code != 0 || json.Unmarshal([]byte(stdout), &st) != nil {
+		t.Fatalf("stats -json: %d %s %s", code, stdout, stderr)
+	}
+	if c, a := st.Exchanges[clicks], st.Exchanges[actions]; c == nil || a == nil || c.Pending != 4 || c.Delivered != 2 || a.Pending != 3 {
+		t.Fatalf("stats by exchange = %+v, want %s 4 pending 2 delivered and %s 3 pending", st.Exchanges, clicks, actions)
+	}
+	if _, stdout, _ := runCmd(t, nil, "outbox", "stats", "-data", fx.dir); !strings.Contains(stdout, "by exchange") || !strings.Contains(stdout, actions+" ") {
+		t.Fatalf("stats lacks the breakdown:\n%s", stdout)
+	}
+	_, stdout, _ = runCmd(t, nil, "outbox", "export", "-data", fx.dir, "-kind", actions)
+	if lines := strings.Split(strings.TrimSpace(stdout), "\n"); len(lines) != 3 || !strings.Contains(lines[0], `"exchange":"`+actions+`"`) {
+		t.Fatalf("export -kind %s gave %d lines:\n%s", actions, len(lines), stdout)
+	}
+
+	q := brokertest.TempQueue(t, url, actions, "action.#")
+	c := brokertest.Consume(t, url, q)
+	t.Cleanup(func() { deleteExchange(url, actions); deleteExchange(url, clicks) })
+	code, stdout, stderr = runCmd(t, nil, "outbox", "replay", "-data", fx.dir, "-amqp", url, "-kind", actions, "-progress", "none")
+	if code != 0 || !strings.Contains(stdout, "published      3") {
+		t.Fatalf("replay -kind: %d\n%s%s", code, stdout, stderr)
+	}
+	if err := c.WaitCount(3, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := rpFileStats(t, fx.path); st.Pending != 4 {
+		t.Fatalf("after replay -kind %s: %d pending, want the 4 clicks", actions, st.Pending)
 	}
 }
