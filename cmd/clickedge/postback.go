@@ -102,8 +102,19 @@ type postbackState struct {
 	reloads, reloadErrs atomic.Uint64
 }
 
-// startPostback builds the postback handler when the role is on.
-func (n *node) startPostback() error {
+// loadRoleAdvertisers loads the advertisers of a node with the postback
+// role (nil without it), before anything is opened: a bad file stops the
+// start with nothing left behind.
+func loadRoleAdvertisers(cfg *Config) (*postback.Advertisers, error) {
+	if !cfg.hasRole(rolePostback) {
+		return nil, nil
+	}
+	return loadAdvertisers(cfg)
+}
+
+// startPostback builds the postback handler when the role is on, serving
+// advs.
+func (n *node) startPostback(advs *postback.Advertisers) error {
 	if !n.cfg.hasRole(rolePostback) {
 		return nil
 	}
@@ -114,10 +125,6 @@ func (n *node) startPostback() error {
 	pc.TrustedProxies = n.cfg.TrustedProxies()
 	pc.Logger = n.log.With("component", "postback")
 	h, err := postback.New(pc)
-	if err != nil {
-		return err
-	}
-	advs, err := loadAdvertisers(n.cfg)
 	if err != nil {
 		return err
 	}
@@ -163,7 +170,7 @@ func (n *node) reloadRoles() error {
 
 var (
 	pbAdvertisersDesc = desc("postback_advertisers", "Advertisers in the set the postback role serves.")
-	pbReloads     = desc("postback_advertisers_reloads_total", "Advertisers file reloads, by result (ok, refused).", "result")
+	pbReloads         = desc("postback_advertisers_reloads_total", "Advertisers file reloads, by result (ok, refused).", "result")
 )
 
 // postbackCollector exports the advertisers set's size and reloads.

@@ -153,9 +153,14 @@ func TestAdvertisersLoadAndReload(t *testing.T) {
 	cfg := filepath.Join(dir, "clickedge.yaml")
 	os.WriteFile(cfg, []byte(unreachableMQ+postbackOnlyNd+"postback:\n  advertisers: advertisers.yaml\n"), 0o600)
 	var out, errb bytes.Buffer
-	code := run([]string{"serve", "-config", cfg}, &out, &errb, []string{"CLICKEDGE_HTTP_LISTEN=127.0.0.1:0", "CLICKEDGE_ADMIN_LISTEN=127.0.0.1:0"})
+	data := filepath.Join(dir, "data")
+	code := run([]string{"serve", "-config", cfg}, &out, &errb, []string{"CLICKEDGE_HTTP_LISTEN=127.0.0.1:0", "CLICKEDGE_ADMIN_LISTEN=127.0.0.1:0",
+		"CLICKEDGE_DATA_DIR=" + data})
 	if code != 1 || !strings.Contains(errb.String(), advs) || !strings.Contains(errb.String(), `entry 1 (id "acme"): secret`) {
 		t.Fatalf("serve with a bad advertisers file: exit %d, stderr %q; want 1 naming the file and entry", code, errb.String())
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Fatalf("a start refused for its advertisers file left %s behind (%v)", data, err)
 	}
 
 	os.WriteFile(advs, []byte(pbAdvertisers), 0o600)

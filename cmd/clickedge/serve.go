@@ -102,6 +102,10 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	advs, err := loadRoleAdvertisers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.GeoIPPath() != "" {
 		n.geo, err = geo.Open(cfg.GeoIPPath(), &geo.Options{
 			PollInterval: time.Duration(cfg.GeoIP.PollInterval),
@@ -126,7 +130,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}
 	n.srv.SetCatalog(cat)
 	n.lastReload.Store(time.Now().Unix())
-	if err := n.startPostback(); err != nil {
+	if err := n.startPostback(advs); err != nil {
 		return nil, err
 	}
 
