@@ -261,7 +261,7 @@ func routeRolesFast(cfg *Config, edgeHandler fasthttp.RequestHandler, pb *postba
 
 func cmdPostback(args []string, stdout, stderr io.Writer, env []string) int {
 	if len(args) == 0 || args[0] != "sign" {
-		fmt.Fprintln(stderr, "usage: clickedge postback sign -config FILE -adv ID [-url URL] [-now] key=value...")
+		fmt.Fprintln(stderr, "usage: clickedge postback sign -config FILE -adv ID [-url URL] [-no-ts] key=value...")
 		if len(args) == 0 {
 			return 2
 		}
