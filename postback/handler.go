@@ -303,7 +303,8 @@ func (h *Handler) handle(q *request) (a *answer) {
 	if advID == "" {
 		return refuse(http.StatusBadRequest, reasonBadRequest, "adv", "missing")
 	}
-	adv := h.advs.Load().Lookup(advID)
+	advs := h.advs.Load() // one set for the whole request
+	adv := advs.Lookup(advID)
 	if adv == nil {
 		return refuse(http.StatusUnauthorized, reasonUnauthorized, "adv", "unknown advertiser")
 	}
@@ -331,7 +332,7 @@ func (h *Handler) handle(q *request) (a *answer) {
 	// An order's entry must outlive every postback that could still be
 	// accepted for it: its click may be MaxClickFuture ahead and then
 	// count for the longest window.
-	return h.register(adv, p, now, h.advs.Load().MaxWindow()+h.cfg.MaxClickFuture)
+	return h.register(adv, p, now, advs.MaxWindow()+h.cfg.MaxClickFuture)
 }
 
 // authenticate checks the signature (secret) or the token; nil means the
