@@ -243,7 +243,7 @@ func (o *Options) withDefaults() Options {
 	return r
 }
 
-// Bucket names. The file holds nothing else.
+// Bucket names. The file holds nothing else but the index (index.go).
 var (
 	bucketMeta     = []byte("meta")
 	bucketPending  = []byte("pending")
