@@ -43,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDirect(args, stderr)
 	case "load":
 		return cmdLoad(args, stdout, stderr)
+	case "postback":
+		return cmdPostback(args, stdout, stderr)
 	case "gencatalog":
 		return cmdGenCatalog(args, stdout, stderr)
 	case "linkcache":
@@ -65,6 +67,7 @@ commands:
   bare       serve the bare net/http 302 baseline (used by run)
   direct     serve the publish-and-confirm-per-click server (used by run)
   load       drive load at a running server: -addr, -workers or -rate, -d
+  postback   signed postbacks/s at sync durability beside the redirect path (docs/performance.md)
   gencatalog write a generated catalog of -n links to stdout
   linkcache  load a catalog file and measure it (used by run)
 

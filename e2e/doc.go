@@ -8,8 +8,9 @@
 //	go test -tags e2e -count=1 -timeout 25m -v ./e2e/
 //
 // They talk to the edge only through its outward contract (docs: the design
-// brief and docs/reliability.md): GET /r/{code}, the admin /metrics, the
-// clicks exchange, the process's exit code and stderr, and its data
+// brief and docs/reliability.md): GET /r/{code}, /postback (signed as an
+// advertiser would, from the contract), the admin /metrics, the clicks and
+// actions exchanges, the process's exit code and stderr, and its data
 // directory as a file. Nothing here imports the edge's packages.
 //
 // Environment (read by the tests only):

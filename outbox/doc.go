@@ -67,6 +67,22 @@ Record.Spilled is set. When the spill is full, Spill returns ErrSpillFull
 and counts the record in Stats.Spill.Dropped: nothing is dropped without
 being counted.
 
+# The index
+
+A small key/value index lives in the same file (index.go), for callers
+whose answer depends on what they appended before: the postback role keeps
+each order's status there. AppendIndexed appends a record together with a
+conditional change of one entry (the entry must still be what the caller
+read with IndexGet, else ErrIndexChanged and nothing is stored), in the
+same transaction: after any crash an entry exists exactly when its record
+was committed, so an answer given from the index never disagrees with what
+will be delivered. AppendIndexed waits for its commit in both durability
+modes. Keys are 16 bytes (callers hash what they index), values 16 bits
+with an expiry to the second; expired entries are invisible to IndexGet
+and deleted by the retention step, at most Options.PruneBatch per
+Options.PruneInterval. The index is local state, not a record: Salvage
+does not copy it, and replay does not rebuild it.
+
 # Damage
 
 Open checks every page and every record checksum before bbolt reads the

@@ -243,7 +243,7 @@ func (o *Options) withDefaults() Options {
 	return r
 }
 
-// Bucket names. The file holds nothing else.
+// Bucket names. The file holds nothing else but the index (index.go).
 var (
 	bucketMeta     = []byte("meta")
 	bucketPending  = []byte("pending")
@@ -326,6 +326,7 @@ type batch struct {
 	done    chan struct{}
 	state   atomic.Uint32
 	err     error
+	index   []*indexOp // conditional index changes of some records (index.go)
 }
 
 func (b *batch) finish(err error) {
@@ -426,6 +427,9 @@ func (o *Outbox) load() error {
 				return err
 			}
 		}
+		if err := createIndexBuckets(tx); err != nil {
+			return err
+		}
 		m := tx.Bucket(bucketMeta)
 		if m.Get(metaFormat) == nil {
 			if err := putUint64(m, metaFormat, fileFormat); err != nil {
@@ -489,7 +493,12 @@ func (o *Outbox) Path() string { return o.path }
 // ErrInvalidRecord mean the record is not (known to be) stored; the caller
 // decides whether to Spill it. Append never blocks for longer than
 // Options.CommitTimeout.
-func (o *Outbox) Append(r *Record) error {
+func (o *Outbox) Append(r *Record) error { return o.append(r, nil) }
+
+// append is Append, with an index change committed with the record when op
+// is set (AppendIndexed); such an append waits for its commit in either
+// durability mode.
+func (o *Outbox) append(r *Record, op *indexOp) error {
 	if o.opts.ReadOnly {
 		return ErrClosed
 	}
@@ -527,13 +536,17 @@ func (o *Outbox) Append(r *Record) error {
 	}
 	b := o.openBatch(now)
 	b.recs = append(b.recs, buf)
+	if op != nil {
+		op.rec = len(b.recs) - 1
+		b.index = append(b.index, op)
+	}
 	b.bytes += n
 	o.queuedBytes += n
 	full := len(b.recs) >= o.opts.MaxBatchRecords || b.bytes >= o.opts.MaxBatchBytes
 	first := len(b.recs) == 1
 	o.mu.Unlock()
 
-	if o.opts.Durability == Async && !full {
+	if o.opts.Durability == Async && !full && op == nil {
 		// The writer is woken by the first record of a batch and then waits
 		// for FlushInterval, so a wake per record is not needed.
 		if first {
@@ -542,7 +555,7 @@ func (o *Outbox) Append(r *Record) error {
 		return nil
 	}
 	o.signal()
-	if o.opts.Durability == Async {
+	if o.opts.Durability == Async && op == nil {
 		return nil
 	}
 	<-b.done

@@ -436,6 +436,9 @@ func (s *salvager) walkTree(root uint64) {
 		}
 		name := string(k)
 		seen[name] = true
+		if isIndexBucket(name) {
+			return true // no records; a salvaged outbox starts without its index
+		}
 		s.walkBucket(name, val)
 		return true
 	})

@@ -238,6 +238,9 @@ type Summary struct {
 	NextSeq   uint64 // the sequence the next append gets
 	Pending   Span
 	Delivered Span
+	// Exchanges counts the records by exchange (kinds.go); nil when the
+	// file holds none.
+	Exchanges map[string]*ExchangeCount
 }
 
 // Summarize reads every record's header and returns counts, sizes and time
@@ -253,6 +256,7 @@ func (o *Outbox) Summarize() (*Summary, error) {
 				return corruptError(o.path, fmt.Errorf("record %d in %s: %w", seq, bucket, err))
 			}
 			appended, delivered := recordTimes(v)
+			s.countExchange(v, delivered != 0)
 			if delivered == 0 {
 				s.Pending.add(seq, len(v), appended, 0)
 			} else {

@@ -320,8 +320,8 @@ func (v *verifier) walkRoot(root uint64) {
 			v.problem("root: key %q is not a bucket", name)
 			return
 		}
-		switch name {
-		case "meta", "pending", "retained":
+		switch {
+		case name == "meta", name == "pending", name == "retained", isIndexBucket(name):
 		default:
 			v.problem("root: unexpected bucket %q: not an outbox file?", name)
 			return
@@ -462,6 +462,12 @@ func slice(p []byte, off, n int) ([]byte, bool) {
 func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 	if flags&bucketLeafFlag != 0 {
 		v.problem("bucket %q: unexpected nested bucket %q", bucket, k)
+		return
+	}
+	if isIndexBucket(bucket) {
+		if msg := checkIndexElement(bucket, k, val); msg != "" {
+			v.problem("%s: %s", bucket, msg)
+		}
 		return
 	}
 	if bucket == "meta" {

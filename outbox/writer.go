@@ -254,8 +254,16 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	if b != nil {
 		nrec = len(b.recs)
 	}
+	skip, err := o.applyIndex(w, tx, b, now)
+	if err != nil {
+		return o.commitFailed(err)
+	}
+	nrec -= len(skip)
 	if b != nil {
-		for _, buf := range b.recs {
+		for i, buf := range b.recs {
+			if skip[i] {
+				continue // its index change was refused (index.go)
+			}
 			k := w.key(c.nextSeq)
 			if err := pending.Put(k, *buf); err != nil {
 				return o.commitFailed(fmt.Errorf("outbox: commit batch: %w", err))
@@ -280,6 +288,11 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 			return delivered <= cutoff
 		})
 		if err != nil {
+			return o.commitFailed(err)
+		}
+	}
+	if prune {
+		if _, err := o.pruneIndex(tx, now, o.opts.PruneBatch); err != nil {
 			return o.commitFailed(err)
 		}
 	}

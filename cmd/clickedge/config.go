@@ -46,14 +46,16 @@ type Config struct {
 	Collector CollectorConfig `yaml:"collector"` // collect_cmd.go
 	Sentry    SentryConfig    `yaml:"sentry"`
 	Cluster   ClusterConfig   `yaml:"cluster"`
+	Postback  PostbackConfig  `yaml:"postback"`
 
 	path string // the file loaded; "" for the embedded defaults alone
 }
 
 // NodeConfig names the node.
 type NodeConfig struct {
-	ID     string `yaml:"id"`
-	Region string `yaml:"region"`
+	ID     string   `yaml:"id"`
+	Region string   `yaml:"region"`
+	Roles  []string `yaml:"roles"`
 }
 
 // HTTPConfig configures the public listener.
@@ -757,6 +759,7 @@ func (c *Config) check() []problem {
 	nonNegative("geoip.poll_interval", c.GeoIP.PollInterval)
 
 	ps = append(ps, c.Cluster.check()...)
+	ps = append(ps, c.checkPostback()...)
 
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	if s := c.Log.AccessSample; !(s >= 0 && s <= 1) { // also catches NaN

@@ -57,7 +57,7 @@ func d(s string) Duration {
 // wantDefaults is the configuration the brief and DESIGN.md specify.
 func wantDefaults() Config {
 	return Config{
-		Node: NodeConfig{ID: testHost, Region: "local"},
+		Node: NodeConfig{ID: testHost, Region: "local", Roles: []string{"edge", "postback"}},
 		HTTP: HTTPConfig{
 			Listen:            ":8080",
 			Server:            "fasthttp",
@@ -99,7 +99,8 @@ func wantDefaults() Config {
 		Log:     LogConfig{Level: "info", AccessSample: 0},
 		Collector: CollectorConfig{AMQPURLs: []string{}, QueueType: "quorum", BatchSize: 2000,
 			BatchInterval: d("100ms"), Writers: 2, MetricsListen: "127.0.0.1:9091", ShutdownTimeout: d("10s")},
-		Cluster: ClusterConfig{Join: []string{}},
+		Cluster:  ClusterConfig{Join: []string{}},
+		Postback: PostbackConfig{Exchange: "actions"},
 	}
 }
 
@@ -156,7 +157,7 @@ geoip:
   database: ""
 `,
 			want: func(c *Config) {
-				c.Node = NodeConfig{ID: "eu-1", Region: "eu-central"}
+				c.Node.ID, c.Node.Region = "eu-1", "eu-central"
 				c.Catalog.File = "links.yaml"
 			},
 		},
@@ -205,12 +206,12 @@ geoip:
 		},
 		{name: "integer for a float", src: "log:\n  access_sample: 1\n", want: func(c *Config) { c.Log.AccessSample = 1 }},
 		{name: "quoted keys", src: "\"node\":\n  'region': eu\n", want: func(c *Config) { c.Node.Region = "eu" }},
-		{name: "flow mapping", src: "node: {id: n1, region: eu}\n", want: func(c *Config) { c.Node = NodeConfig{"n1", "eu"} }},
+		{name: "flow mapping", src: "node: {id: n1, region: eu}\n", want: func(c *Config) { c.Node.ID, c.Node.Region = "n1", "eu" }},
 		{name: "explicit string tag", src: "node:\n  id: !!str 12345\n", want: func(c *Config) { c.Node.ID = "12345" }},
 		{
 			name: "anchor and alias",
 			src:  "node:\n  region: &r eu\n  id: *r\n",
-			want: func(c *Config) { c.Node = NodeConfig{ID: "eu", Region: "eu"} },
+			want: func(c *Config) { c.Node.ID, c.Node.Region = "eu", "eu" },
 		},
 		{
 			name: "literal block",

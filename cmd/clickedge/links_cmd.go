@@ -118,6 +118,9 @@ func (l *links) seed(start, force bool) error {
 			l.log.Warn("catalog.file is missing; serving the persisted catalog", "file", p, "links", n)
 			return nil
 		}
+		if errors.Is(err, os.ErrNotExist) && !l.cfg.hasRole(roleEdge) {
+			return nil // a registration node serves no links: it needs no catalog
+		}
 		return fmt.Errorf("catalog: %w", err)
 	}
 	fi, err := os.Stat(p)

@@ -48,6 +48,8 @@ func init() {
 		{name: "drain", summary: "stop a node, handing what it could not deliver to a peer of its region", run: cmdDrain,
 			flags: func(env []string) *flag.FlagSet { fs, _ := drainFlags(env); return fs }},
 		{name: "links", summary: "validate, trace, push or export links", run: cmdLinks},
+		{name: "postback", summary: "sign a postback URL for an advertiser (postback sign)", run: cmdPostback,
+			flags: func(env []string) *flag.FlagSet { fs, _, _, _, _ := postbackSignFlags(env); return fs }},
 		{name: "version", summary: "print the version and build information", run: cmdVersion},
 		{name: "help", summary: "show this help, or a command's flags: help COMMAND", run: cmdHelp},
 	}

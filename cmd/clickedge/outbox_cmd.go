@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -305,6 +306,36 @@ func linkMatcher(code string) func(*outbox.Record) bool {
 	}
 }
 
+// kindMatcher returns a filter on the record's exchange, which tells the
+// kinds of record apart (clicks, actions); nil when exchange is empty.
+func kindMatcher(exchange string) func(*outbox.Record) bool {
+	if exchange == "" {
+		return nil
+	}
+	return func(r *outbox.Record) bool { return r.Exchange == exchange }
+}
+
+// allOf combines filters; nil ones are left out, and nil means no filter.
+func allOf(fs ...func(*outbox.Record) bool) func(*outbox.Record) bool {
+	var set []func(*outbox.Record) bool
+	for _, f := range fs {
+		if f != nil {
+			set = append(set, f)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return func(r *outbox.Record) bool {
+		for _, f := range set {
+			if !f(r) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // ---- stats
 
 // obStats is what stats prints, offline or from a live node.
@@ -319,6 +350,9 @@ type obStats struct {
 	OldestPendingAgeSeconds float64      `json:"oldest_pending_age_seconds"`
 	Forwarder               *obForwarder `json:"forwarder,omitempty"`
 	Spill                   *obSpill     `json:"spill,omitempty"`
+	// Exchanges breaks the records down by exchange, that is by kind
+	// (clicks, actions); from -data only.
+	Exchanges map[string]*outbox.ExchangeCount `json:"exchanges,omitempty"`
 }
 
 type obSpan struct {
@@ -424,6 +458,7 @@ func obFileStats(data string, now time.Time) (*obStats, error) {
 	st := &obStats{
 		Path: s.Path, FileSize: s.FileSize, NextSeq: s.NextSeq,
 		Pending: spanOf(s.Pending), Delivered: spanOf(s.Delivered),
+		Exchanges: s.Exchanges,
 	}
 	if !s.Pending.OldestAppend.IsZero() {
 		st.OldestPendingAgeSeconds = now.Sub(s.Pending.OldestAppend).Seconds()
@@ -565,6 +600,7 @@ func printStats(w io.Writer, st *obStats, now time.Time) {
 		fmt.Fprintf(w, "  oldest age   %s\n", (time.Duration(st.OldestPendingAgeSeconds * float64(time.Second))).Round(time.Millisecond))
 	}
 	span("delivered", st.Delivered)
+	printKinds(w, st.Exchanges)
 	if f := st.Forwarder; f != nil {
 		state := "disconnected"
 		if f.Connected {
@@ -622,6 +658,7 @@ batches, never whole.`, stderr)
 	from := fs.String("from", "", "only records appended at or after this `time`")
 	to := fs.String("to", "", "only records appended before this `time`")
 	link := fs.String("link", "", "only records whose body's \"link\" is this `code`")
+	kind := fs.String("kind", "", "only records bound for this `exchange`: clicks, actions (the postback role's), ...")
 	if code := obParse(fs, args); code >= 0 {
 		return code
 	}
@@ -645,7 +682,7 @@ batches, never whole.`, stderr)
 	bw := bufio.NewWriterSize(stdout, 64<<10)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	match := linkMatcher(*link)
+	match := allOf(linkMatcher(*link), kindMatcher(*kind))
 	err = o.Scan(&outbox.ScanOptions{State: state, From: f, To: t}, func(r *outbox.Record) error {
 		if match != nil && !match(r) {
 			return nil
@@ -862,4 +899,22 @@ func printSalvage(w io.Writer, rep *outbox.SalvageReport) bool {
 	fmt.Fprintf(w, "next: clickedge outbox verify -data %s; then start the node with data_dir %s\n"+
 		"(or stop it and move the file into place). Keep the damaged file.\n", filepath.Dir(rep.Dest), filepath.Dir(rep.Dest))
 	return complete
+}
+
+// printKinds prints the records by exchange (kind), one line each.
+func printKinds(w io.Writer, ex map[string]*outbox.ExchangeCount) {
+	if len(ex) == 0 {
+		return
+	}
+	names := make([]string, 0, len(ex))
+	for name := range ex {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	fmt.Fprintf(w, "by exchange\n")
+	for _, name := range names {
+		c := ex[name]
+		fmt.Fprintf(w, "  %-12s %d pending (%s), %d delivered (%s)\n", name, c.Pending, humanBytes(c.PendingBytes),
+			c.Delivered, humanBytes(c.DeliveredBytes))
+	}
 }

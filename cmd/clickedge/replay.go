@@ -45,6 +45,7 @@ import (
 type replayOptions struct {
 	data, amqpURL, exchange string
 	from, to, link          string
+	kind                    string // only records bound for this exchange
 	rate                    float64
 	window                  int
 	restart                 bool
@@ -79,6 +80,7 @@ stay pending. Exit 0 when every selected record was confirmed, 1 otherwise.`, st
 	fs.StringVar(&o.from, "from", "", "replay delivered records appended at or after this `time`")
 	fs.StringVar(&o.to, "to", "", "replay delivered records appended before this `time`")
 	fs.StringVar(&o.link, "link", "", "only records whose body's \"link\" is this `code`")
+	fs.StringVar(&o.kind, "kind", "", "only records bound for this `exchange`: clicks, actions (the postback role's), ...")
 	fs.Float64Var(&o.rate, "rate", 0, "at most `N` messages per second; 0 means no limit")
 	fs.IntVar(&o.window, "window", 1024, "at most `N` messages awaiting their confirm")
 	fs.BoolVar(&o.restart, "restart", false, "ignore the checkpoint of an earlier range replay and start over")
@@ -190,7 +192,7 @@ func (r *replay) run(ctx context.Context) (int, error) {
 		return 1, obLockedError(path, err)
 	}
 	defer r.o.Close()
-	r.match = linkMatcher(o.link)
+	r.match = allOf(linkMatcher(o.link), kindMatcher(o.kind))
 
 	scan := &outbox.ScanOptions{State: outbox.StatePending}
 	if r.ranged {
@@ -425,6 +427,9 @@ func (r *replay) summary(complete bool) {
 	if r.opts.link != "" {
 		mode += fmt.Sprintf(" of link %q", r.opts.link)
 	}
+	if r.opts.kind != "" {
+		mode += fmt.Sprintf(" bound for exchange %q", r.opts.kind)
+	}
 	fmt.Fprintf(w, "replayed       %s of %s to %s\n", mode, r.path, rabbit.Redact(r.opts.amqpURL))
 	fmt.Fprintf(w, "published      %d\n", r.published)
 	fmt.Fprintf(w, "confirmed      %d\n", r.confirmed)
@@ -512,7 +517,7 @@ type checkpointLedger struct {
 
 func checkpointArgs(o *replayOptions) map[string]string {
 	return map[string]string{
-		"from": o.from, "to": o.to, "link": o.link, "exchange": o.exchange,
+		"from": o.from, "to": o.to, "link": o.link, "exchange": o.exchange, "kind": o.kind,
 		"amqp": rabbit.Redact(o.amqpURL),
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/clickedge/clickedge/edge/geo"
 	"github.com/clickedge/clickedge/outbox"
 	"github.com/clickedge/clickedge/outbox/rabbit"
+	"github.com/clickedge/clickedge/postback"
 )
 
 // demoCatalog serves when catalog.file is empty: `clickedge serve` with no
@@ -46,6 +47,7 @@ type node struct {
 	f   *outbox.Forwarder
 	geo *geo.DB
 	srv *edge.Server
+	pb  *postbackState // nil without the postback role
 	reg *prometheus.Registry
 	lk  *links // the replicated catalog and its feed (links_cmd.go)
 
@@ -114,6 +116,10 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}()
 	device.Warm() // builds the user-agent trie now, not on the first click
 
+	advs, err := loadRoleAdvertisers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if n.lk, err = openLinks(cfg, logger); err != nil {
 		return nil, err
 	}
@@ -148,6 +154,9 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}
 	n.lk.attach(n.srv, n.o)
 	n.lastReload.Store(time.Now().Unix())
+	if err := n.startPostback(advs); err != nil {
+		return nil, err
+	}
 
 	pub, err := rabbit.New(rabbitConfig(cfg, logger))
 	if err != nil {
@@ -186,6 +195,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	n.reg.MustRegister(n.srv.Collectors()...)
 	n.limits = edge.NewLimits()
 	n.reg.MustRegister(n.limits.Collectors()...)
+	n.reg.MustRegister(n.postbackCollectors()...)
 
 	if n.publicLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -196,18 +206,18 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err := n.startCluster(); err != nil {
 		return nil, err
 	}
-	n.public = newPublicServer(cfg, n.srv, n.publicLn, n.limits, logger)
+	n.public = newPublicServer(cfg, n.srv, n.pb, n.publicLn, n.limits, logger)
 	n.admin = newAdminServer(reporterOf(logger).recoverHTTP(n.adminHandler(edge.NewAdmin(edge.AdminConfig{
 		Gatherer:      n.reg,
 		Token:         cfg.Admin.Token,
 		Ready:         n.ready,
 		OutboxStatus:  n.outboxStatus,
-		ReloadCatalog: n.reloadCatalog,
+		ReloadCatalog: n.reloadRoles,
 		Server:        n.srv,
 		Status:        n.statusPage, // status.go
 		Links:         n.lk.adminConfig(logger),
 
-		ForceReloadCatalog: n.forceReloadCatalog,
+		ForceReloadCatalog: n.forceReloadRoles,
 	}))), n.limits, logger)
 	publicLn, adminLn := limitListeners(cfg, n.publicLn, n.adminLn, n.limits)
 	go n.public.Serve(publicLn)
@@ -258,6 +268,7 @@ func rabbitConfig(cfg *Config, logger *slog.Logger) *rabbit.Config {
 	rc.ConfirmBuffer = max(rc.ConfirmBuffer, cfg.Forwarder.Window)
 	rc.ConnectionName = "clickedge " + cfg.Node.ID
 	rc.Logger = logger.With("component", "rabbit")
+	postbackTopology(cfg, rc)
 	return rc
 }
 
@@ -314,9 +325,12 @@ func (n *node) loadCatalogAgain(force bool) error {
 	return nil
 }
 
-// reload is SIGHUP: the catalog and the GeoIP database.
+// reload is SIGHUP: the catalog, the GeoIP database and the advertisers.
 func (n *node) reload() {
-	_ = n.reloadCatalog()
+	if n.cfg.hasRole(roleEdge) {
+		_ = n.reloadCatalog()
+	}
+	_ = n.reloadAdvertisers()
 	if n.geo != nil {
 		if changed, err := n.geo.Reload(); err != nil {
 			n.log.Error("geoip reload refused; the last good database keeps serving", "err", err)
@@ -414,13 +428,17 @@ type publicServer interface {
 }
 
 // newPublicServer builds the public listener's server for ln.
-func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, lim *edge.Limits, logger *slog.Logger) publicServer {
+func newPublicServer(cfg *Config, srv *edge.Server, pb *postbackState, ln net.Listener, lim *edge.Limits, logger *slog.Logger) publicServer {
+	maxBody := publicMaxBody
+	if pb != nil {
+		maxBody = max(maxBody, postback.MaxQueryBytes) // form-encoded POSTs
+	}
 	if cfg.HTTP.Server == "net" {
 		return &http.Server{
-			Handler: edge.LimitHTTP(reporterOf(logger).recoverHTTP(accessLog(srv, cfg.Log.AccessSample, logger)), edge.HTTPLimits{
+			Handler: edge.LimitHTTP(reporterOf(logger).recoverHTTP(accessLog(routeRoles(cfg, srv, pb), cfg.Log.AccessSample, logger)), edge.HTTPLimits{
 				Name:           edge.ListenerPublic,
 				MaxHeaderCount: cfg.HTTP.MaxHeaderCount,
-				MaxBody:        publicMaxBody,
+				MaxBody:        int64(maxBody),
 				Limits:         lim,
 			}),
 			ReadHeaderTimeout: time.Duration(cfg.HTTP.ReadHeaderTimeout),
@@ -440,7 +458,8 @@ func newPublicServer(cfg *Config, srv *edge.Server, ln net.Listener, lim *edge.L
 		Limits:         lim,
 		Logger:         logger,
 	})
-	fs.Handler = reporterOf(logger).recoverFast(fastAccessLog(fs.Handler, cfg.Log.AccessSample, logger))
+	fs.MaxRequestBodySize = max(fs.MaxRequestBodySize, maxBody)
+	fs.Handler = reporterOf(logger).recoverFast(fastAccessLog(routeRolesFast(cfg, fs.Handler, pb), cfg.Log.AccessSample, logger))
 	return &fastPublic{srv: fs, ln: ln}
 }
 

@@ -53,6 +53,15 @@ type Config struct {
 	// BindingKey binds DeclareQueue. Default "click.#".
 	BindingKey string
 
+	// Exchanges are declared (durable topic) on connect too, besides
+	// Exchange: the postback role's "actions", so that consumers can bind
+	// to it before the first action is sent. Default none.
+	Exchanges []string
+	// Queues are declared (durable, QueueType) and bound on connect like
+	// DeclareQueue, each to its own exchange and key, for single-box
+	// setups. Default none.
+	Queues []QueueBinding
+
 	// Heartbeat is the AMQP heartbeat; a silent peer is dropped after three
 	// missed ones. Default 5s.
 	Heartbeat time.Duration
@@ -72,6 +81,11 @@ type Config struct {
 
 	// Logger receives topology and blocking events. Nil discards.
 	Logger *slog.Logger
+}
+
+// QueueBinding is a queue the publisher declares and binds (Config.Queues).
+type QueueBinding struct {
+	Queue, Exchange, Key string
 }
 
 // DefaultConfig returns the defaults described on Config, for the broker on
@@ -306,13 +320,25 @@ func (s *session) setup() error {
 	if err := s.declareExchange(cfg.Exchange); err != nil {
 		return err
 	}
-	if q := cfg.DeclareQueue; q != "" {
-		args := amqp.Table{"x-queue-type": cfg.QueueType}
-		if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
-			return fmt.Errorf("declare queue %q (%s): %w", q, cfg.QueueType, err)
+	for _, name := range cfg.Exchanges {
+		if err := s.declareExchange(name); err != nil {
+			return err
 		}
-		if err := ch.QueueBind(q, cfg.BindingKey, cfg.Exchange, false, nil); err != nil {
-			return fmt.Errorf("bind queue %q to %q with %q: %w", q, cfg.Exchange, cfg.BindingKey, err)
+	}
+	queues := cfg.Queues
+	if q := cfg.DeclareQueue; q != "" {
+		queues = append([]QueueBinding{{Queue: q, Exchange: cfg.Exchange, Key: cfg.BindingKey}}, queues...)
+	}
+	for _, q := range queues {
+		if err := s.declareExchange(q.Exchange); err != nil {
+			return err
+		}
+		args := amqp.Table{"x-queue-type": cfg.QueueType}
+		if _, err := ch.QueueDeclare(q.Queue, true, false, false, false, args); err != nil {
+			return fmt.Errorf("declare queue %q (%s): %w", q.Queue, cfg.QueueType, err)
+		}
+		if err := ch.QueueBind(q.Queue, q.Key, q.Exchange, false, nil); err != nil {
+			return fmt.Errorf("bind queue %q to %q with %q: %w", q.Queue, q.Exchange, q.Key, err)
 		}
 	}
 	return nil
