@@ -299,6 +299,10 @@ func TestMetricsHygiene(t *testing.T) {
 	allowed := map[string]bool{
 		"region": true, "route": true, "code": true, "outcome": true, "kind": true, "reason": true,
 		"result": true, "version": true, "revision": true, "goversion": true,
+		// bounded sets: catalog change sources, listeners, member states,
+		// hand-off directions, collector tables; peer is bounded by the
+		// size of a region's pool
+		"source": true, "listener": true, "state": true, "direction": true, "table": true, "peer": true,
 	}
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "clickedge_") {

@@ -38,6 +38,12 @@ func (n *node) removeCreated() {
 			n.log.Warn("cannot remove the outbox the failed start created", "path", p, "err", err)
 		}
 	}
+	if p := n.createdCatalog; p != "" {
+		// Created by this start, so it holds only what the seed wrote.
+		if err := os.RemoveAll(p); err != nil {
+			n.log.Warn("cannot remove the catalog the failed start created", "path", p, "err", err)
+		}
+	}
 	for _, d := range n.createdDirs {
 		os.Remove(d) // fails, as it should, if not empty
 	}

@@ -96,11 +96,16 @@ type catalogInfo struct {
 
 func adminCatalog(t *testing.T, p *edgeProc) catalogInfo {
 	t.Helper()
-	resp, err := http.Get("http://" + p.admin + "/admin/catalog")
+	req, _ := http.NewRequest("GET", "http://"+p.admin+"/admin/catalog", nil)
+	req.Header.Set("Authorization", "Bearer secret-token") // every admin read needs it (harden #7)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /admin/catalog = %d", resp.StatusCode)
+	}
 	var ci catalogInfo
 	if err := json.NewDecoder(resp.Body).Decode(&ci); err != nil {
 		t.Fatal(err)

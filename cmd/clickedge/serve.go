@@ -55,8 +55,9 @@ type node struct {
 
 	// What a failed start removes: the outbox file and the directories it
 	// created, deepest first ("" and nil once the node is serving).
-	createdOutbox string
-	createdDirs   []string
+	createdOutbox  string
+	createdCatalog string // the replicated catalog's directory
+	createdDirs    []string
 
 	public              publicServer
 	admin               *http.Server
@@ -120,9 +121,6 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.lk, err = openLinks(cfg, logger); err != nil {
-		return nil, err
-	}
 	if cfg.GeoIPPath() != "" {
 		n.geo, err = geo.Open(cfg.GeoIPPath(), &geo.Options{
 			PollInterval: time.Duration(cfg.GeoIP.PollInterval),
@@ -138,6 +136,13 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	// the tools to find.
 	if err := mkdirAllTracked(cfg.DataDir, 0o750, &n.createdDirs); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	catDir := filepath.Join(cfg.DataDir, catalogDir)
+	if _, err := os.Lstat(catDir); errors.Is(err, os.ErrNotExist) {
+		n.createdCatalog = catDir
+	}
+	if n.lk, err = openLinks(cfg, logger); err != nil {
+		return nil, err
 	}
 	obPath := filepath.Join(cfg.DataDir, outboxFile)
 	if _, err := os.Lstat(obPath); errors.Is(err, os.ErrNotExist) {
