@@ -417,14 +417,25 @@ func linksExport(args []string, stdout, stderr io.Writer, env []string) int {
 	fs.SetOutput(stderr)
 	admin := fs.String("admin", "", "admin `URL` of the node to export from; default http:// + admin.listen of -config")
 	out := fs.String("o", "", "write to `file` instead of stdout")
+	token := fs.String("token", lookupEnv(env, "CLICKEDGE_ADMIN_TOKEN"), "admin `token` (reads need it when the node has one); default $CLICKEDGE_ADMIN_TOKEN, else the config's admin.token")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: clickedge links export [-config CFG] [-admin URL] [-o FILE]")
+		fmt.Fprintln(stderr, "usage: clickedge links export [-config CFG] [-admin URL] [-token T] [-o FILE]")
 		return 2
 	}
 	base := *admin
+	if base == "" || *token == "" && *cfgPath != "" {
+		cfg, err := LoadConfig(*cfgPath, env)
+		if err != nil {
+			printError(stderr, "clickedge links export: ", err)
+			return 2
+		}
+		if *token == "" {
+			*token = cfg.Admin.Token
+		}
+	}
 	if base == "" {
 		cfg, err := LoadConfig(*cfgPath, env)
 		if err != nil {
@@ -438,7 +449,7 @@ func linksExport(args []string, stdout, stderr io.Writer, env []string) int {
 		base = "http://" + host
 	}
 	var buf bytes.Buffer
-	if err := exportLinks(base, &buf); err != nil {
+	if err := exportLinks(base, *token, &buf); err != nil {
 		fmt.Fprintf(stderr, "clickedge links export: %v\n", err)
 		return 1
 	}
@@ -454,12 +465,19 @@ func linksExport(args []string, stdout, stderr io.Writer, env []string) int {
 }
 
 // exportLinks pages through GET /admin/links and writes a catalog file.
-func exportLinks(base string, w io.Writer) error {
+func exportLinks(base, token string, w io.Writer) error {
 	client := &http.Client{Timeout: 30 * time.Second}
 	io.WriteString(w, "{\"links\": [\n")
 	after, n := "", 0
 	for {
-		resp, err := client.Get(strings.TrimRight(base, "/") + "/admin/links?limit=5000&after=" + url.QueryEscape(after))
+		req, err := http.NewRequest("GET", strings.TrimRight(base, "/")+"/admin/links?limit=5000&after="+url.QueryEscape(after), nil)
+		if err != nil {
+			return err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}

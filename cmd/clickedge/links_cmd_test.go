@@ -190,7 +190,7 @@ func TestLinksAcrossNodes(t *testing.T) {
 
 	// export -> validate -> push round-trips.
 	exported := filepath.Join(t.TempDir(), "export.json")
-	if code, _, errOut := runCmd(t, nil, "links", "export", "-admin", "http://"+b.admin, "-o", exported); code != 0 {
+	if code, _, errOut := runCmd(t, nil, "links", "export", "-admin", "http://"+b.admin, "-token", "secret-token", "-o", exported); code != 0 {
 		t.Fatalf("export = %d %s", code, errOut)
 	}
 	if code, out, errOut := runCmd(t, nil, "links", "validate", exported); code != 0 || !strings.Contains(out, "3 links") {
