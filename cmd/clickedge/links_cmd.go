@@ -435,18 +435,13 @@ func linksExport(args []string, stdout, stderr io.Writer, env []string) int {
 		if *token == "" {
 			*token = cfg.Admin.Token
 		}
-	}
-	if base == "" {
-		cfg, err := LoadConfig(*cfgPath, env)
-		if err != nil {
-			printError(stderr, "clickedge links export: ", err)
-			return 2
+		if base == "" {
+			host := cfg.Admin.Listen
+			if strings.HasPrefix(host, ":") || strings.HasPrefix(host, "0.0.0.0:") {
+				host = "127.0.0.1" + host[strings.LastIndex(host, ":"):]
+			}
+			base = "http://" + host
 		}
-		host := cfg.Admin.Listen
-		if strings.HasPrefix(host, ":") || strings.HasPrefix(host, "0.0.0.0:") {
-			host = "127.0.0.1" + host[strings.LastIndex(host, ":"):]
-		}
-		base = "http://" + host
 	}
 	var buf bytes.Buffer
 	if err := exportLinks(base, *token, &buf); err != nil {
