@@ -679,8 +679,8 @@ func (s *Store) update(changes map[string]*Link) {
 			return
 		}
 	}
-	s.snap.Store(cur.with(changes, strconv.FormatUint(s.clock, 10)))
 	s.publishState()
+	s.snap.Store(cur.with(changes, s.Digest()[:12]))
 }
 
 // rebuild builds the snapshot from every live entry.
@@ -707,9 +707,9 @@ func (s *Store) rebuild() error {
 	if err != nil {
 		return fmt.Errorf("catalog: build from the store: %w", err)
 	}
-	c.version = strconv.FormatUint(s.clock, 10)
-	s.snap.Store(c)
 	s.publishState()
+	c.version = s.Digest()[:12]
+	s.snap.Store(c)
 	return nil
 }
 

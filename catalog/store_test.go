@@ -614,3 +614,29 @@ func TestWriteFileRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckLink: whatever a PUT body holds, CheckLink never panics, and a
+// link it accepts comes back in a canonical form that it accepts again
+// unchanged.
+func FuzzCheckLink(f *testing.F) {
+	f.Add("tv", []byte(`{"url":"https://shop.example/tv?cid={click_id}","rules":[{"name":"r","when":"country == \"DE\"","url":"https://d.example/","redirect":301}]}`))
+	f.Add("x", []byte(`{"code":"x","url":"https://x.example/","status":"paused","params":[],"rules":[{"name":"s","sticky":true,"split":[{"url":"https://a.example/","weight":1}]}]}`))
+	f.Add("x", []byte(`{"url":"https://x.example/"},{"code":"y","url":"https://y.example/"}`))
+	f.Add("x", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, code string, raw []byte) {
+		canon, l, err := CheckLink(code, raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("CheckLink error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if l == nil || l.Code != code {
+			t.Fatalf("CheckLink(%q) built %v", code, l)
+		}
+		again, _, err := CheckLink(code, canon)
+		if err != nil || !bytes.Equal(again, canon) {
+			t.Fatalf("canonical %s: CheckLink again = %s, %v", canon, again, err)
+		}
+	})
+}
