@@ -667,10 +667,14 @@ func (s *Store) publishState() {
 }
 
 // update makes the snapshot serve changes: on top of the current one while
-// the changes since its last full build are few, else rebuilt from the map.
+// the changes since its last full build are at most an eighth of it (or
+// 1024), else rebuilt from the map. Copying the overlay costs about a
+// tenth of building its links, and rebuilding at a fixed fraction keeps a
+// bulk load into a growing catalog (an empty node catching up) linear:
+// each rebuild is followed by at least an eighth of its size in changes.
 func (s *Store) update(changes map[string]*Link) {
 	cur := s.snap.Load()
-	if cur == nil || cur.overlaid()+len(changes) > max(1024, cur.Len()/64) {
+	if cur == nil || cur.overlaid()+len(changes) > max(1024, cur.Len()/8) {
 		if err := s.rebuild(); err != nil {
 			// Every entry was validated on the way in; a failure here is
 			// a bug. Keep serving with the changes on top.
