@@ -168,6 +168,8 @@ type Store struct {
 	version atomic.Uint64
 	digest  atomic.Pointer[string]
 	counts  [numSources][numResults]atomic.Uint64
+
+	rebuilds atomic.Uint64 // full builds of the served catalog, for tests
 }
 
 type entry struct {
@@ -714,6 +716,7 @@ func (s *Store) rebuild() error {
 	s.publishState()
 	c.version = s.Digest()[:12]
 	s.snap.Store(c)
+	s.rebuilds.Add(1)
 	return nil
 }
 

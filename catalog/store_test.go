@@ -640,3 +640,29 @@ func FuzzCheckLink(f *testing.F) {
 		}
 	})
 }
+
+// An empty node catching up takes a big catalog in many small batches;
+// the served catalog is rebuilt only a logarithmic number of times, so
+// the work stays linear in the catalog's size.
+func TestBulkCatchUpRebuildsRarely(t *testing.T) {
+	s := openMem(t, "n")
+	const n, batch = 40_000, 500
+	es := make([]Entry, 0, batch)
+	for i := range n {
+		code := fmt.Sprintf("c%06d", i)
+		es = append(es, Entry{Code: code, HLC: uint64(i+1) << 16, Node: "x", Link: linkJSON(code, "https://x.example/")})
+		if len(es) == batch {
+			if _, err := s.Merge(es, SourceFeed); err != nil {
+				t.Fatal(err)
+			}
+			es = es[:0]
+		}
+	}
+	if s.Catalog().Len() != n {
+		t.Fatalf("served %d, want %d", s.Catalog().Len(), n)
+	}
+	// 8 * ln(40000/1024) is about 29, plus the first builds.
+	if r := s.rebuilds.Load(); r > 40 {
+		t.Fatalf("%d full rebuilds for %d links in batches of %d, want at most 40", r, n, batch)
+	}
+}
