@@ -166,8 +166,8 @@ func tenRules(tb testing.TB) *Link {
 // per-evaluation mean is taken (a clock read per call would cost more than
 // the call).
 func TestRoute10RulesP99(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing test")
+	if testing.Short() || raceEnabled {
+		t.Skip("timing test (skipped with -short and -race)")
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
