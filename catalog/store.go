@@ -404,11 +404,9 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 	// store's; checked again under the lock, as a write may come between.
 	s.mu.Lock()
 	best := make(map[string]int, len(es))
-	var clock uint64
 	stale := 0
 	for i := range es {
 		e := &es[i]
-		clock = max(clock, e.HLC)
 		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			stale++
 			continue
@@ -440,7 +438,6 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 	if s.closed {
 		return 0, ErrClosed
 	}
-	s.clock = max(s.clock, clock) // a bad entry's clock too: harmless, and keeps replicas' versions equal
 	var newer []Entry
 	changes := make(map[string]*Link, len(cands))
 	for i := range cands {
@@ -464,8 +461,6 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 		if s.opts.OnChange != nil {
 			s.opts.OnChange(newer, src)
 		}
-	} else {
-		s.publishState() // the clock may have moved
 	}
 	return len(newer), errors.Join(bad...)
 }

@@ -315,8 +315,14 @@ func TestMergeRefusesInvalid(t *testing.T) {
 		}
 		_ = n
 	}
-	if got := s.Changes(SourceFeed, Invalid); got != 6 {
-		t.Fatalf("invalid count = %d, want 6", got)
+	if v := s.Version(); v != 5<<16 {
+		t.Fatalf("Version = %d after invalid entries, want %d: only applied entries move the clock", v, 5<<16)
+	}
+	if _, err := s.Merge([]Entry{{Code: "far", HLC: 1 << 62, Node: "x", Link: linkJSON("far", "ftp://x/")}}, SourceFeed); err == nil || s.Version() != 5<<16 {
+		t.Fatalf("an invalid entry from the far future moved the clock to %d", s.Version())
+	}
+	if got := s.Changes(SourceFeed, Invalid); got != 7 {
+		t.Fatalf("invalid count = %d, want 7", got)
 	}
 	if got := s.Changes(SourceFeed, Applied); got != 1 {
 		t.Fatalf("applied count = %d, want 1 (then stale)", got)
@@ -664,5 +670,34 @@ func TestBulkCatchUpRebuildsRarely(t *testing.T) {
 	// 8 * ln(40000/1024) is about 29, plus the first builds.
 	if r := s.rebuilds.Load(); r > 40 {
 		t.Fatalf("%d full rebuilds for %d links in batches of %d, want at most 40", r, n, batch)
+	}
+}
+
+func TestEncodeFeedBatches(t *testing.T) {
+	var es []Entry
+	for i := range 300 {
+		code := fmt.Sprintf("c%03d", i)
+		es = append(es, Entry{Code: code, HLC: 1 << 16, Node: "n", Link: linkJSON(code, "https://x.example/"+strings.Repeat("a", 200))})
+	}
+	bs, err := EncodeFeedBatches("n", es, 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, b := range bs {
+		if len(b.Body) > 8<<10 {
+			t.Fatalf("batch of %d bytes, over the limit", len(b.Body))
+		}
+		m, err := DecodeFeed(b.Body)
+		if err != nil || len(m.Entries) != len(b.Entries) {
+			t.Fatalf("batch decodes to %v, %v", m, err)
+		}
+		total += len(b.Entries)
+	}
+	if total != 300 || len(bs) < 2 {
+		t.Fatalf("%d entries in %d batches", total, len(bs))
+	}
+	if _, err := EncodeFeedBatches("n", es[:1], 100); err == nil {
+		t.Fatal("an entry bigger than a message was accepted")
 	}
 }

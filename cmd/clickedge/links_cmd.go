@@ -156,15 +156,20 @@ func (l *links) changed(es []catalog.Entry, src catalog.Source) {
 	if src != catalog.SourceAPI || o == nil {
 		return
 	}
-	body, err := catalog.EncodeFeed(l.cfg.Node.ID, es)
-	if err == nil {
+	// Records are capped (outbox.DefaultMaxRecordBytes): a big bulk goes
+	// as several messages.
+	batches, err := catalog.EncodeFeedBatches(l.cfg.Node.ID, es, outbox.DefaultMaxRecordBytes/2)
+	for _, b := range batches {
+		if err != nil {
+			break
+		}
 		err = o.Append(&outbox.Record{
 			Exchange:   l.cfg.Links.Exchange,
 			RoutingKey: catalog.FeedRoutingKey,
-			MessageID:  catalog.FeedMessageID(l.cfg.Node.ID, es),
+			MessageID:  catalog.FeedMessageID(l.cfg.Node.ID, b.Entries),
 			Headers: []outbox.Header{{Key: "region", Value: l.cfg.Node.Region}, {Key: "node", Value: l.cfg.Node.ID},
 				{Key: "schema", Value: int64(catalog.FeedSchema)}},
-			Body: body,
+			Body: b.Body,
 		})
 	}
 	if err != nil {
