@@ -283,6 +283,9 @@ func dial(urls []string, timeout time.Duration, name string) (*amqp.Connection, 
 	return nil, errors.Join(errs...)
 }
 
+// closeConn closes conn, giving the broker a second to answer.
+func closeConn(conn *amqp.Connection) { _ = conn.CloseDeadline(time.Now().Add(time.Second)) }
+
 // session consumes until the connection ends or ctx is done. It returns nil
 // when it had been consuming.
 func (f *Feed) session(ctx context.Context) error {
@@ -290,10 +293,12 @@ func (f *Feed) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	// A black-holed broker never answers connection.close: the deadline
+	// closes the socket.
+	defer closeConn(conn)
 	// The setup is bounded: a booting broker may leave a channel call
 	// unanswered.
-	setup := time.AfterFunc(f.cfg.DialTimeout, func() { conn.Close() })
+	setup := time.AfterFunc(f.cfg.DialTimeout, func() { closeConn(conn) })
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -428,7 +433,7 @@ func Push(ctx context.Context, urls []string, exchange, queue string, maxBytes i
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	defer conn.Close()
+	defer closeConn(conn)
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
