@@ -301,7 +301,16 @@ func linksValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: clickedge links validate FILE")
 		return 2
 	}
-	c, err := catalog.Load(args[0])
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "clickedge links validate: %v\n", err)
+		return 1
+	}
+	if err := catalog.Validate(args[0], data); err != nil {
+		printError(stderr, "", err)
+		return 1
+	}
+	c, err := catalog.Parse(args[0], data)
 	if err != nil {
 		printError(stderr, "", err)
 		return 1
