@@ -161,15 +161,20 @@ func (l *links) changed(es []catalog.Entry, src catalog.Source) {
 	if src != catalog.SourceAPI || o == nil {
 		return
 	}
-	body, err := catalog.EncodeFeed(l.cfg.Node.ID, es)
-	if err == nil {
+	// Records are capped (outbox.DefaultMaxRecordBytes): a big bulk goes
+	// as several messages.
+	batches, err := catalog.EncodeFeedBatches(l.cfg.Node.ID, es, outbox.DefaultMaxRecordBytes/2)
+	for _, b := range batches {
+		if err != nil {
+			break
+		}
 		err = o.Append(&outbox.Record{
 			Exchange:   l.cfg.Links.Exchange,
 			RoutingKey: catalog.FeedRoutingKey,
-			MessageID:  catalog.FeedMessageID(l.cfg.Node.ID, es),
+			MessageID:  catalog.FeedMessageID(l.cfg.Node.ID, b.Entries),
 			Headers: []outbox.Header{{Key: "region", Value: l.cfg.Node.Region}, {Key: "node", Value: l.cfg.Node.ID},
 				{Key: "schema", Value: int64(catalog.FeedSchema)}},
-			Body: body,
+			Body: b.Body,
 		})
 	}
 	if err != nil {
@@ -301,7 +306,16 @@ func linksValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: clickedge links validate FILE")
 		return 2
 	}
-	c, err := catalog.Load(args[0])
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "clickedge links validate: %v\n", err)
+		return 1
+	}
+	if err := catalog.Validate(args[0], data); err != nil {
+		printError(stderr, "", err)
+		return 1
+	}
+	c, err := catalog.Parse(args[0], data)
 	if err != nil {
 		printError(stderr, "", err)
 		return 1

@@ -49,6 +49,16 @@ func TestLinksValidate(t *testing.T) {
 			t.Fatalf("validate output lacks %q:\n%s", want, errOut)
 		}
 	}
+	// Every error, not only the first 20.
+	var many strings.Builder
+	many.WriteString("links:\n")
+	for i := range 30 {
+		fmt.Fprintf(&many, "  - code: bad%d\n    url: \"ftp://x.example/\"\n", i)
+	}
+	code, _, errOut = runCmd(t, nil, "links", "validate", writeFile(t, dir, "many.yaml", many.String()))
+	if code != 1 || strings.Count(errOut, "url:") != 30 || strings.Contains(errOut, "more errors") {
+		t.Fatalf("validate of 30 bad links = %d, %d errors:\n%s", code, strings.Count(errOut, "url:"), errOut)
+	}
 	if code, _, _ := runCmd(t, nil, "links", "validate"); code != 2 {
 		t.Fatalf("validate without a file = %d, want 2", code)
 	}
