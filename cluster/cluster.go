@@ -158,13 +158,16 @@ func Create(config *Config) (*Cluster, error) {
 	mc.LogOutput = nil
 	mc.Logger = log.New(logWriter{c.log}, "", 0)
 
+	// Ready before memberlist starts: an ack to an early probe already
+	// asks for broadcasts. It counts members from this node's own view, so
+	// it never reads c.ml, which is set only once Create returns.
+	c.bq = &memberlist.TransmitLimitedQueue{
+		NumNodes:       c.aliveCount,
+		RetransmitMult: mc.RetransmitMult,
+	}
 	c.ml, err = memberlist.Create(&mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
-	}
-	c.bq = &memberlist.TransmitLimitedQueue{
-		NumNodes:       c.ml.NumMembers,
-		RetransmitMult: mc.RetransmitMult,
 	}
 	// A wildcard admin or public host means "every address": peers need
 	// the one this node advertises.
@@ -195,6 +198,20 @@ func (c *Cluster) goLoop(f func()) {
 		defer c.wg.Done()
 		f()
 	}()
+}
+
+// aliveCount is the number of alive members, at least 1 (this node); the
+// broadcast queue scales retransmissions with it.
+func (c *Cluster) aliveCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, p := range c.peers {
+		if p.state == StateAlive {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 // Join asks the given seeds to let this node in, at once, and returns how
