@@ -2,8 +2,8 @@ package cluster_test
 
 import (
 	"errors"
-	"net"
 	. "github.com/clickedge/clickedge/cluster"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
