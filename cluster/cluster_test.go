@@ -2,12 +2,13 @@ package cluster_test
 
 import (
 	"errors"
-	. "github.com/clickedge/clickedge/cluster"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	. "github.com/clickedge/clickedge/cluster"
 )
 
 // Three nodes join through one seed, see each other alive, and gossip
