@@ -316,7 +316,10 @@ func (c *Cluster) liveLoop() {
 	}
 }
 
-// refreshLive computes this node's live state and queues its broadcast.
+// refreshLive computes this node's live state, sends it to every member
+// (one UDP packet each: every peer hears it every LiveInterval, whatever
+// the pool's size) and queues it as a broadcast too, which piggybacks on
+// probes and gossip for free and covers a lost packet.
 func (c *Cluster) refreshLive() {
 	var l Live
 	if c.cfg.Live != nil {
@@ -332,6 +335,11 @@ func (c *Cluster) refreshLive() {
 	msg := c.liveMsgLocked()
 	c.mu.Unlock()
 	c.bq.QueueBroadcast(liveBroadcast{name: c.cfg.Name, msg: msg})
+	for _, n := range c.ml.Members() {
+		if n.Name != c.cfg.Name {
+			c.ml.SendBestEffort(n, msg)
+		}
+	}
 }
 
 // liveMsg is the wire form of a live state.
