@@ -158,13 +158,16 @@ func Create(config *Config) (*Cluster, error) {
 	mc.LogOutput = nil
 	mc.Logger = log.New(logWriter{c.log}, "", 0)
 
+	// Ready before memberlist starts: an ack to an early probe already
+	// asks for broadcasts. It counts members from this node's own view, so
+	// it never reads c.ml, which is set only once Create returns.
+	c.bq = &memberlist.TransmitLimitedQueue{
+		NumNodes:       c.aliveCount,
+		RetransmitMult: mc.RetransmitMult,
+	}
 	c.ml, err = memberlist.Create(&mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
-	}
-	c.bq = &memberlist.TransmitLimitedQueue{
-		NumNodes:       c.ml.NumMembers,
-		RetransmitMult: mc.RetransmitMult,
 	}
 	// A wildcard admin or public host means "every address": peers need
 	// the one this node advertises.
@@ -195,6 +198,20 @@ func (c *Cluster) goLoop(f func()) {
 		defer c.wg.Done()
 		f()
 	}()
+}
+
+// aliveCount is the number of alive members, at least 1 (this node); the
+// broadcast queue scales retransmissions with it.
+func (c *Cluster) aliveCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, p := range c.peers {
+		if p.state == StateAlive {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 // Join asks the given seeds to let this node in, at once, and returns how
@@ -299,7 +316,10 @@ func (c *Cluster) liveLoop() {
 	}
 }
 
-// refreshLive computes this node's live state and queues its broadcast.
+// refreshLive computes this node's live state, sends it to every member
+// (one UDP packet each: every peer hears it every LiveInterval, whatever
+// the pool's size) and queues it as a broadcast too, which piggybacks on
+// probes and gossip for free and covers a lost packet.
 func (c *Cluster) refreshLive() {
 	var l Live
 	if c.cfg.Live != nil {
@@ -315,6 +335,11 @@ func (c *Cluster) refreshLive() {
 	msg := c.liveMsgLocked()
 	c.mu.Unlock()
 	c.bq.QueueBroadcast(liveBroadcast{name: c.cfg.Name, msg: msg})
+	for _, n := range c.ml.Members() {
+		if n.Name != c.cfg.Name {
+			c.ml.SendBestEffort(n, msg)
+		}
+	}
 }
 
 // liveMsg is the wire form of a live state.

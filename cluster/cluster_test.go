@@ -3,11 +3,12 @@ package cluster_test
 import (
 	"errors"
 	"net"
-	. "github.com/clickedge/clickedge/cluster"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	. "github.com/clickedge/clickedge/cluster"
 )
 
 // Three nodes join through one seed, see each other alive, and gossip

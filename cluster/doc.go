@@ -33,9 +33,10 @@ callers only.
 Node metadata (memberlist's, at most 512 bytes) holds what changes only at
 start: region, roles, version, public and admin addresses. Live state
 (outbox depth and age, forwarder state, catalog version and digest) changes
-all the time and travels as a gossip broadcast every LiveInterval (and in
-push/pull exchanges for nodes that join); a newer broadcast of a node
-replaces its older one in the queue. A member's age is how long ago its last
+all the time: every LiveInterval it is sent to each member directly (one
+UDP packet each) and queued as a gossip broadcast, and push/pull
+exchanges carry it for nodes that join; a newer state of a node replaces
+its older one in the queue, and receivers keep the newest by sequence. A member's age is how long ago its last
 live state arrived here.
 
 Members are alive, suspect (memberlist still counts it alive but no live

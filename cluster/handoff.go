@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,8 +112,9 @@ func fromWire(w *wireRecord) (*outbox.Record, error) {
 
 // HandOff sends every pending record of o (the memory spill first, then
 // the file) to live peers, batch by batch, acking each batch in o only
-// after a peer committed it. It tries the peers with the fewest pending
-// records first and moves to the next when one fails. o's forwarder must
+// after a peer committed it. It tries peers whose forwarder is connected
+// first, then those with the fewest pending records, and moves to the next
+// when one fails. o's forwarder must
 // be stopped: the hand-off is then o's only reader.
 //
 // It returns ErrNoPeer when no peer is alive, and otherwise the last
@@ -121,8 +123,17 @@ func fromWire(w *wireRecord) (*outbox.Record, error) {
 func (c *Cluster) HandOff(ctx context.Context, o *outbox.Outbox) (HandoffResult, error) {
 	var res HandoffResult
 	peers := c.alivePeers()
+	// Peers that reach the centre first (only this node may be cut off),
+	// then the least loaded.
 	slices.SortStableFunc(peers, func(a, b Member) int {
-		return int(min(max(a.Live.OutboxPending-b.Live.OutboxPending, -1), 1))
+		ac, bc := a.Live.Forwarder == "connected", b.Live.Forwarder == "connected"
+		if ac != bc {
+			if ac {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Live.OutboxPending, b.Live.OutboxPending)
 	})
 	err := ErrNoPeer
 	for _, p := range peers {

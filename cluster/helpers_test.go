@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	. "github.com/clickedge/clickedge/cluster"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	. "github.com/clickedge/clickedge/cluster"
 	"github.com/clickedge/clickedge/cluster/clustertest"
 	"github.com/clickedge/clickedge/outbox"
 )

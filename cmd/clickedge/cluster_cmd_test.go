@@ -167,6 +167,11 @@ func TestClusterBinary(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &js) != nil || len(js.Members) != 3 {
 		t.Fatalf("cluster members -json = %d %s", code, out)
 	}
+	// -admin and the token from the config file (admin.listen, admin.token).
+	cfgFile := writeFile(t, dir, "client.yaml", fmt.Sprintf("admin:\n  listen: %q\n  token: secret-token\n", a.admin))
+	if code, out, errOut := runCmd(t, nil, "cluster", "members", "-config", cfgFile); code != 0 || strings.Count(out, "alive") != 3 {
+		t.Errorf("cluster members -config = %d\n%s%s", code, out, errOut)
+	}
 	if code, _, errOut := runCmd(t, nil, "cluster", "members", "-admin", a.admin, "-token", "wrong"); code != 1 || !strings.Contains(errOut, "403") {
 		t.Errorf("members with a wrong token = %d %s, want 1 and the 403", code, errOut)
 	}
