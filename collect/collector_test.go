@@ -430,6 +430,33 @@ func TestCollectorDatabaseCrash(t *testing.T) {
 	}
 }
 
+// A collector started while PostgreSQL is down consumes nothing it cannot
+// write: it keeps retrying, and once the database is up every message is
+// written once.
+func TestCollectorDatabaseDownAtStart(t *testing.T) {
+	amqpURL := brokertest.SharedURL(t)
+	pg, dbURL := newDB(t, nil)
+	n := newNames(t, amqpURL)
+	pg.Stop()
+	r := startCollector(t, amqpURL, dbURL, n, nil)
+	pub := newPublisher(t, amqpURL)
+	for range 300 {
+		id, body := clickBodyAt(time.Now(), "x", "eu")
+		pub.publish(n.clicks, "click.eu", id, body)
+	}
+	pub.wait()
+	if s := r.c.Stats(); s.DatabaseUp || s.Batches != 0 {
+		t.Fatalf("with the database down: %+v, want not up and no batch acked", s)
+	}
+	// What it holds unacked shows as lag, which an alert can see.
+	waitFor(t, 30*time.Second, "lag while holding messages", func() (bool, string) {
+		lag := r.c.Stats().Lag(time.Now())
+		return lag > 0, lag.String()
+	})
+	pg.Restart()
+	waitRows(t, dbURL, 300, 0, 60*time.Second)
+}
+
 // A broker killed and restarted: the collector reconnects, and every
 // message published before and after is written once.
 func TestCollectorBrokerRestart(t *testing.T) {
