@@ -283,3 +283,34 @@ func TestStoreConcurrentWriters(t *testing.T) {
 		t.Errorf("clicks partitions = %d, want 7", got)
 	}
 }
+
+// A day whose rows went to the default partition (it was beyond the range)
+// keeps them there when it comes into range: its partition is not created,
+// writes go on, and each id is still one row.
+func TestStoreDayComesIntoRange(t *testing.T) {
+	_, url := newDB(t, nil)
+	now := time.Now()
+	day := now.AddDate(0, 0, 10)
+	_, b1 := clickBodyAt(day, "tv", "eu")
+	_, b2 := clickBodyAt(day.Add(time.Minute), "tv", "eu")
+	s := newStore(t, url)
+	if _, err := s.Write(context.Background(), []*Click{mustClick(t, b1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	later, err := NewStore(StoreConfig{DatabaseURL: url, Now: func() time.Time { return now.AddDate(0, 0, 5) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	for range 2 {
+		if _, err := later.Write(context.Background(), []*Click{mustClick(t, b1), mustClick(t, b2)}, nil); err != nil {
+			t.Fatalf("Write once the day is in range: %v", err)
+		}
+	}
+	if got := queryInt(t, url, "SELECT count(*) FROM clicks_default"); got != 2 {
+		t.Fatalf("clicks_default rows = %d, want 2", got)
+	}
+	if got := queryInt(t, url, "SELECT count(*) FROM clicks"); got != 2 {
+		t.Fatalf("clicks rows = %d, want 2", got)
+	}
+}
