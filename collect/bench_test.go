@@ -20,7 +20,9 @@ import (
 // queued first, then a collector with each batch size of
 // COLLECT_BENCH_BATCHES (default 500,2000,5000) empties the queue into a
 // fresh database. A private RabbitMQ node and a private PostgreSQL with
-// fsync on, both on this machine, as in docs/performance.md:
+// fsync on, both on this machine, as in docs/performance.md.
+// COLLECT_BENCH_QUEUE_TYPE (quorum), COLLECT_BENCH_WRITERS (the default)
+// and COLLECT_BENCH_PREFETCH (2 x batch) vary the rest:
 //
 //	go test -run '^$' -bench Backlog -benchtime 1x -timeout 30m ./collect/
 func BenchmarkBacklog(b *testing.B) {
@@ -66,6 +68,9 @@ func benchBacklog(b *testing.B, amqpURL string, pg *pgtest.Cluster, messages, ba
 	cfg.Store = store
 	cfg.QueueType = queueType
 	cfg.BatchSize = batchSize
+	if s := os.Getenv("COLLECT_BENCH_WRITERS"); s != "" {
+		cfg.Writers, _ = strconv.Atoi(s) // 0: the default
+	}
 	if s := os.Getenv("COLLECT_BENCH_PREFETCH"); s != "" {
 		cfg.Prefetch, _ = strconv.Atoi(s) // 0: the default, 2 * batch
 	}
@@ -136,7 +141,7 @@ func benchBacklog(b *testing.B, amqpURL string, pg *pgtest.Cluster, messages, ba
 	b.ReportMetric(float64(bytes)/float64(messages), "B/msg")
 	b.ReportMetric(s.BatchDuration.Sum/float64(s.BatchDuration.Count)*1000, "ms/batch")
 	b.ReportMetric(float64(s.WriteTime.Milliseconds())/float64(s.Batches), "write-ms/batch")
-	b.Logf("batch %d, %s queue: %d rows in %v = %.0f rows/s (%d batches, mean %.1f ms from first message to ack, %.1f ms writing)",
-		batchSize, queueType, messages, took.Round(time.Millisecond), float64(messages)/took.Seconds(),
+	b.Logf("batch %d, %d writers, %s queue: %d rows in %v = %.0f rows/s (%d batches, mean %.1f ms from first message to ack, %.1f ms writing)",
+		batchSize, c.cfg.Writers, queueType, messages, took.Round(time.Millisecond), float64(messages)/took.Seconds(),
 		s.Batches, s.BatchDuration.Sum/float64(s.BatchDuration.Count)*1000, float64(s.WriteTime.Milliseconds())/float64(s.Batches))
 }

@@ -17,6 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/clickedge/clickedge/internal/brokertest"
+	"github.com/clickedge/clickedge/internal/pgtest"
 )
 
 // names are one test's exchanges and queues, so tests on the shared broker
@@ -237,7 +238,7 @@ func TestCollectorRowsDuplicatesPoison(t *testing.T) {
 	for _, qt := range []string{"quorum", "classic"} {
 		t.Run(qt, func(t *testing.T) {
 			amqpURL := brokertest.SharedURL(t)
-			_, dbURL := newDB(t, nil)
+			dbURL := pgtest.SharedDatabase(t)
 			n := newNames(t, amqpURL)
 			r := startCollector(t, amqpURL, dbURL, n, func(c *Config) { c.QueueType = qt })
 
@@ -311,7 +312,7 @@ func TestCollectorRowsDuplicatesPoison(t *testing.T) {
 // written: one bad row never blocks the queue.
 func TestCollectorDatabaseRefusesRow(t *testing.T) {
 	amqpURL := brokertest.SharedURL(t)
-	_, dbURL := newDB(t, nil)
+	dbURL := pgtest.SharedDatabase(t)
 	n := newNames(t, amqpURL)
 	r := startCollector(t, amqpURL, dbURL, n, func(c *Config) { c.BatchInterval = 200 * time.Millisecond })
 	waitFor(t, 30*time.Second, "the schema", func() (bool, string) { return r.c.Stats().DatabaseUp, "not yet" })
@@ -400,7 +401,7 @@ func publishStream(url, exchange string, n int, every time.Duration) (<-chan err
 // in hand is retried, nothing is acked before it commits.
 func TestCollectorDatabaseCrash(t *testing.T) {
 	amqpURL := brokertest.SharedURL(t)
-	pg, dbURL := newDB(t, nil)
+	pg, dbURL := privateDB(t)
 	n := newNames(t, amqpURL)
 	r := startCollector(t, amqpURL, dbURL, n, nil)
 
@@ -430,11 +431,38 @@ func TestCollectorDatabaseCrash(t *testing.T) {
 	}
 }
 
+// A collector started while PostgreSQL is down consumes nothing it cannot
+// write: it keeps retrying, and once the database is up every message is
+// written once.
+func TestCollectorDatabaseDownAtStart(t *testing.T) {
+	amqpURL := brokertest.SharedURL(t)
+	pg, dbURL := privateDB(t)
+	n := newNames(t, amqpURL)
+	pg.Stop()
+	r := startCollector(t, amqpURL, dbURL, n, nil)
+	pub := newPublisher(t, amqpURL)
+	for range 300 {
+		id, body := clickBodyAt(time.Now(), "x", "eu")
+		pub.publish(n.clicks, "click.eu", id, body)
+	}
+	pub.wait()
+	if s := r.c.Stats(); s.DatabaseUp || s.Batches != 0 {
+		t.Fatalf("with the database down: %+v, want not up and no batch acked", s)
+	}
+	// What it holds unacked shows as lag, which an alert can see.
+	waitFor(t, 30*time.Second, "lag while holding messages", func() (bool, string) {
+		lag := r.c.Stats().Lag(time.Now())
+		return lag > 0, lag.String()
+	})
+	pg.Restart()
+	waitRows(t, dbURL, 300, 0, 60*time.Second)
+}
+
 // A broker killed and restarted: the collector reconnects, and every
 // message published before and after is written once.
 func TestCollectorBrokerRestart(t *testing.T) {
 	node := brokertest.StartNode(t, nil)
-	_, dbURL := newDB(t, nil)
+	dbURL := pgtest.SharedDatabase(t)
 	n := newNames(t, node.URL())
 	r := startCollector(t, node.URL(), dbURL, n, nil)
 
@@ -471,7 +499,7 @@ func TestCollectorBrokerRestart(t *testing.T) {
 // the next session and absorbed by the keys, counted as duplicates.
 func TestCollectorCommitWithoutAck(t *testing.T) {
 	amqpURL := brokertest.SharedURL(t)
-	_, dbURL := newDB(t, nil)
+	dbURL := pgtest.SharedDatabase(t)
 	n := newNames(t, amqpURL)
 	var once sync.Once
 	r := startCollector(t, amqpURL, dbURL, n, func(c *Config) { c.RetryMin = 10 * time.Millisecond })
@@ -598,7 +626,7 @@ func (c *child) counts() (rows, dups int) {
 // duplicates that change nothing.
 func TestCollectorKill9(t *testing.T) {
 	amqpURL := brokertest.SharedURL(t)
-	_, dbURL := newDB(t, nil)
+	dbURL := pgtest.SharedDatabase(t)
 	n := newNames(t, amqpURL)
 	// Declare the topology and the schema once, in process, then leave it
 	// to the children.

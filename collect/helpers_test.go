@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,13 +20,14 @@ import (
 
 var dbSeq atomic.Int64
 
-// newDB returns the URL of a fresh database on a private cluster (one per
-// test unless c is given).
-func newDB(t *testing.T, c *pgtest.Cluster) (*pgtest.Cluster, string) {
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// privateDB returns a cluster of the test's own, for tests that stop or
+// crash it, and the URL of a database on it. Others use
+// pgtest.SharedDatabase.
+func privateDB(t *testing.T) (*pgtest.Cluster, string) {
 	t.Helper()
-	if c == nil {
-		c = pgtest.Start(t, nil)
-	}
+	c := pgtest.Start(t, nil)
 	return c, c.CreateDatabase(fmt.Sprintf("collect_%d", dbSeq.Add(1)))
 }
 

@@ -256,3 +256,14 @@ func FuzzParse(f *testing.F) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+func BenchmarkParseClick(b *testing.B) {
+	_, body := clickBodyAt(time.Now(), "tv-sale", "eu")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, p := ParseClick(body); p != nil {
+			b.Fatal(p)
+		}
+	}
+}

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/clickedge/clickedge/internal/pgtest"
 )
 
 // Collectors that start together migrate once: every one succeeds, and the
 // schema is at the current version with one row per migration.
 func TestMigrateConcurrent(t *testing.T) {
-	_, url := newDB(t, nil)
+	url := pgtest.SharedDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const n = 4
@@ -52,7 +54,7 @@ func TestMigrateConcurrent(t *testing.T) {
 // A database migrated by a newer collector is refused, not downgraded;
 // migrations with a gap are refused before anything runs.
 func TestMigrateRefuses(t *testing.T) {
-	_, url := newDB(t, nil)
+	url := pgtest.SharedDatabase(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -80,7 +82,7 @@ func TestMigrateRefuses(t *testing.T) {
 // Rows are inserted once: the same batch again, and duplicates within a
 // batch, insert nothing and are counted as duplicates.
 func TestStoreWriteIdempotent(t *testing.T) {
-	_, url := newDB(t, nil)
+	url := pgtest.SharedDatabase(t)
 	s := newStore(t, url)
 	ctx := context.Background()
 	now := time.Now()
@@ -122,7 +124,7 @@ func TestStoreWriteIdempotent(t *testing.T) {
 // Ids from a broken clock, days beyond the partition range, land in the
 // default partition and are still deduplicated.
 func TestStoreFarDaysUseDefault(t *testing.T) {
-	_, url := newDB(t, nil)
+	url := pgtest.SharedDatabase(t)
 	s := newStore(t, url)
 	_, far := clickBodyAt(time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC), "tv", "eu")
 	c := mustClick(t, far)
@@ -143,7 +145,7 @@ func TestStoreFarDaysUseDefault(t *testing.T) {
 // different clicks (different partitions); the view joins each action to
 // its click, leaves unknown clicks empty and names the latest status.
 func TestStoreActionsAndView(t *testing.T) {
-	_, url := newDB(t, nil)
+	url := pgtest.SharedDatabase(t)
 	s := newStore(t, url)
 	ctx := context.Background()
 	now := time.Now()
@@ -218,7 +220,7 @@ func TestStoreActionsAndView(t *testing.T) {
 // A failed write (database gone) commits nothing and reports it; the next
 // write reconnects by itself.
 func TestStoreReconnects(t *testing.T) {
-	c, url := newDB(t, nil)
+	c, url := privateDB(t)
 	s := newStore(t, url)
 	ctx := context.Background()
 	_, b1 := clickBodyAt(time.Now(), "tv", "eu")
@@ -244,7 +246,7 @@ func TestStoreReconnects(t *testing.T) {
 // Collectors writing the same new days at once create each partition once
 // and agree on every row: each click inserted by exactly one of them.
 func TestStoreConcurrentWriters(t *testing.T) {
-	_, url := newDB(t, nil)
+	url := pgtest.SharedDatabase(t)
 	now := time.Now()
 	var clicks []*Click
 	for i := range 400 {
@@ -281,5 +283,36 @@ func TestStoreConcurrentWriters(t *testing.T) {
 	if got := queryInt(t, url, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'clicks'::regclass"); got != 5+1+1 {
 		// five days of rows, tomorrow (made at connect), the default
 		t.Errorf("clicks partitions = %d, want 7", got)
+	}
+}
+
+// A day whose rows went to the default partition (it was beyond the range)
+// keeps them there when it comes into range: its partition is not created,
+// writes go on, and each id is still one row.
+func TestStoreDayComesIntoRange(t *testing.T) {
+	url := pgtest.SharedDatabase(t)
+	now := time.Now()
+	day := now.AddDate(0, 0, 10)
+	_, b1 := clickBodyAt(day, "tv", "eu")
+	_, b2 := clickBodyAt(day.Add(time.Minute), "tv", "eu")
+	s := newStore(t, url)
+	if _, err := s.Write(context.Background(), []*Click{mustClick(t, b1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	later, err := NewStore(StoreConfig{DatabaseURL: url, Now: func() time.Time { return now.AddDate(0, 0, 5) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	for range 2 {
+		if _, err := later.Write(context.Background(), []*Click{mustClick(t, b1), mustClick(t, b2)}, nil); err != nil {
+			t.Fatalf("Write once the day is in range: %v", err)
+		}
+	}
+	if got := queryInt(t, url, "SELECT count(*) FROM clicks_default"); got != 2 {
+		t.Fatalf("clicks_default rows = %d, want 2", got)
+	}
+	if got := queryInt(t, url, "SELECT count(*) FROM clicks"); got != 2 {
+		t.Fatalf("clicks rows = %d, want 2", got)
 	}
 }

@@ -349,7 +349,22 @@ func TestCollector(t *testing.T) {
 	w.pg.Restart()
 	waitAnswered(t, load, 5000)
 	load.halt()
-	edge.terminate(t)
+	// Every answered click delivered to the broker before the edge stops,
+	// so that none waits in its outbox.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		m, err := edge.metrics()
+		if err == nil && m["clickedge_outbox_pending_records"] == 0 && m["clickedge_outbox_spill_records"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge still has pending clicks after 2m: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, st, _ := edge.terminate(t); code != 0 || st.Pending != 0 {
+		t.Fatalf("edge stop: exit %d, pending %d", code, st.Pending)
+	}
 	answered := int64(load.answeredCount())
 	// Every answered click, once; unanswered ones (none expected) could
 	// add at most their count.

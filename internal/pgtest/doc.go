@@ -23,6 +23,9 @@
 //     shutdown, no checkpoint, WAL recovery at the next start): committed
 //     transactions survive it. The tests crash the server, never the
 //     kernel, so fsync is off unless Options.Durable (for benchmarks).
-//   - initdb's template directory is left for the next test binary's
-//     sweep (one per binary, about 40 MB).
+//   - Start gives a test its own cluster; SharedDatabase a fresh database
+//     on one cluster shared by the test binary, for tests that neither
+//     stop nor crash it. Main (from TestMain) stops the shared cluster and
+//     removes initdb's template; without it the next test binary's sweep
+//     removes them (about 40 MB each).
 package pgtest

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -69,51 +70,102 @@ var (
 
 // Start initialises and starts a private cluster, and stops it and removes
 // its files when the test ends. It fails the test when PostgreSQL is not
-// installed or does not come up.
+// installed or does not come up. Use it for tests that stop or crash the
+// server; SharedDatabase is cheaper for the others.
 func Start(t testing.TB, opts *Options) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t}
+	c, err := launch(opts)
+	if c != nil {
+		c.t = t
+		t.Cleanup(c.cleanup)
+	}
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return c
+}
+
+var shared struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+	seq  atomic.Int64
+}
+
+// SharedDatabase returns the URL of a fresh database on a cluster shared
+// by the test binary, started on first use. Tests must not stop or crash
+// that cluster (use Start for those). Main stops it.
+func SharedDatabase(t testing.TB) string {
+	t.Helper()
+	shared.once.Do(func() { shared.c, shared.err = launch(nil) })
+	if shared.err != nil {
+		t.Fatalf("pgtest: shared cluster: %v", shared.err)
+	}
+	name := fmt.Sprintf("shared_%d", shared.seq.Add(1))
+	if err := shared.c.createDatabase(name); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return shared.c.DatabaseURL(name)
+}
+
+// Main runs the tests, then stops the shared cluster and removes initdb's
+// template directory. Call it from TestMain: os.Exit(pgtest.Main(m)).
+// Without it the parent-death signal stops the server and the next test
+// binary removes the files.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared.c != nil {
+		shared.c.cleanup()
+	}
+	if templateDir != "" {
+		os.RemoveAll(filepath.Dir(templateDir))
+	}
+	return code
+}
+
+// launch makes and starts a cluster. A non-nil cluster is returned even
+// with an error once it has files to clean up.
+func launch(opts *Options) (*Cluster, error) {
+	c := &Cluster{}
 	if opts != nil {
 		c.opts = *opts
 	}
 	var err error
 	if c.bin, err = findBin(); err != nil {
-		t.Fatalf("pgtest: %v\nInstall PostgreSQL (scripts/ensure-postgres.sh, which `make test` runs, or apt-get install postgresql).", err)
+		return nil, fmt.Errorf("%v\nInstall PostgreSQL (scripts/ensure-postgres.sh, which `make test` runs, or apt-get install postgresql).", err)
 	}
 	if c.cred, err = credential(); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
 	sweepOnce.Do(sweepStale)
 	templateOnce.Do(func() { templateDir, templateErr = makeTemplate(c.bin, c.cred) })
 	if templateErr != nil {
-		t.Fatalf("pgtest: initdb: %v", templateErr)
+		return nil, fmt.Errorf("initdb: %v", templateErr)
 	}
 	if c.dir, err = makeRoot(); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
-	t.Cleanup(c.cleanup)
 	if out, err := exec.Command("cp", "-a", templateDir, c.dataDir()).CombinedOutput(); err != nil {
-		t.Fatalf("pgtest: copy template: %v: %s", err, out)
+		return c, fmt.Errorf("copy template: %v: %s", err, out)
 	}
 	if err := os.Mkdir(c.sockDir(), 0o700); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return c, err
 	}
 	if err := c.chown(c.sockDir()); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return c, err
 	}
 	for attempt := 0; ; attempt++ {
 		if c.port, err = freePort(); err != nil {
-			t.Fatalf("pgtest: %v", err)
+			return c, err
 		}
 		err = c.start()
 		if err == nil {
-			break
+			return c, nil
 		}
 		if !errors.Is(err, errPortTaken) || attempt == 3 {
-			t.Fatalf("pgtest: start: %v", err)
+			return c, fmt.Errorf("start: %w", err)
 		}
 	}
-	return c
 }
 
 // Port is the server's TCP port on 127.0.0.1.
@@ -130,17 +182,24 @@ func (c *Cluster) DatabaseURL(name string) string {
 // CreateDatabase creates a database and returns its URL.
 func (c *Cluster) CreateDatabase(name string) string {
 	c.t.Helper()
+	if err := c.createDatabase(name); err != nil {
+		c.t.Fatalf("pgtest: %v", err)
+	}
+	return c.DatabaseURL(name)
+}
+
+func (c *Cluster) createDatabase(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, c.URL())
 	if err != nil {
-		c.t.Fatalf("pgtest: connect: %v", err)
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		c.t.Fatalf("pgtest: create database %s: %v", name, err)
+		return fmt.Errorf("create database %s: %w", name, err)
 	}
-	return c.DatabaseURL(name)
+	return nil
 }
 
 // Stop shuts the server down cleanly (fast shutdown: sessions are ended,
@@ -276,21 +335,30 @@ func (c *Cluster) stop(sig syscall.Signal) error {
 	}
 }
 
+// cleanup stops the server and removes its files; c.t is nil for the
+// shared cluster.
 func (c *Cluster) cleanup() {
+	report := func(format string, args ...any) {
+		if c.t != nil {
+			c.t.Errorf(format, args...)
+		} else {
+			fmt.Fprintf(os.Stderr, format+"\n", args...)
+		}
+	}
 	c.mu.Lock()
 	running := c.proc != nil
 	c.mu.Unlock()
 	if running {
 		if err := c.stop(syscall.SIGQUIT); err != nil {
-			c.t.Errorf("pgtest: cleanup: %v", err)
+			report("pgtest: cleanup: %v", err)
 		}
 	}
-	if c.t.Failed() {
+	if c.t != nil && c.t.Failed() {
 		c.t.Logf("pgtest: last lines of the server log:\n%s", c.logTail())
 	}
 	if c.dir != "" {
 		if err := os.RemoveAll(c.dir); err != nil {
-			c.t.Errorf("pgtest: remove %s: %v", c.dir, err)
+			report("pgtest: remove %s: %v", c.dir, err)
 		}
 	}
 }

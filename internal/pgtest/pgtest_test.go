@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -55,4 +56,22 @@ func TestCrashRestartKeepsCommitted(t *testing.T) {
 	}
 	c.Stop()
 	c.Restart()
+}
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// Shared databases are distinct databases on one cluster.
+func TestSharedDatabase(t *testing.T) {
+	a, b := SharedDatabase(t), SharedDatabase(t)
+	if a == b {
+		t.Fatalf("SharedDatabase twice = %s both times", a)
+	}
+	for _, u := range []string{a, b} {
+		if err := ping(u); err != nil {
+			t.Fatalf("ping %s: %v", u, err)
+		}
+	}
+	if shared.c.Port() == 5432 {
+		t.Fatalf("shared cluster on the system port 5432")
+	}
 }
