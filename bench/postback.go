@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/clickedge/clickedge/edge/clickid"
@@ -35,20 +36,24 @@ const (
 
 // PostbackResult is one run of `bench postback`.
 type PostbackResult struct {
-	Date        string     `json:"date"`
-	Commit      string     `json:"commit,omitempty"`
-	CPUs        int        `json:"cpus"`
-	ServerCPUs  string     `json:"server_cpus"`
-	LoadgenCPUs string     `json:"loadgen_cpus"`
-	Workers     int        `json:"workers"`
-	Duration    float64    `json:"duration_s"`
-	Rate        int        `json:"rate"`
-	Capacity    PBPair     `json:"capacity"` // closed model
-	Latency     PBPair     `json:"latency"`  // open model at Rate
-	Registered  float64    `json:"registered"`
-	Appended    uint64     `json:"outbox_appended"`
-	Problems    []string   `json:"problems,omitempty"`
-	LoadAvg     [3]float64 `json:"load_avg_before"`
+	Date        string  `json:"date"`
+	Commit      string  `json:"commit,omitempty"`
+	CPUs        int     `json:"cpus"`
+	ServerCPUs  string  `json:"server_cpus"`
+	LoadgenCPUs string  `json:"loadgen_cpus"`
+	Workers     int     `json:"workers"`
+	Duration    float64 `json:"duration_s"`
+	Rate        int     `json:"rate"`
+	Capacity    PBPair  `json:"capacity"` // closed model
+	Latency     PBPair  `json:"latency"`  // open model at Rate
+	Registered  float64 `json:"registered"`
+	Appended    uint64  `json:"outbox_appended"`
+	// Forwarding is true when the node forwarded to a broker (-amqp);
+	// then Delivered counts the actions and clicks that reached its queues.
+	Forwarding bool       `json:"forwarding"`
+	Delivered  *[2]int64  `json:"delivered_actions_clicks,omitempty"`
+	Problems   []string   `json:"problems,omitempty"`
+	LoadAvg    [3]float64 `json:"load_avg_before"`
 }
 
 // PBPair is the same load against /postback and /r/.
@@ -66,10 +71,11 @@ func cmdPostback(args []string, stdout, stderr io.Writer) int {
 	pin := fs.String("pin", "split", "split (server on the last CPU with GOMAXPROCS=2, generator on the others) or none")
 	bin := fs.String("clickedge", "", "clickedge binary; default: built from ./cmd/clickedge")
 	out := fs.String("out", "", "also write the JSON result to this `file`")
+	amqpURL := fs.String("amqp", "", "forward to this broker `URL` (queues declared for both kinds, every answered request checked there); default: forwarder cut off")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	r, err := runPostbackBench(*d, *workers, *rate, *pin, *bin, stderr)
+	r, err := runPostbackBench(*d, *workers, *rate, *pin, *bin, *amqpURL, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench postback: %v\n", err)
 		return 1
@@ -86,7 +92,7 @@ func cmdPostback(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runPostbackBench(d time.Duration, workers, rate int, pin, bin string, logw io.Writer) (*PostbackResult, error) {
+func runPostbackBench(d time.Duration, workers, rate int, pin, bin, amqpURL string, logw io.Writer) (*PostbackResult, error) {
 	r := &PostbackResult{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), Workers: workers,
 		Duration: d.Seconds(), Rate: rate, LoadAvg: loadAvg(), Commit: gitCommit()}
 	dir, err := os.MkdirTemp("", "clickedge-bench-postback-")
@@ -121,7 +127,13 @@ func runPostbackBench(d time.Duration, workers, rate int, pin, bin string, logw 
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := writeEdgeConfig(dir, edgeSpec{durability: "sync", amqpURL: "amqp://guest:guest@127.0.0.1:1/", exchange: "clicks", region: "bench"}, public, admin)
+	broker := "amqp://guest:guest@127.0.0.1:1/" // nothing listens: cut off
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	actionsQ, clicksQ := "bench-actions-"+suffix, "bench-clicks-"+suffix
+	if amqpURL != "" {
+		broker, r.Forwarding = amqpURL, true
+	}
+	cfg, err := writeEdgeConfig(dir, edgeSpec{durability: "sync", amqpURL: broker, exchange: "clicks", region: "bench"}, public, admin)
 	if err != nil {
 		return nil, err
 	}
@@ -134,8 +146,20 @@ func runPostbackBench(d time.Duration, workers, rate int, pin, bin string, logw 
 		return nil, err
 	}
 	fmt.Fprintf(f, "postback:\n  advertisers: advertisers.yaml\n")
+	if r.Forwarding {
+		// Queues for both kinds, so that nothing is unroutable. The keys
+		// forwarder.declare_queue and postback.declare_queue come after
+		// the sections writeEdgeConfig wrote: YAML refuses a second
+		// "forwarder:", so the click queue goes through the environment.
+		fmt.Fprintf(f, "  declare_queue: %s\n", actionsQ)
+	}
 	f.Close()
-	p, err := startProc(procSpec{name: "clickedge", argv: []string{bin, "serve", "-config", cfg}, cpus: r.ServerCPUs, procs: procs,
+	var env []string
+	if r.Forwarding {
+		env = append(env, "CLICKEDGE_FORWARDER_DECLARE_QUEUE="+clicksQ, "CLICKEDGE_FORWARDER_QUEUE_TYPE=classic")
+		defer deleteQueues(amqpURL, actionsQ, clicksQ)
+	}
+	p, err := startProc(procSpec{name: "clickedge", argv: []string{bin, "serve", "-config", cfg}, env: env, cpus: r.ServerCPUs, procs: procs,
 		readyURL: "http://" + admin + "/readyz", logFile: filepath.Join(dir, "clickedge.log")})
 	if err != nil {
 		return nil, err
@@ -172,6 +196,30 @@ func runPostbackBench(d time.Duration, workers, rate int, pin, bin string, logw 
 	if clicks := r.Capacity.Redirect.Answered + r.Latency.Redirect.Answered; st.Outbox.Appended != uint64(answered+clicks) {
 		r.Problems = append(r.Problems, fmt.Sprintf("outbox appended %d records for %d postbacks and %d clicks answered",
 			st.Outbox.Appended, answered, clicks))
+	}
+	if r.Forwarding {
+		clicks := r.Capacity.Redirect.Answered + r.Latency.Redirect.Answered
+		logf("waiting for the outbox to drain")
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			st, err := outboxStatus(admin)
+			if err == nil && st.Outbox.Pending == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		na, nc, err := queueDepths(amqpURL, actionsQ, clicksQ)
+		if err != nil {
+			return nil, err
+		}
+		r.Delivered = &[2]int64{na, nc}
+		// At least once: fewer messages than answers is a loss. More are
+		// duplicates (a republish) or requests committed whose answer the
+		// generator did not count; the result keeps both counts.
+		if na < answered || nc < clicks {
+			r.Problems = append(r.Problems, fmt.Sprintf("the queues hold %d actions and %d clicks for %d postbacks and %d clicks answered",
+				na, nc, answered, clicks))
+		}
 	}
 	for _, lr := range []LoadResult{r.Capacity.Postback, r.Latency.Postback} {
 		if lr.Errors > 0 {
@@ -287,7 +335,14 @@ func mergePostbacks(model string, cs []*collector) LoadResult {
 
 func postbackTable(r *PostbackResult) string {
 	ms := func(us float64) string { return fmt.Sprintf("%.2f", us/1000) }
-	s := fmt.Sprintf("\n%s, %d CPUs (server %q, generator %q), sync durability, forwarder cut off\n\n", r.Date, r.CPUs, r.ServerCPUs, r.LoadgenCPUs)
+	fwd := "forwarder cut off"
+	if r.Forwarding {
+		fwd = "forwarding to the broker"
+		if r.Delivered != nil {
+			fwd += fmt.Sprintf(" (queues: %d actions, %d clicks)", r.Delivered[0], r.Delivered[1])
+		}
+	}
+	s := fmt.Sprintf("\n%s, %d CPUs (server %q, generator %q), sync durability, %s\n\n", r.Date, r.CPUs, r.ServerCPUs, r.LoadgenCPUs, fwd)
 	s += "| run | path | answered/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|\n"
 	row := func(run, path string, l LoadResult) {
 		s += fmt.Sprintf("| %s | %s | %.0f | %s | %s | %s | %s | %d |\n", run, path, l.Throughput,
@@ -301,4 +356,43 @@ func postbackTable(r *PostbackResult) string {
 		s += "\nPROBLEM: " + p + "\n"
 	}
 	return s
+}
+
+// queueDepths returns the ready messages of two queues.
+func queueDepths(url, a, b string) (int64, int64, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, 0, err
+	}
+	qa, err := ch.QueueDeclarePassive(a, true, false, false, false, amqp.Table{"x-queue-type": "classic"})
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue %s: %w", a, err)
+	}
+	ch2, err := conn.Channel()
+	if err != nil {
+		return 0, 0, err
+	}
+	qb, err := ch2.QueueDeclarePassive(b, true, false, false, false, amqp.Table{"x-queue-type": "classic"})
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue %s: %w", b, err)
+	}
+	return int64(qa.Messages), int64(qb.Messages), nil
+}
+
+func deleteQueues(url string, names ...string) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		for _, n := range names {
+			ch.QueueDelete(n, false, false, false)
+		}
+	}
 }
