@@ -296,7 +296,9 @@ func catalogInfo(e *edgeProc) (digest string, links int) {
 
 // linkStatus is GET /admin/links/{code}'s status on e.
 func linkStatus(e *edgeProc, code string) int {
-	resp, err := metricsClient.Get("http://" + e.Admin + "/admin/links/" + code)
+	req, _ := http.NewRequest("GET", "http://"+e.Admin+"/admin/links/"+code, nil)
+	req.Header.Set("Authorization", "Bearer "+clusterToken) // admin reads need it too (harden #7)
+	resp, err := metricsClient.Do(req)
 	if err != nil {
 		return 0
 	}
