@@ -281,8 +281,14 @@ func TestClusterHandoff(t *testing.T) {
 
 // catalogInfo is GET /admin/catalog.
 func catalogInfo(e *edgeProc) (digest string, links int) {
-	resp, err := metricsClient.Get("http://" + e.Admin + "/admin/catalog")
+	req, _ := http.NewRequest("GET", "http://"+e.Admin+"/admin/catalog", nil)
+	req.Header.Set("Authorization", "Bearer "+clusterToken)
+	resp, err := metricsClient.Do(req)
 	if err != nil {
+		return "", -1
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
 		return "", -1
 	}
 	defer resp.Body.Close()
