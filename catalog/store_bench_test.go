@@ -79,7 +79,8 @@ func maxRSS() int64 {
 // BenchmarkStoreOpen opens a persisted store: read the snapshot, rebuild
 // the map and build the served catalog. CATALOG_BENCH_LINKS sets the size
 // (default 1M); CATALOG_BENCH_DIR keeps the prepared store between runs, so
-// a second run's MB-maxrss is the open's alone:
+// a second run's MB-maxrss is the open's alone (CATALOG_BENCH_PREPARE_ONLY=1
+// prepares and stops):
 //
 //	CATALOG_BENCH_DIR=/tmp/st10m CATALOG_BENCH_LINKS=10000000 go test -run X -bench StoreOpen -benchtime 1x ./catalog
 func BenchmarkStoreOpen(b *testing.B) {
@@ -97,6 +98,9 @@ func BenchmarkStoreOpen(b *testing.B) {
 		prepared = true
 		runtime.GC()
 		debug.FreeOSMemory()
+	}
+	if os.Getenv("CATALOG_BENCH_PREPARE_ONLY") != "" {
+		b.Skip("prepared only")
 	}
 	fi, _ := os.Stat(filepath.Join(dir, snapshotFile))
 	base := liveHeap()
