@@ -16,8 +16,10 @@ import (
 // The store's directory holds two files:
 //
 //	snapshot  every entry and seed state at the last compaction:
-//	          "CECATS1\n", uvarint count, entries, uvarint count, seeds,
-//	          CRC-32C of everything before it (4 bytes, big-endian)
+//	          "CECATS2\n", the digest's sum (32 bytes), uvarint count,
+//	          entries, uvarint count, seeds, CRC-32C of everything before
+//	          it (4 bytes, big-endian). "CECATS1\n" files have no sum: it
+//	          is computed as they load.
 //	log       changes since, appended and fsynced before they are answered:
 //	          records of [u32 length][u32 CRC-32C][payload], payload a kind
 //	          byte (1 entries, 2 a seed state) and its data
@@ -27,9 +29,10 @@ import (
 // the end of the log (a crash during an append, never answered) is cut off;
 // a bad CRC anywhere else, or a bad snapshot, refuses to open.
 const (
-	snapshotFile  = "snapshot"
-	logFile       = "log"
-	snapshotMagic = "CECATS1\n"
+	snapshotFile    = "snapshot"
+	logFile         = "log"
+	snapshotMagic   = "CECATS2\n"
+	snapshotMagicV1 = "CECATS1\n"
 
 	recEntries = 1
 	recSeed    = 2
@@ -268,7 +271,11 @@ func (s *Store) load(e *Entry) {
 }
 
 func loadSnapshot(data []byte, s *Store) error {
-	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
+	if len(data) < len(snapshotMagic)+4 {
+		return errors.New("not a catalog snapshot")
+	}
+	magic := string(data[:len(snapshotMagic)])
+	if magic != snapshotMagic && magic != snapshotMagicV1 {
 		return errors.New("not a catalog snapshot")
 	}
 	body := data[:len(data)-4]
@@ -276,6 +283,20 @@ func loadSnapshot(data []byte, s *Store) error {
 		return errors.New("checksum mismatch")
 	}
 	r := &reader{b: body[len(snapshotMagic):]}
+	// The digest's sum is kept, not recomputed: a hash per entry is a tenth
+	// of a big store's open, and the CRC covers the sum as it does the
+	// entries.
+	var sum *[4]uint64
+	if magic == snapshotMagic {
+		b := r.bytes(32)
+		if r.err != nil {
+			return r.err
+		}
+		sum = &[4]uint64{}
+		for i := range sum {
+			sum[i] = binary.BigEndian.Uint64(b[i*8:])
+		}
+	}
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		return errors.New("bad entry count")
@@ -295,8 +316,13 @@ func loadSnapshot(data []byte, s *Store) error {
 			s.entries[e.Code] = entry{hlc: e.HLC, node: e.Node, link: e.Link}
 			s.live++
 		}
-		s.digestAdd(e.Code, e.HLC, e.Node)
+		if sum == nil {
+			s.digestAdd(e.Code, e.HLC, e.Node)
+		}
 		s.clock = max(s.clock, e.HLC)
+	}
+	if sum != nil {
+		s.sum = *sum
 	}
 	if len(s.entries) != int(n) {
 		return errors.New("a code twice")
@@ -368,6 +394,9 @@ func (s *Store) compact() error {
 	w := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
 	var p []byte
 	p = append(p, snapshotMagic...)
+	for _, v := range s.sum {
+		p = binary.BigEndian.AppendUint64(p, v)
+	}
 	p = binary.AppendUvarint(p, uint64(len(s.entries)))
 	w.Write(p)
 	codes := make([]string, 0, len(s.entries))

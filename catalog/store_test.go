@@ -701,3 +701,34 @@ func TestEncodeFeedBatches(t *testing.T) {
 		t.Fatal("an entry bigger than a message was accepted")
 	}
 }
+
+// A snapshot without the digest's sum (the first format) loads and
+// computes it; rewritten in the current format, it keeps the same digest.
+func TestSnapshotFormats(t *testing.T) {
+	dir := t.TempDir()
+	prepareStore(t, dir, 3000)
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, want := s.Digest(), allEntries(t, s)
+	if links, _ := s.Counts(); links != 3000 {
+		t.Fatalf("loaded %d links, want 3000", links)
+	}
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if data, _ := os.ReadFile(filepath.Join(dir, snapshotFile)); !bytes.HasPrefix(data, []byte(snapshotMagic)) {
+		t.Fatal("compaction did not write the current format")
+	}
+	s, err = Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Digest() != digest {
+		t.Fatalf("digest %s after the rewrite, want %s", s.Digest(), digest)
+	}
+	sameEntries(t, "rewritten", allEntries(t, s), want)
+}
