@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"unsafe"
 )
 
@@ -44,8 +45,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // than by a torn last append.
 var ErrCorrupt = errors.New("catalog: store corrupt")
 
+// ErrLocked is returned by Open when another process has the store open.
+var ErrLocked = errors.New("catalog: store locked by another process (is another clickedge using this data_dir?)")
+
 type disk struct {
 	dir      string
+	lock     *os.File // flocked while the store is open: one process per store
 	log      *os.File
 	logSize  int64
 	snapSize int64
@@ -59,6 +64,21 @@ func openDisk(dir string, s *Store) (*disk, error) {
 		return nil, fmt.Errorf("catalog: store: %w", err)
 	}
 	d := &disk{dir: dir, noSync: s.opts.NoSync, compact: s.opts.CompactBytes}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: store: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: %s (%v)", ErrLocked, dir, err)
+	}
+	d.lock = lock
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close() // releases the lock
+		}
+	}()
 	data, err := os.ReadFile(filepath.Join(dir, snapshotFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -99,10 +119,15 @@ func openDisk(dir string, s *Store) (*disk, error) {
 		d.log.Close()
 		return nil, err
 	}
+	ok = true
 	return d, nil
 }
 
-func (d *disk) close() error { return d.log.Close() }
+func (d *disk) close() error {
+	err := d.log.Close()
+	d.lock.Close()
+	return err
+}
 
 func (d *disk) needsCompaction() bool {
 	return d.logSize > d.compact || (d.logSize > 1<<20 && d.logSize > d.snapSize)

@@ -447,6 +447,23 @@ func TestStorePersists(t *testing.T) {
 	}
 }
 
+func TestStoreIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	s.Close()
+	s, err = Open(dir, nil)
+	if err != nil {
+		t.Fatalf("Open after Close = %v", err)
+	}
+	s.Close()
+}
+
 func TestCompactionPrunesOldTombstones(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
 	clock := func() time.Time { return now }
