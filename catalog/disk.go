@@ -14,7 +14,8 @@ import (
 	"unsafe"
 )
 
-// The store's directory holds two files:
+// The store's directory holds a lock file (flocked while a process has the
+// store open) and two data files:
 //
 //	snapshot  every entry and seed state at the last compaction:
 //	          "CECATS2\n", the digest's sum (32 bytes), uvarint count,
