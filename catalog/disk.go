@@ -294,6 +294,12 @@ func (s *Store) load(e *Entry) {
 		return
 	}
 	s.put(e)
+	if s.base != nil {
+		if s.touched == nil {
+			s.touched = make(map[string]struct{})
+		}
+		s.touched[e.Code] = struct{}{}
+	}
 }
 
 func loadSnapshot(data []byte, s *Store) error {
@@ -327,6 +333,10 @@ func loadSnapshot(data []byte, s *Store) error {
 	if n > uint64(len(r.b)) {
 		return errors.New("bad entry count")
 	}
+	// The served catalog is built from the same bytes meanwhile (Open
+	// takes it); the map load is one core's work, the parse every core's.
+	s.base = make(chan baseBuild, 1)
+	go func(b []byte) { s.base <- buildBase(b, n) }(r.b)
 	s.entries = make(map[string]entry, n)
 	for range n {
 		e := r.entry()

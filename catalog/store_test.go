@@ -749,3 +749,57 @@ func TestSnapshotFormats(t *testing.T) {
 	}
 	sameEntries(t, "rewritten", allEntries(t, s), want)
 }
+
+// Reopening a snapshot with changes logged after it serves exactly what
+// the entries say: the catalog built from the snapshot while the map
+// loads gets the log's updates, deletes and new codes laid on top.
+func TestReopenSnapshotPlusLog(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, &Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		code := fmt.Sprintf("k%02d", i)
+		s.Put(code, linkJSON(code, "https://old.example/"))
+	}
+	s.Delete("k07")
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	s.Put("k01", linkJSON("k01", "https://new.example/"))  // update
+	s.Delete("k02")                                        // delete
+	s.Put("k07", linkJSON("k07", "https://back.example/")) // undelete
+	s.Put("fresh", linkJSON("fresh", "https://fresh.example/"))
+	want := allEntries(t, s)
+	s.Close()
+
+	s, err = Open(dir, &Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sameEntries(t, "reopened", allEntries(t, s), want)
+	live := 0
+	for _, e := range want {
+		l := s.Catalog().Lookup(e.Code)
+		switch {
+		case e.Deleted && l != nil:
+			t.Fatalf("%s served after its delete", e.Code)
+		case !e.Deleted && (l == nil || !bytes.Contains(e.Link, []byte(l.URL().String()))):
+			t.Fatalf("%s served as %v, want %s", e.Code, l, e.Link)
+		case !e.Deleted:
+			live++
+		}
+	}
+	if s.Catalog().Len() != live {
+		t.Fatalf("Len = %d, want %d", s.Catalog().Len(), live)
+	}
+	n := 0
+	for range s.Catalog().Links() {
+		n++
+	}
+	if n != live {
+		t.Fatalf("Links yields %d, want %d", n, live)
+	}
+}
