@@ -10,14 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"unsafe"
 )
 
-// The store's directory holds two files:
+// The store's directory holds a lock file (flocked while a process has the
+// store open) and two data files:
 //
 //	snapshot  every entry and seed state at the last compaction:
-//	          "CECATS1\n", uvarint count, entries, uvarint count, seeds,
-//	          CRC-32C of everything before it (4 bytes, big-endian)
+//	          "CECATS2\n", the digest's sum (32 bytes), uvarint count,
+//	          entries, uvarint count, seeds, CRC-32C of everything before
+//	          it (4 bytes, big-endian). "CECATS1\n" files have no sum: it
+//	          is computed as they load.
 //	log       changes since, appended and fsynced before they are answered:
 //	          records of [u32 length][u32 CRC-32C][payload], payload a kind
 //	          byte (1 entries, 2 a seed state) and its data
@@ -27,9 +31,10 @@ import (
 // the end of the log (a crash during an append, never answered) is cut off;
 // a bad CRC anywhere else, or a bad snapshot, refuses to open.
 const (
-	snapshotFile  = "snapshot"
-	logFile       = "log"
-	snapshotMagic = "CECATS1\n"
+	snapshotFile    = "snapshot"
+	logFile         = "log"
+	snapshotMagic   = "CECATS2\n"
+	snapshotMagicV1 = "CECATS1\n"
 
 	recEntries = 1
 	recSeed    = 2
@@ -41,8 +46,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // than by a torn last append.
 var ErrCorrupt = errors.New("catalog: store corrupt")
 
+// ErrLocked is returned by Open when another process has the store open.
+var ErrLocked = errors.New("catalog: store locked by another process (is another clickedge using this data_dir?)")
+
 type disk struct {
 	dir      string
+	lock     *os.File // flocked while the store is open: one process per store
 	log      *os.File
 	logSize  int64
 	snapSize int64
@@ -56,6 +65,21 @@ func openDisk(dir string, s *Store) (*disk, error) {
 		return nil, fmt.Errorf("catalog: store: %w", err)
 	}
 	d := &disk{dir: dir, noSync: s.opts.NoSync, compact: s.opts.CompactBytes}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: store: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: %s (%v)", ErrLocked, dir, err)
+	}
+	d.lock = lock
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close() // releases the lock
+		}
+	}()
 	data, err := os.ReadFile(filepath.Join(dir, snapshotFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -96,10 +120,15 @@ func openDisk(dir string, s *Store) (*disk, error) {
 		d.log.Close()
 		return nil, err
 	}
+	ok = true
 	return d, nil
 }
 
-func (d *disk) close() error { return d.log.Close() }
+func (d *disk) close() error {
+	err := d.log.Close()
+	d.lock.Close()
+	return err
+}
 
 func (d *disk) needsCompaction() bool {
 	return d.logSize > d.compact || (d.logSize > 1<<20 && d.logSize > d.snapSize)
@@ -265,10 +294,20 @@ func (s *Store) load(e *Entry) {
 		return
 	}
 	s.put(e)
+	if s.base != nil {
+		if s.touched == nil {
+			s.touched = make(map[string]struct{})
+		}
+		s.touched[e.Code] = struct{}{}
+	}
 }
 
 func loadSnapshot(data []byte, s *Store) error {
-	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
+	if len(data) < len(snapshotMagic)+4 {
+		return errors.New("not a catalog snapshot")
+	}
+	magic := string(data[:len(snapshotMagic)])
+	if magic != snapshotMagic && magic != snapshotMagicV1 {
 		return errors.New("not a catalog snapshot")
 	}
 	body := data[:len(data)-4]
@@ -276,10 +315,28 @@ func loadSnapshot(data []byte, s *Store) error {
 		return errors.New("checksum mismatch")
 	}
 	r := &reader{b: body[len(snapshotMagic):]}
+	// The digest's sum is kept, not recomputed: a hash per entry is a tenth
+	// of a big store's open, and the CRC covers the sum as it does the
+	// entries.
+	var sum *[4]uint64
+	if magic == snapshotMagic {
+		b := r.bytes(32)
+		if r.err != nil {
+			return r.err
+		}
+		sum = &[4]uint64{}
+		for i := range sum {
+			sum[i] = binary.BigEndian.Uint64(b[i*8:])
+		}
+	}
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		return errors.New("bad entry count")
 	}
+	// The served catalog is built from the same bytes meanwhile (Open
+	// takes it); the map load is one core's work, the parse every core's.
+	s.base = make(chan baseBuild, 1)
+	go func(b []byte) { s.base <- buildBase(b, n) }(r.b)
 	s.entries = make(map[string]entry, n)
 	for range n {
 		e := r.entry()
@@ -295,8 +352,13 @@ func loadSnapshot(data []byte, s *Store) error {
 			s.entries[e.Code] = entry{hlc: e.HLC, node: e.Node, link: e.Link}
 			s.live++
 		}
-		s.digestAdd(e.Code, e.HLC, e.Node)
+		if sum == nil {
+			s.digestAdd(e.Code, e.HLC, e.Node)
+		}
 		s.clock = max(s.clock, e.HLC)
+	}
+	if sum != nil {
+		s.sum = *sum
 	}
 	if len(s.entries) != int(n) {
 		return errors.New("a code twice")
@@ -368,6 +430,9 @@ func (s *Store) compact() error {
 	w := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
 	var p []byte
 	p = append(p, snapshotMagic...)
+	for _, v := range s.sum {
+		p = binary.BigEndian.AppendUint64(p, v)
+	}
 	p = binary.AppendUvarint(p, uint64(len(s.entries)))
 	w.Write(p)
 	codes := make([]string, 0, len(s.entries))

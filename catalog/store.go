@@ -170,6 +170,16 @@ type Store struct {
 	counts  [numSources][numResults]atomic.Uint64
 
 	rebuilds atomic.Uint64 // full builds of the served catalog, for tests
+
+	// While Open runs: the served catalog being built from the snapshot
+	// alongside the map, and the codes the log changed after it.
+	base    chan baseBuild
+	touched map[string]struct{}
+}
+
+type baseBuild struct {
+	c   *Catalog
+	err error
 }
 
 type entry struct {
@@ -208,9 +218,16 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if dir != "" {
 		d, err := openDisk(dir, s)
 		if err != nil {
+			if s.base != nil {
+				<-s.base
+			}
 			return nil, err
 		}
 		s.disk = d
+	}
+	if s.openBase() {
+		s.publishState()
+		return s, nil
 	}
 	if err := s.rebuild(); err != nil {
 		if s.disk != nil {
@@ -682,6 +699,78 @@ func (s *Store) update(changes map[string]*Link) {
 	}
 	s.publishState()
 	s.snap.Store(cur.with(changes, s.Digest()[:12]))
+}
+
+// openBase takes the catalog built from the snapshot while the map was
+// loaded, with what the log changed after it laid on top. It reports
+// false when there is none (no snapshot, or its build failed): then the
+// caller rebuilds from the map.
+func (s *Store) openBase() bool {
+	if s.base == nil {
+		return false
+	}
+	b := <-s.base
+	s.base = nil
+	touched := s.touched
+	s.touched = nil
+	if b.err != nil {
+		s.log.Warn("catalog: building from the snapshot failed; building from the entries", "err", b.err)
+		return false
+	}
+	s.publishState()
+	c := b.c
+	c.version = s.Digest()[:12]
+	if len(touched) > 0 {
+		var es []Entry
+		for code := range touched {
+			if e, ok := s.entries[code]; ok {
+				es = append(es, e.export(code))
+			}
+		}
+		links, bad := checkEntries(es)
+		changes := make(map[string]*Link, len(touched))
+		for code := range touched {
+			changes[code] = nil // deleted, or pruned
+		}
+		for i := range es {
+			if bad[i] != nil {
+				s.log.Warn("catalog: building from the snapshot failed; building from the entries", "err", bad[i])
+				return false
+			}
+			changes[es[i].Code] = links[i]
+		}
+		c = c.with(changes, c.version)
+	}
+	s.snap.Store(c)
+	s.rebuilds.Add(1)
+	return true
+}
+
+// buildBase parses the live links of a snapshot's entries (data from the
+// count on), as rebuild does from the map, so the parse runs while the map
+// is loaded.
+func buildBase(data []byte, n uint64) baseBuild {
+	r := &reader{b: data}
+	doc := make([]byte, 0, len(data)+16)
+	doc = append(doc, `{"links":[`...)
+	first := true
+	for range n {
+		e := r.entry()
+		if r.err != nil {
+			return baseBuild{err: r.err}
+		}
+		if e.Deleted {
+			continue
+		}
+		if !first {
+			doc = append(doc, ',')
+		}
+		first = false
+		doc = append(doc, e.Link...)
+	}
+	doc = append(doc, "]}"...)
+	c, err := Parse("(replicated catalog)", doc)
+	return baseBuild{c: c, err: err}
 }
 
 // rebuild builds the snapshot from every live entry.

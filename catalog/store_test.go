@@ -447,6 +447,23 @@ func TestStorePersists(t *testing.T) {
 	}
 }
 
+func TestStoreIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	s.Close()
+	s, err = Open(dir, nil)
+	if err != nil {
+		t.Fatalf("Open after Close = %v", err)
+	}
+	s.Close()
+}
+
 func TestCompactionPrunesOldTombstones(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
 	clock := func() time.Time { return now }
@@ -699,5 +716,90 @@ func TestEncodeFeedBatches(t *testing.T) {
 	}
 	if _, err := EncodeFeedBatches("n", es[:1], 100); err == nil {
 		t.Fatal("an entry bigger than a message was accepted")
+	}
+}
+
+// A snapshot without the digest's sum (the first format) loads and
+// computes it; rewritten in the current format, it keeps the same digest.
+func TestSnapshotFormats(t *testing.T) {
+	dir := t.TempDir()
+	prepareStore(t, dir, 3000)
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, want := s.Digest(), allEntries(t, s)
+	if links, _ := s.Counts(); links != 3000 {
+		t.Fatalf("loaded %d links, want 3000", links)
+	}
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if data, _ := os.ReadFile(filepath.Join(dir, snapshotFile)); !bytes.HasPrefix(data, []byte(snapshotMagic)) {
+		t.Fatal("compaction did not write the current format")
+	}
+	s, err = Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Digest() != digest {
+		t.Fatalf("digest %s after the rewrite, want %s", s.Digest(), digest)
+	}
+	sameEntries(t, "rewritten", allEntries(t, s), want)
+}
+
+// Reopening a snapshot with changes logged after it serves exactly what
+// the entries say: the catalog built from the snapshot while the map
+// loads gets the log's updates, deletes and new codes laid on top.
+func TestReopenSnapshotPlusLog(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, &Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		code := fmt.Sprintf("k%02d", i)
+		s.Put(code, linkJSON(code, "https://old.example/"))
+	}
+	s.Delete("k07")
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	s.Put("k01", linkJSON("k01", "https://new.example/"))  // update
+	s.Delete("k02")                                        // delete
+	s.Put("k07", linkJSON("k07", "https://back.example/")) // undelete
+	s.Put("fresh", linkJSON("fresh", "https://fresh.example/"))
+	want := allEntries(t, s)
+	s.Close()
+
+	s, err = Open(dir, &Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sameEntries(t, "reopened", allEntries(t, s), want)
+	live := 0
+	for _, e := range want {
+		l := s.Catalog().Lookup(e.Code)
+		switch {
+		case e.Deleted && l != nil:
+			t.Fatalf("%s served after its delete", e.Code)
+		case !e.Deleted && (l == nil || !bytes.Contains(e.Link, []byte(l.URL().String()))):
+			t.Fatalf("%s served as %v, want %s", e.Code, l, e.Link)
+		case !e.Deleted:
+			live++
+		}
+	}
+	if s.Catalog().Len() != live {
+		t.Fatalf("Len = %d, want %d", s.Catalog().Len(), live)
+	}
+	n := 0
+	for range s.Catalog().Links() {
+		n++
+	}
+	if n != live {
+		t.Fatalf("Links yields %d, want %d", n, live)
 	}
 }

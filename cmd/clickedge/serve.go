@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 
+	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/edge/device"
 	"github.com/clickedge/clickedge/edge/geo"
@@ -228,6 +229,16 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	go n.public.Serve(publicLn)
 	go n.admin.Serve(adminLn)
 	return n, nil
+}
+
+// loadCatalog loads catalog.file, or the embedded demo catalog when none is
+// configured: a check of the file alone. serve itself seeds the replicated
+// catalog from it (links_cmd.go).
+func loadCatalog(cfg *Config) (*catalog.Catalog, error) {
+	if p := cfg.CatalogPath(); p != "" {
+		return catalog.Load(p)
+	}
+	return catalog.Parse("(embedded demo catalog)", demoCatalog)
 }
 
 func outboxOptions(cfg *Config, logger *slog.Logger) *outbox.Options {
