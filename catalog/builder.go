@@ -125,6 +125,12 @@ func (b *builder) build(rl *rawLink, l *Link) {
 		fail("", "status", fmt.Sprintf("%q: must be active or paused", fl.Status), "status")
 	}
 
+	if rd, err := parseRedirect(fl.Redirect); err != nil {
+		fail("", "redirect", err.Error(), "redirect")
+	} else {
+		l.redirect = rd
+	}
+
 	l.Params = defaultParams
 	if fl.Params != nil {
 		ps := *fl.Params
@@ -202,6 +208,18 @@ func (b *builder) build(rl *rawLink, l *Link) {
 			if c.err != nil {
 				rfail("when", c.err.Error(), "when")
 			}
+		}
+
+		if rd, err := parseRedirect(fr.Redirect); err != nil {
+			rfail("redirect", err.Error(), "redirect")
+		} else {
+			r.Redirect = rd
+		}
+		if fr.Sticky {
+			if fr.Split == nil {
+				rfail("sticky", "only a split can be sticky", "sticky")
+			}
+			r.Sticky, r.salt = true, stickySalt(fl.Code, fr.Name)
 		}
 
 		switch {

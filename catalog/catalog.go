@@ -68,7 +68,9 @@ func (c *Catalog) Len() int {
 }
 
 // Version identifies the input: the first 12 hex digits of its SHA-256, so
-// nodes that loaded the same bytes report the same version.
+// nodes that loaded the same bytes report the same version. For the catalog
+// a Store serves: the first 12 hex digits of the store's digest, equal on
+// nodes that hold the same entries.
 func (c *Catalog) Version() string { return c.version }
 
 // Name returns the name given to Parse (the path, for Load).
@@ -135,6 +137,7 @@ type Link struct {
 	url      Template
 	fallback *Template
 	paused   bool
+	redirect Redirect // how the link answers; rules may override it
 }
 
 // defaultParams are the parameters recorded for a link without a params

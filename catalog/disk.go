@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"unsafe"
 )
 
 // The store's directory holds two files:
@@ -167,10 +168,23 @@ func appendSeedState(p []byte, name string, codes map[string]struct{}) []byte {
 	return p
 }
 
-// reader decodes the formats above; links point into its data.
+// reader decodes the formats above. Codes and links point into its data
+// (read from a file, never written again), and node ids are interned: a
+// big store loads without an allocation per entry, and the GC has few
+// objects to mark.
 type reader struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	nodes map[string]string
+}
+
+// view returns n bytes of the data as a string, without a copy.
+func (r *reader) view(n uint64) string {
+	b := r.bytes(n)
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func (r *reader) uvarint() uint64 {
@@ -210,9 +224,16 @@ func (r *reader) u64() uint64 {
 }
 
 func (r *reader) entry() (e Entry) {
-	e.Code = r.string()
+	e.Code = r.view(r.uvarint())
 	e.HLC = r.u64()
-	e.Node = r.string()
+	node := r.bytes(r.uvarint())
+	if e.Node = r.nodes[string(node)]; e.Node == "" && r.err == nil {
+		if r.nodes == nil {
+			r.nodes = make(map[string]string)
+		}
+		e.Node = string(node)
+		r.nodes[e.Node] = e.Node
+	}
 	if n := r.uvarint(); n > 0 {
 		e.Link = r.bytes(n - 1)
 	} else {
@@ -240,7 +261,7 @@ func (r *reader) seed(s *Store) {
 // load applies e if it is newer than the store's entry (the log may repeat
 // what a snapshot holds, after a crash during compaction).
 func (s *Store) load(e *Entry) {
-	if old := s.entries[e.Code]; old != nil && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+	if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 		return
 	}
 	s.put(e)
@@ -259,13 +280,26 @@ func loadSnapshot(data []byte, s *Store) error {
 	if n > uint64(len(r.b)) {
 		return errors.New("bad entry count")
 	}
-	s.entries = make(map[string]*entry, n)
+	s.entries = make(map[string]entry, n)
 	for range n {
 		e := r.entry()
 		if r.err != nil {
 			return r.err
 		}
-		s.load(&e)
+		// A snapshot is written from the map: each code once, so no
+		// lookup is needed.
+		if e.Deleted {
+			s.entries[e.Code] = entry{hlc: e.HLC, node: e.Node}
+			s.tombs++
+		} else {
+			s.entries[e.Code] = entry{hlc: e.HLC, node: e.Node, link: e.Link}
+			s.live++
+		}
+		s.digestAdd(e.Code, e.HLC, e.Node)
+		s.clock = max(s.clock, e.HLC)
+	}
+	if len(s.entries) != int(n) {
+		return errors.New("a code twice")
 	}
 	for range r.uvarint() {
 		r.seed(s)

@@ -125,7 +125,7 @@
 //     Merge or Seed return; see disk.go for the files. The served *Catalog
 //     is replaced atomically: small changes are laid over the last full
 //     build (an overlay map that Lookup reads first), which is rebuilt once
-//     the overlay passes 1/64 of the catalog.
+//     the overlay passes 1/8 of the catalog (at least 1024 changes).
 //
 // # catalog.file and the other writers
 //

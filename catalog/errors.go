@@ -55,8 +55,9 @@ func (e *Error) Unwrap() error { return ErrInvalid }
 
 // errorList collects problems while a catalog is checked.
 type errorList struct {
-	file string
-	errs []*Error
+	file  string
+	errs  []*Error
+	limit int // at most this many are reported; 0: all
 }
 
 func (l *errorList) add(e *Error) {
@@ -72,7 +73,10 @@ func (l *errorList) err() error {
 	slices.SortStableFunc(l.errs, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
 	})
-	n := min(len(l.errs), maxErrors)
+	n := len(l.errs)
+	if l.limit > 0 {
+		n = min(n, l.limit)
+	}
 	out := make([]error, 0, n+1)
 	for _, e := range l.errs[:n] {
 		out = append(out, e)

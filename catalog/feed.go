@@ -31,6 +31,40 @@ func EncodeFeed(node string, es []Entry) ([]byte, error) {
 	return json.Marshal(&FeedMessage{V: FeedSchema, Node: node, Entries: es})
 }
 
+// FeedBatch is one message's worth of entries and its encoded body.
+type FeedBatch struct {
+	Entries []Entry
+	Body    []byte
+}
+
+// EncodeFeedBatches encodes entries as feed messages of at most maxBytes
+// each (the outbox caps a record), halving a batch until it fits. An entry
+// too big for a message on its own is an error.
+func EncodeFeedBatches(node string, es []Entry, maxBytes int) ([]FeedBatch, error) {
+	if len(es) == 0 {
+		return nil, nil
+	}
+	body, err := EncodeFeed(node, es)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) <= maxBytes {
+		return []FeedBatch{{Entries: es, Body: body}}, nil
+	}
+	if len(es) == 1 {
+		return nil, fmt.Errorf("catalog: link %q is %d bytes in a feed message, over %d", es[0].Code, len(body), maxBytes)
+	}
+	a, err := EncodeFeedBatches(node, es[:len(es)/2], maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	b, err := EncodeFeedBatches(node, es[len(es)/2:], maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	return append(a, b...), nil
+}
+
 // DecodeFeed decodes a feed message body. It checks the shape only; the
 // store validates every entry when it merges them.
 func DecodeFeed(body []byte) (*FeedMessage, error) {
@@ -249,6 +283,9 @@ func dial(urls []string, timeout time.Duration, name string) (*amqp.Connection, 
 	return nil, errors.Join(errs...)
 }
 
+// closeConn closes conn, giving the broker a second to answer.
+func closeConn(conn *amqp.Connection) { _ = conn.CloseDeadline(time.Now().Add(time.Second)) }
+
 // session consumes until the connection ends or ctx is done. It returns nil
 // when it had been consuming.
 func (f *Feed) session(ctx context.Context) error {
@@ -256,10 +293,12 @@ func (f *Feed) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	// A black-holed broker never answers connection.close: the deadline
+	// closes the socket.
+	defer closeConn(conn)
 	// The setup is bounded: a booting broker may leave a channel call
 	// unanswered.
-	setup := time.AfterFunc(f.cfg.DialTimeout, func() { conn.Close() })
+	setup := time.AfterFunc(f.cfg.DialTimeout, func() { closeConn(conn) })
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -394,7 +433,7 @@ func Push(ctx context.Context, urls []string, exchange, queue string, maxBytes i
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	defer conn.Close()
+	defer closeConn(conn)
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -408,22 +447,23 @@ func Push(ctx context.Context, urls []string, exchange, queue string, maxBytes i
 	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
 	var confirms []*amqp.DeferredConfirmation
 	for start := 0; start < len(es); start += chunk {
-		part := es[start:min(start+chunk, len(es))]
-		body, err := EncodeFeed(node, part)
+		batches, err := EncodeFeedBatches(node, es[start:min(start+chunk, len(es))], 4<<20)
 		if err != nil {
 			return err
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, FeedRoutingKey, true, false, amqp.Publishing{
-			ContentType:  "application/json",
-			DeliveryMode: amqp.Persistent,
-			MessageId:    FeedMessageID(node, part),
-			Headers:      amqp.Table{"node": node, "schema": int32(FeedSchema)},
-			Body:         body,
-		})
-		if err != nil {
-			return fmt.Errorf("publish: %w", err)
+		for _, b := range batches {
+			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, FeedRoutingKey, true, false, amqp.Publishing{
+				ContentType:  "application/json",
+				DeliveryMode: amqp.Persistent,
+				MessageId:    FeedMessageID(node, b.Entries),
+				Headers:      amqp.Table{"node": node, "schema": int32(FeedSchema)},
+				Body:         b.Body,
+			})
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			confirms = append(confirms, dc)
 		}
-		confirms = append(confirms, dc)
 	}
 	for _, dc := range confirms {
 		ok, err := dc.WaitContext(ctx)

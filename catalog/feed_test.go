@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	neturl "net/url"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/clickedge/clickedge/internal/brokertest"
+	"github.com/clickedge/clickedge/internal/faultproxy"
 )
 
 // feedNames gives a test its own exchange and stream on the shared broker
@@ -177,4 +179,38 @@ func FuzzDecodeFeed(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A feed whose broker went silent (a black hole: no RST, no answers) still
+// closes at once, so a node's shutdown is never held by it.
+func TestFeedClosesWhileBlackholed(t *testing.T) {
+	url := brokertest.SharedURL(t)
+	exchange, queue := feedNames(t, url)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := faultproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	u.Host = p.Addr()
+	s := openMem(t, "n")
+	fc := DefaultFeedConfig()
+	fc.URLs = []string{u.String()}
+	fc.Exchange, fc.Queue, fc.MaxBytes, fc.Store = exchange, queue, 100<<20, s
+	f, err := StartFeed(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "feed connected", f.Connected)
+	p.SetMode(faultproxy.Blackhole)
+	done := make(chan struct{})
+	go func() { f.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close blocked on a black-holed broker")
+	}
 }

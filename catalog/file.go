@@ -42,12 +42,15 @@ type (
 		FallbackURL string     `yaml:"fallback_url"`
 		Params      *[]string  `yaml:"params"`
 		Rules       []fileRule `yaml:"rules"`
+		Redirect    any        `yaml:"redirect"`
 	}
 	fileRule struct {
-		Name  string        `yaml:"name"`
-		When  *string       `yaml:"when"`
-		URL   string        `yaml:"url"`
-		Split *[]fileTarget `yaml:"split"`
+		Name     string        `yaml:"name"`
+		When     *string       `yaml:"when"`
+		URL      string        `yaml:"url"`
+		Split    *[]fileTarget `yaml:"split"`
+		Sticky   bool          `yaml:"sticky"`
+		Redirect any           `yaml:"redirect"`
 	}
 	fileTarget struct {
 		URL    string `yaml:"url"`
@@ -64,6 +67,18 @@ type (
 // the package documentation. Parse does not keep data, and data must not
 // change while Parse runs.
 func Parse(name string, data []byte) (c *Catalog, err error) {
+	return parseFile(name, data, maxErrors)
+}
+
+// Validate checks a catalog file as Parse does and returns every problem
+// (not only the first 20), for `clickedge links validate`.
+func Validate(name string, data []byte) error {
+	_, err := parseFile(name, data, 0)
+	return err
+}
+
+// parseFile is Parse reporting at most limit problems (0: all).
+func parseFile(name string, data []byte, limit int) (c *Catalog, err error) {
 	// A reload must never take the node down: a panic in a library on odd
 	// input becomes an error, and the last good catalog keeps serving.
 	defer func() {
@@ -74,7 +89,7 @@ func Parse(name string, data []byte) (c *Catalog, err error) {
 	p := &parse{
 		src:  &source{data: unsafe.String(unsafe.SliceData(data), len(data))},
 		seed: maphash.MakeSeed(),
-		errs: errorList{file: name},
+		errs: errorList{file: name, limit: limit},
 	}
 	defer p.stop()
 	// The version's hash of a big file takes a while: it runs alongside.

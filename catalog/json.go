@@ -150,8 +150,8 @@ func (d *jsonDec) next(closing byte) bool {
 }
 
 var (
-	linkKeys   = []string{"code", "url", "status", "fallback_url", "params", "rules"}
-	ruleKeys   = []string{"name", "when", "url", "split"}
+	linkKeys   = []string{"code", "url", "status", "fallback_url", "params", "rules", "redirect"}
+	ruleKeys   = []string{"name", "when", "url", "split", "sticky", "redirect"}
 	targetKeys = []string{"url", "weight"}
 )
 
@@ -171,6 +171,8 @@ func (d *jsonDec) link(rl *rawLink) bool {
 			return d.string(&fl.FallbackURL)
 		case 4:
 			return d.params(fl)
+		case 6:
+			return d.redirect(&fl.Redirect)
 		}
 		return d.rules(fl)
 	})
@@ -201,6 +203,10 @@ func (d *jsonDec) rules(fl *fileLink) bool {
 				return d.string(fr.When)
 			case 2:
 				return d.string(&fr.URL)
+			case 4:
+				return d.boolean(&fr.Sticky)
+			case 5:
+				return d.redirect(&fr.Redirect)
 			}
 			split := []fileTarget{}
 			fr.Split = &split
@@ -216,6 +222,32 @@ func (d *jsonDec) rules(fl *fileLink) bool {
 			})
 		})
 	})
+}
+
+// redirect reads a redirect written as a string; a number is left to
+// YAML, which reads it as one.
+func (d *jsonDec) redirect(dst *any) bool {
+	var s string
+	if !d.string(&s) {
+		return false
+	}
+	*dst = s
+	return true
+}
+
+// boolean reads true or false.
+func (d *jsonDec) boolean(dst *bool) bool {
+	switch {
+	case strings.HasPrefix(d.s[d.i:], "true"):
+		*dst = true
+		d.i += 4
+	case strings.HasPrefix(d.s[d.i:], "false"):
+		*dst = false
+		d.i += 5
+	default:
+		return false
+	}
+	return true
 }
 
 // weight reads a weight written as a plain integer of up to 7 digits,

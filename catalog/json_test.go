@@ -12,12 +12,12 @@ import (
 func describe(c *Catalog) string {
 	var b strings.Builder
 	for l := range c.Links() {
-		fmt.Fprintf(&b, "%s params=%q paused=%v url=%s", l.Code, l.Params, l.Paused(), l.URL())
+		fmt.Fprintf(&b, "%s params=%q paused=%v url=%s redirect=%v", l.Code, l.Params, l.Paused(), l.URL(), l.RedirectOf())
 		if f := l.Fallback(); f != nil {
 			fmt.Fprintf(&b, " fallback=%s", f)
 		}
 		for _, r := range l.Rules {
-			fmt.Fprintf(&b, "\n  rule %q when %q", r.Name, r.When)
+			fmt.Fprintf(&b, "\n  rule %q when %q sticky=%v redirect=%v", r.Name, r.When, r.Sticky, r.Redirect)
 			if r.URL != nil {
 				fmt.Fprintf(&b, " url=%s", r.URL)
 			}
@@ -154,6 +154,7 @@ func FuzzParseJSON(f *testing.F) {
 	f.Add([]byte(`{"links": []}`))
 	f.Add([]byte(`{"links": [{"code": "a", "url": "https://x.example/\ud83d\ude00"}]}`))
 	f.Add([]byte(`{"links": [{"code": "a", "url": "https://x.example/", "params": ["subid"], "rules": [{"name": "r", "when": "true", "split": [{"url": "https://y.example/", "weight": 1.0}]}]}]}`))
+	f.Add([]byte(`{"links": [{"code": "a", "url": "https://x.example/", "redirect": 301, "rules": [{"name": "r", "sticky": true, "redirect": "meta", "split": [{"url": "https://y.example/", "weight": 1}]}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if !isJSON(data) {
 			return

@@ -22,6 +22,14 @@ type Rule struct {
 	When  string    // the expression as written; "" when the rule always matches
 	URL   *Template // nil for a split
 	Split []Target  // nil unless the rule splits traffic
+	// Sticky splits draw from the user (Decide's user), not the click, so
+	// a user keeps a branch.
+	Sticky bool
+	// Redirect is how a request this rule routes is answered; 0: the
+	// link's.
+	Redirect Redirect
+
+	salt uint64 // a sticky split's: from the link code and rule name, equal on every node
 
 	matcher
 	total uint64 // sum of Split weights

@@ -17,6 +17,7 @@ type LinkSpec struct {
 	FallbackURL string     `json:"fallback_url,omitempty"`
 	Params      *[]string  `json:"params,omitempty"`
 	Rules       []RuleSpec `json:"rules,omitempty"`
+	Redirect    any        `json:"redirect,omitempty"` // 301, 302 (the default), 307 or "meta"
 }
 
 // RuleSpec is one rule of a LinkSpec.
@@ -25,6 +26,10 @@ type RuleSpec struct {
 	When  *string      `json:"when,omitempty"`
 	URL   string       `json:"url,omitempty"`
 	Split []TargetSpec `json:"split,omitempty"`
+	// Sticky draws the split's branch from the user's cookie, so a user
+	// keeps the branch they got first.
+	Sticky   bool `json:"sticky,omitempty"`
+	Redirect any  `json:"redirect,omitempty"` // overrides the link's
 }
 
 // TargetSpec is one branch of a split.

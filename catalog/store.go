@@ -154,7 +154,7 @@ type Store struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	entries map[string]*entry
+	entries map[string]entry
 	codes   []string // sorted; nil when a code was added since
 	clock   uint64   // the HLC: the highest version issued or seen
 	sum     [4]uint64
@@ -168,6 +168,8 @@ type Store struct {
 	version atomic.Uint64
 	digest  atomic.Pointer[string]
 	counts  [numSources][numResults]atomic.Uint64
+
+	rebuilds atomic.Uint64 // full builds of the served catalog, for tests
 }
 
 type entry struct {
@@ -176,14 +178,14 @@ type entry struct {
 	link []byte // nil: a tombstone
 }
 
-func (e *entry) export(code string) Entry {
+func (e entry) export(code string) Entry {
 	return Entry{Code: code, HLC: e.hlc, Node: e.node, Deleted: e.link == nil, Link: e.link}
 }
 
 // Open opens the store persisted in dir, creating it if needed. An empty
 // dir keeps the store in memory only.
 func Open(dir string, opts *Options) (*Store, error) {
-	s := &Store{entries: make(map[string]*entry), seeds: make(map[string]map[string]struct{})}
+	s := &Store{entries: make(map[string]entry), seeds: make(map[string]map[string]struct{})}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -298,8 +300,8 @@ func (s *Store) page(after string, limit int, tombs bool) ([]Entry, string) {
 	}
 	var es []Entry
 	for ; i < len(s.codes); i++ {
-		e := s.entries[s.codes[i]]
-		if e == nil || (!tombs && e.link == nil) {
+		e, ok := s.entries[s.codes[i]]
+		if !ok || (!tombs && e.link == nil) {
 			continue // pruned since the codes were sorted, or a tombstone
 		}
 		if len(es) == limit {
@@ -380,8 +382,8 @@ func (s *Store) Put(code string, link []byte) (Entry, error) {
 // whether a live link had the code.
 func (s *Store) Delete(code string) (e Entry, existed bool, err error) {
 	s.mu.Lock()
-	old := s.entries[code]
-	existed = old != nil && old.link != nil
+	old, ok := s.entries[code]
+	existed = ok && old.link != nil
 	s.mu.Unlock()
 	es, err := s.Apply([]Op{{Code: code, Delete: true}})
 	if err != nil {
@@ -402,12 +404,10 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 	// store's; checked again under the lock, as a write may come between.
 	s.mu.Lock()
 	best := make(map[string]int, len(es))
-	var clock uint64
 	stale := 0
 	for i := range es {
 		e := &es[i]
-		clock = max(clock, e.HLC)
-		if old := s.entries[e.Code]; old != nil && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			stale++
 			continue
 		}
@@ -438,7 +438,6 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 	if s.closed {
 		return 0, ErrClosed
 	}
-	s.clock = max(s.clock, clock) // a bad entry's clock too: harmless, and keeps replicas' versions equal
 	var newer []Entry
 	changes := make(map[string]*Link, len(cands))
 	for i := range cands {
@@ -446,7 +445,7 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 		if bad[i] != nil {
 			continue
 		}
-		if old := s.entries[e.Code]; old != nil && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			stale++
 			continue
 		}
@@ -462,8 +461,6 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 		if s.opts.OnChange != nil {
 			s.opts.OnChange(newer, src)
 		}
-	} else {
-		s.publishState() // the clock may have moved
 	}
 	return len(newer), errors.Join(bad...)
 }
@@ -601,8 +598,7 @@ func (s *Store) commit(es []Entry, changes map[string]*Link) error {
 // caller) and keeps the counts and the digest. s.mu is held, or the store
 // is being opened.
 func (s *Store) put(e *Entry) {
-	old := s.entries[e.Code]
-	if old != nil {
+	if old, ok := s.entries[e.Code]; ok {
 		s.digestRemove(e.Code, old.hlc, old.node)
 		if old.link == nil {
 			s.tombs--
@@ -611,16 +607,15 @@ func (s *Store) put(e *Entry) {
 		}
 	} else {
 		s.codes = nil
-		old = new(entry)
-		s.entries[e.Code] = old
 	}
-	old.hlc, old.node, old.link = e.HLC, e.Node, e.Link
+	ne := entry{hlc: e.HLC, node: e.Node, link: e.Link}
 	if e.Deleted {
-		old.link = nil
+		ne.link = nil
 		s.tombs++
 	} else {
 		s.live++
 	}
+	s.entries[e.Code] = ne
 	s.digestAdd(e.Code, e.HLC, e.Node)
 	if s.clock < e.HLC {
 		s.clock = e.HLC
@@ -631,15 +626,12 @@ func (s *Store) put(e *Entry) {
 // node) over every entry: equal for equal sets whatever the order they were
 // built in, and kept up to date in O(1) per change.
 func entryHash(code string, hlc uint64, node string) [4]uint64 {
-	h := sha256.New()
-	var b [8]byte
-	h.Write([]byte(code))
-	h.Write([]byte{0})
-	binary.BigEndian.PutUint64(b[:], hlc)
-	h.Write(b[:])
-	h.Write([]byte(node))
-	var sum [32]byte
-	h.Sum(sum[:0])
+	var buf [64 + 1 + 8 + 256]byte // code, 0, hlc, node: the limits checkEntry holds
+	b := append(buf[:0], code...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, hlc)
+	b = append(b, node...)
+	sum := sha256.Sum256(b)
 	return [4]uint64{
 		binary.BigEndian.Uint64(sum[0:]), binary.BigEndian.Uint64(sum[8:]),
 		binary.BigEndian.Uint64(sum[16:]), binary.BigEndian.Uint64(sum[24:]),
@@ -672,10 +664,14 @@ func (s *Store) publishState() {
 }
 
 // update makes the snapshot serve changes: on top of the current one while
-// the changes since its last full build are few, else rebuilt from the map.
+// the changes since its last full build are at most an eighth of it (or
+// 1024), else rebuilt from the map. Copying the overlay costs about a
+// tenth of building its links, and rebuilding at a fixed fraction keeps a
+// bulk load into a growing catalog (an empty node catching up) linear:
+// each rebuild is followed by at least an eighth of its size in changes.
 func (s *Store) update(changes map[string]*Link) {
 	cur := s.snap.Load()
-	if cur == nil || cur.overlaid()+len(changes) > max(1024, cur.Len()/64) {
+	if cur == nil || cur.overlaid()+len(changes) > max(1024, cur.Len()/8) {
 		if err := s.rebuild(); err != nil {
 			// Every entry was validated on the way in; a failure here is
 			// a bug. Keep serving with the changes on top.
@@ -684,8 +680,8 @@ func (s *Store) update(changes map[string]*Link) {
 			return
 		}
 	}
-	s.snap.Store(cur.with(changes, strconv.FormatUint(s.clock, 10)))
 	s.publishState()
+	s.snap.Store(cur.with(changes, s.Digest()[:12]))
 }
 
 // rebuild builds the snapshot from every live entry.
@@ -712,9 +708,10 @@ func (s *Store) rebuild() error {
 	if err != nil {
 		return fmt.Errorf("catalog: build from the store: %w", err)
 	}
-	c.version = strconv.FormatUint(s.clock, 10)
-	s.snap.Store(c)
 	s.publishState()
+	c.version = s.Digest()[:12]
+	s.snap.Store(c)
+	s.rebuilds.Add(1)
 	return nil
 }
 

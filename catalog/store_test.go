@@ -315,8 +315,14 @@ func TestMergeRefusesInvalid(t *testing.T) {
 		}
 		_ = n
 	}
-	if got := s.Changes(SourceFeed, Invalid); got != 6 {
-		t.Fatalf("invalid count = %d, want 6", got)
+	if v := s.Version(); v != 5<<16 {
+		t.Fatalf("Version = %d after invalid entries, want %d: only applied entries move the clock", v, 5<<16)
+	}
+	if _, err := s.Merge([]Entry{{Code: "far", HLC: 1 << 62, Node: "x", Link: linkJSON("far", "ftp://x/")}}, SourceFeed); err == nil || s.Version() != 5<<16 {
+		t.Fatalf("an invalid entry from the far future moved the clock to %d", s.Version())
+	}
+	if got := s.Changes(SourceFeed, Invalid); got != 7 {
+		t.Fatalf("invalid count = %d, want 7", got)
 	}
 	if got := s.Changes(SourceFeed, Applied); got != 1 {
 		t.Fatalf("applied count = %d, want 1 (then stale)", got)
@@ -612,5 +618,86 @@ func TestWriteFileRoundTrips(t *testing.T) {
 		if !bytes.Equal(e1.Link, e2.Link) {
 			t.Fatalf("%s: %s after the round trip, want %s", code, e2.Link, e1.Link)
 		}
+	}
+}
+
+// FuzzCheckLink: whatever a PUT body holds, CheckLink never panics, and a
+// link it accepts comes back in a canonical form that it accepts again
+// unchanged.
+func FuzzCheckLink(f *testing.F) {
+	f.Add("tv", []byte(`{"url":"https://shop.example/tv?cid={click_id}","rules":[{"name":"r","when":"country == \"DE\"","url":"https://d.example/","redirect":301}]}`))
+	f.Add("x", []byte(`{"code":"x","url":"https://x.example/","status":"paused","params":[],"rules":[{"name":"s","sticky":true,"split":[{"url":"https://a.example/","weight":1}]}]}`))
+	f.Add("x", []byte(`{"url":"https://x.example/"},{"code":"y","url":"https://y.example/"}`))
+	f.Add("x", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, code string, raw []byte) {
+		canon, l, err := CheckLink(code, raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("CheckLink error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if l == nil || l.Code != code {
+			t.Fatalf("CheckLink(%q) built %v", code, l)
+		}
+		again, _, err := CheckLink(code, canon)
+		if err != nil || !bytes.Equal(again, canon) {
+			t.Fatalf("canonical %s: CheckLink again = %s, %v", canon, again, err)
+		}
+	})
+}
+
+// An empty node catching up takes a big catalog in many small batches;
+// the served catalog is rebuilt only a logarithmic number of times, so
+// the work stays linear in the catalog's size.
+func TestBulkCatchUpRebuildsRarely(t *testing.T) {
+	s := openMem(t, "n")
+	const n, batch = 40_000, 500
+	es := make([]Entry, 0, batch)
+	for i := range n {
+		code := fmt.Sprintf("c%06d", i)
+		es = append(es, Entry{Code: code, HLC: uint64(i+1) << 16, Node: "x", Link: linkJSON(code, "https://x.example/")})
+		if len(es) == batch {
+			if _, err := s.Merge(es, SourceFeed); err != nil {
+				t.Fatal(err)
+			}
+			es = es[:0]
+		}
+	}
+	if s.Catalog().Len() != n {
+		t.Fatalf("served %d, want %d", s.Catalog().Len(), n)
+	}
+	// 8 * ln(40000/1024) is about 29, plus the first builds.
+	if r := s.rebuilds.Load(); r > 40 {
+		t.Fatalf("%d full rebuilds for %d links in batches of %d, want at most 40", r, n, batch)
+	}
+}
+
+func TestEncodeFeedBatches(t *testing.T) {
+	var es []Entry
+	for i := range 300 {
+		code := fmt.Sprintf("c%03d", i)
+		es = append(es, Entry{Code: code, HLC: 1 << 16, Node: "n", Link: linkJSON(code, "https://x.example/"+strings.Repeat("a", 200))})
+	}
+	bs, err := EncodeFeedBatches("n", es, 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, b := range bs {
+		if len(b.Body) > 8<<10 {
+			t.Fatalf("batch of %d bytes, over the limit", len(b.Body))
+		}
+		m, err := DecodeFeed(b.Body)
+		if err != nil || len(m.Entries) != len(b.Entries) {
+			t.Fatalf("batch decodes to %v, %v", m, err)
+		}
+		total += len(b.Entries)
+	}
+	if total != 300 || len(bs) < 2 {
+		t.Fatalf("%d entries in %d batches", total, len(bs))
+	}
+	if _, err := EncodeFeedBatches("n", es[:1], 100); err == nil {
+		t.Fatal("an entry bigger than a message was accepted")
 	}
 }

@@ -17,6 +17,11 @@ type Trace struct {
 	Rule   string        `json:"rule"`            // the matched rule, "" for the link's url (or a paused link's fallback)
 	URL    string        `json:"url"`             // the target template chosen (a split: the branch drawn)
 	Split  []TraceBranch `json:"split,omitempty"` // every branch of a matched split
+	// Redirect is the answer: "301", "302", "307" or "meta".
+	Redirect string `json:"redirect"`
+	// Sticky: the split's branch is the user's (drawn from the sticky
+	// cookie), so the same user always gets the same one.
+	Sticky bool `json:"sticky,omitempty"`
 }
 
 // TraceBranch is one branch of a split with its weight.
@@ -28,15 +33,16 @@ type TraceBranch struct {
 // Trace routes f as a click would, drawing a split branch with rnd, and
 // says what was chosen. A paused link answers its fallback ("" without one).
 func (l *Link) Trace(f *Facts, rnd uint64) Trace {
-	tr := Trace{Code: l.Code, Paused: l.paused}
+	tr := Trace{Code: l.Code, Paused: l.paused, Redirect: l.RedirectOf().String()}
 	if l.paused {
 		if l.fallback != nil {
 			tr.URL = l.fallback.String()
 		}
 		return tr
 	}
-	t, rule := l.Route(f, rnd)
-	tr.Rule, tr.URL = rule, t.String()
+	d := l.Decide(f, rnd, rnd)
+	rule := d.Rule
+	tr.Rule, tr.URL, tr.Redirect, tr.Sticky = rule, d.URL.String(), d.Redirect.String(), d.Sticky
 	for _, r := range l.Rules {
 		if r.Name == rule && rule != "" && r.Split != nil {
 			for _, b := range r.Split {

@@ -48,6 +48,7 @@ func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
 	q.method = bytesView(h.Method())
 	q.ua = bytesView(h.UserAgent())
 	q.lang = bytesView(h.Peek("Accept-Language"))
+	q.uid = bytesView(h.Cookie(stickyCookie))
 	q.peer = fastPeer(ctx.RemoteAddr())
 	if q.peer.IsValid() && len(s.trusted) > 0 && s.trustedPeer(q.peer) {
 		// Only a trusted peer's X-Forwarded-For is read (clientAddr), so
@@ -140,6 +141,9 @@ var (
 	keyNoSniff      = []byte("X-Content-Type-Options")
 	keyAllow        = []byte("Allow")
 	keyRetryAfter   = []byte("Retry-After")
+	keyReferrer     = []byte("Referrer-Policy")
+	keySetCookie    = []byte("Set-Cookie")
+	valNoReferrer   = []byte("no-referrer")
 	valNoStore      = []byte(hdrNoStore[0])
 	valNoSniff      = []byte(hdrNoSniff[0])
 	valAllow        = []byte(hdrAllow[0])
@@ -168,6 +172,12 @@ func writeFast(ctx *fasthttp.RequestCtx, res *response) {
 	}
 	if res.retryAfter {
 		h.SetCanonical(keyRetryAfter, valRetry)
+	}
+	if res.noReferrer {
+		h.SetCanonical(keyReferrer, valNoReferrer)
+	}
+	if res.setCookie != nil {
+		h.SetCanonical(keySetCookie, res.setCookie)
 	}
 	if len(res.body) > 0 {
 		r.SetBody(res.body)

@@ -29,6 +29,7 @@ type scratch struct {
 	dec       []byte   // decoded parameter values
 	url       []byte
 	body      []byte
+	cookie    []byte
 	params    catalog.Params
 	truncated []string
 	facts     catalog.Facts
@@ -131,8 +132,15 @@ func (s *Server) serveClick(sc *scratch, rt route, code string, start time.Time)
 	}
 	f.SetTime(now)
 	var rule string
+	redir := link.RedirectOf()
+	user, known := parseUID(q.uid)
+	if !known {
+		user = rand.Uint64() | 1
+	}
+	sticky := false
 	if !paused {
-		tmpl, rule = link.Route(f, rand.Uint64())
+		d := link.Decide(f, rand.Uint64(), user)
+		tmpl, rule, redir, sticky = d.URL, d.Rule, d.Redirect, d.Sticky
 	}
 
 	id := clickid.NewAt(now)
@@ -196,7 +204,16 @@ func (s *Server) serveClick(sc *scratch, rt route, code string, start time.Time)
 		registered(sc, idStr)
 		return
 	}
-	*res = response{status: http.StatusFound, location: sc.url, clen: hdrZero}
+	if redir == catalog.RedirectMeta {
+		sc.body = appendMetaRefresh(sc.body[:0], sc.url)
+		*res = response{status: http.StatusOK, ctype: ctypeHTML, body: sc.body, noReferrer: true}
+	} else {
+		*res = response{status: redir.Status(), location: sc.url, clen: hdrZero}
+	}
+	if sticky && !known {
+		sc.cookie = appendUIDCookie(sc.cookie[:0], user)
+		res.setCookie = sc.cookie
+	}
 }
 
 // keep reports whether a GET from this client is recorded, and counts bots.

@@ -134,6 +134,7 @@ type request struct {
 	rawQuery string     // as url.URL.RawQuery
 	ua       string     // the first User-Agent value
 	lang     string     // the first Accept-Language value
+	uid      string     // the sticky-split cookie's value (stickyCookie); "" when absent
 	xff      []string   // the X-Forwarded-For values in order; read only when peer is trusted
 	peer     netip.Addr // the TCP peer, unmapped, without zone; the zero Addr when unknown
 }
@@ -145,22 +146,25 @@ const (
 	ctypeNone contentType = iota
 	ctypeText
 	ctypeJSON
+	ctypeHTML
 )
 
-var ctypeNames = [...]string{ctypeNone: "", ctypeText: "text/plain; charset=utf-8", ctypeJSON: "application/json"}
+var ctypeNames = [...]string{ctypeNone: "", ctypeText: "text/plain; charset=utf-8", ctypeJSON: "application/json", ctypeHTML: "text/html; charset=utf-8"}
 
 // response is the answer the click path decided on; a front-end writes it.
 // Every answer carries Cache-Control: no-store and Content-Length:
 // len(body). A HEAD gets the same header and no body.
 type response struct {
 	status     int
-	location   []byte      // 302 only: the target; points into the scratch
+	location   []byte      // 301, 302, 307: the target; points into the scratch
 	ctype      contentType // ctypeNone: no Content-Type
 	body       []byte      // the GET's body: canned, or in the scratch
 	clen       []string    // net/http's Content-Length value when known in advance; nil: len(body)
 	noSniff    bool        // X-Content-Type-Options: nosniff (plain-text reasons)
 	allow      bool        // Allow: GET, HEAD (405)
 	retryAfter bool        // Retry-After: 1 (503)
+	noReferrer bool        // Referrer-Policy: no-referrer (a meta refresh)
+	setCookie  []byte      // a Set-Cookie value (the sticky-split cookie); points into the scratch
 }
 
 // ServeHTTP answers one request from net/http. See the package
@@ -174,6 +178,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rawQuery: r.URL.RawQuery,
 		ua:       headerValue(r.Header, "User-Agent"),
 		lang:     headerValue(r.Header, "Accept-Language"),
+		uid:      cookieValue(r.Header["Cookie"], stickyCookie),
 		xff:      r.Header["X-Forwarded-For"],
 		peer:     parsePeer(r.RemoteAddr),
 	}
@@ -248,7 +253,8 @@ var (
 	hdrNoSniff = []string{"nosniff"}
 	hdrAllow   = []string{"GET, HEAD"}
 	hdrRetry   = []string{"1"}
-	hdrCtype   = [...][]string{ctypeNone: nil, ctypeText: {ctypeNames[ctypeText]}, ctypeJSON: {ctypeNames[ctypeJSON]}}
+	hdrCtype   = [...][]string{ctypeNone: nil, ctypeText: {ctypeNames[ctypeText]}, ctypeJSON: {ctypeNames[ctypeJSON]}, ctypeHTML: {ctypeNames[ctypeHTML]}}
+	hdrNoRef   = []string{"no-referrer"}
 )
 
 // A canned answer with a short plain-text reason.
@@ -318,6 +324,12 @@ func writeHTTP(w http.ResponseWriter, head bool, res *response) {
 	}
 	if res.retryAfter {
 		h["Retry-After"] = hdrRetry
+	}
+	if res.noReferrer {
+		h["Referrer-Policy"] = hdrNoRef
+	}
+	if res.setCookie != nil {
+		h["Set-Cookie"] = []string{string(res.setCookie)}
 	}
 	w.WriteHeader(res.status)
 	if !head && len(res.body) > 0 {

@@ -156,15 +156,20 @@ func (l *links) changed(es []catalog.Entry, src catalog.Source) {
 	if src != catalog.SourceAPI || o == nil {
 		return
 	}
-	body, err := catalog.EncodeFeed(l.cfg.Node.ID, es)
-	if err == nil {
+	// Records are capped (outbox.DefaultMaxRecordBytes): a big bulk goes
+	// as several messages.
+	batches, err := catalog.EncodeFeedBatches(l.cfg.Node.ID, es, outbox.DefaultMaxRecordBytes/2)
+	for _, b := range batches {
+		if err != nil {
+			break
+		}
 		err = o.Append(&outbox.Record{
 			Exchange:   l.cfg.Links.Exchange,
 			RoutingKey: catalog.FeedRoutingKey,
-			MessageID:  catalog.FeedMessageID(l.cfg.Node.ID, es),
+			MessageID:  catalog.FeedMessageID(l.cfg.Node.ID, b.Entries),
 			Headers: []outbox.Header{{Key: "region", Value: l.cfg.Node.Region}, {Key: "node", Value: l.cfg.Node.ID},
 				{Key: "schema", Value: int64(catalog.FeedSchema)}},
-			Body: body,
+			Body: b.Body,
 		})
 	}
 	if err != nil {
@@ -263,6 +268,8 @@ func cmdLinks(args []string, stdout, stderr io.Writer, env []string) int {
 		return linksPush(args[1:], stdout, stderr, env)
 	case "export":
 		return linksExport(args[1:], stdout, stderr, env)
+	case "import":
+		return linksImport(args[1:], stdout, stderr, env)
 	case "-h", "-help", "--help", "help":
 		linksUsage(stdout)
 		return 0
@@ -280,6 +287,9 @@ func linksUsage(w io.Writer) {
                                      (also: subdivision city os browser lang bot weekday ip edge_region param.NAME rnd)
   push [-config CFG] FILE            upsert every link of FILE on every node through the links feed; exit 0 once
                                      the broker has confirmed (deletes nothing)
+  import [-config CFG] [-admin URL] [-token T] FILE
+                                     upsert every link of FILE through one node's admin API (bulk requests of
+                                     1000 links, each atomic); the node publishes them to the feed
   export [-config CFG] [-admin URL] [-o FILE]
                                      write a node's live links as a catalog file (JSON), for validate and push
 `)
@@ -296,7 +306,16 @@ func linksValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: clickedge links validate FILE")
 		return 2
 	}
-	c, err := catalog.Load(args[0])
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "clickedge links validate: %v\n", err)
+		return 1
+	}
+	if err := catalog.Validate(args[0], data); err != nil {
+		printError(stderr, "", err)
+		return 1
+	}
+	c, err := catalog.Parse(args[0], data)
 	if err != nil {
 		printError(stderr, "", err)
 		return 1
@@ -407,6 +426,74 @@ func linksPush(args []string, stdout, stderr io.Writer, env []string) int {
 	return 0
 }
 
+// adminBase is -admin, or http:// + admin.listen of the config.
+func adminBase(admin, cfgPath string, env []string) (string, *Config, error) {
+	cfg, err := LoadConfig(cfgPath, env)
+	if admin != "" {
+		return admin, cfg, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	host := cfg.Admin.Listen
+	if strings.HasPrefix(host, ":") || strings.HasPrefix(host, "0.0.0.0:") {
+		host = "127.0.0.1" + host[strings.LastIndex(host, ":"):]
+	}
+	return "http://" + host, cfg, nil
+}
+
+func linksImport(args []string, stdout, stderr io.Writer, env []string) int {
+	fs, cfgPath := linksFlags("import", env)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", "", "admin `URL` of the node; default http:// + admin.listen of -config")
+	token := fs.String("token", lookupEnv(env, "CLICKEDGE_ADMIN_TOKEN"), "admin `token`; default $CLICKEDGE_ADMIN_TOKEN, else admin.token of -config")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: clickedge links import [-config CFG] [-admin URL] [-token T] FILE")
+		return 2
+	}
+	base, cfg, err := adminBase(*admin, *cfgPath, env)
+	if err != nil {
+		printError(stderr, "clickedge links import: ", err)
+		return 2
+	}
+	if *token == "" && cfg != nil {
+		*token = cfg.Admin.Token
+	}
+	data, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "clickedge links import: %v\n", err)
+		return 1
+	}
+	specs, err := catalog.ParseSpecs(fs.Arg(0), data)
+	if err != nil {
+		printError(stderr, "", err)
+		return 1
+	}
+	client := &http.Client{Timeout: time.Minute}
+	for start := 0; start < len(specs); start += 1000 {
+		body, _ := json.Marshal(map[string]any{"upsert": specs[start:min(start+1000, len(specs))]})
+		req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(base, "/")+"/admin/links/bulk", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+*token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			fmt.Fprintf(stderr, "clickedge links import: %v\n", err)
+			return 1
+		}
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			fmt.Fprintf(stderr, "clickedge links import: links %d..%d: %s: %s\n", start, min(start+1000, len(specs))-1, resp.Status, bytes.TrimSpace(answer))
+			return 1
+		}
+	}
+	fmt.Fprintf(stdout, "imported %d links from %s into %s\n", len(specs), fs.Arg(0), base)
+	return 0
+}
+
 func linksExport(args []string, stdout, stderr io.Writer, env []string) int {
 	fs, cfgPath := linksFlags("export", env)
 	fs.SetOutput(stderr)
@@ -419,18 +506,10 @@ func linksExport(args []string, stdout, stderr io.Writer, env []string) int {
 		fmt.Fprintln(stderr, "usage: clickedge links export [-config CFG] [-admin URL] [-o FILE]")
 		return 2
 	}
-	base := *admin
-	if base == "" {
-		cfg, err := LoadConfig(*cfgPath, env)
-		if err != nil {
-			printError(stderr, "clickedge links export: ", err)
-			return 2
-		}
-		host := cfg.Admin.Listen
-		if strings.HasPrefix(host, ":") || strings.HasPrefix(host, "0.0.0.0:") {
-			host = "127.0.0.1" + host[strings.LastIndex(host, ":"):]
-		}
-		base = "http://" + host
+	base, _, err := adminBase(*admin, *cfgPath, env)
+	if err != nil {
+		printError(stderr, "clickedge links export: ", err)
+		return 2
 	}
 	var buf bytes.Buffer
 	if err := exportLinks(base, &buf); err != nil {

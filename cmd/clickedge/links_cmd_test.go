@@ -49,6 +49,16 @@ func TestLinksValidate(t *testing.T) {
 			t.Fatalf("validate output lacks %q:\n%s", want, errOut)
 		}
 	}
+	// Every error, not only the first 20.
+	var many strings.Builder
+	many.WriteString("links:\n")
+	for i := range 30 {
+		fmt.Fprintf(&many, "  - code: bad%d\n    url: \"ftp://x.example/\"\n", i)
+	}
+	code, _, errOut = runCmd(t, nil, "links", "validate", writeFile(t, dir, "many.yaml", many.String()))
+	if code != 1 || strings.Count(errOut, "url:") != 30 || strings.Contains(errOut, "more errors") {
+		t.Fatalf("validate of 30 bad links = %d, %d errors:\n%s", code, strings.Count(errOut, "url:"), errOut)
+	}
 	if code, _, _ := runCmd(t, nil, "links", "validate"); code != 2 {
 		t.Fatalf("validate without a file = %d, want 2", code)
 	}
@@ -183,12 +193,22 @@ func TestLinksAcrossNodes(t *testing.T) {
 	waitStatus(t, a, "pushed", 302)
 	waitStatus(t, b, "pushed", 302)
 
+	// links import: through one node's admin API, then the feed.
+	imported := writeFile(t, t.TempDir(), "import.yaml", "links:\n  - code: imported\n    url: \"https://i.example/\"\n    redirect: 301\n")
+	if code, _, errOut := runCmd(t, nil, "links", "import", "-admin", "http://"+b.admin, "-token", "wrong", imported); code != 1 || !strings.Contains(errOut, "403") {
+		t.Fatalf("import with a wrong token = %d %s, want 1 and the 403", code, errOut)
+	}
+	if code, out, errOut := runCmd(t, nil, "links", "import", "-admin", "http://"+b.admin, "-token", "secret-token", imported); code != 0 {
+		t.Fatalf("links import = %d %s %s", code, out, errOut)
+	}
+	waitStatus(t, a, "imported", 301)
+
 	// export -> validate -> push round-trips.
 	exported := filepath.Join(t.TempDir(), "export.json")
 	if code, _, errOut := runCmd(t, nil, "links", "export", "-admin", "http://"+b.admin, "-o", exported); code != 0 {
 		t.Fatalf("export = %d %s", code, errOut)
 	}
-	if code, out, errOut := runCmd(t, nil, "links", "validate", exported); code != 0 || !strings.Contains(out, "3 links") {
+	if code, out, errOut := runCmd(t, nil, "links", "validate", exported); code != 0 || !strings.Contains(out, "4 links") {
 		t.Fatalf("validate of the export = %d %s %s", code, out, errOut)
 	}
 	if code, _, errOut := runCmd(t, nil, "links", "push", "-config", cfgA, exported); code != 0 {

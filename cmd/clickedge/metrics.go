@@ -154,7 +154,7 @@ func (c *forwarderCollector) Collect(ch chan<- prometheus.Metric) {
 
 var (
 	catLinks      = desc("catalog_links", "Links in the serving catalog.")
-	catInfo       = desc("catalog_info", "The serving catalog's version (first 12 hex of its SHA-256).", "version")
+	catInfo       = desc("catalog_info", "The serving catalog's version (first 12 hex of its digest: equal on nodes that serve the same links).", "version")
 	catReloads    = desc("catalog_reloads_total", "Catalog reloads, by result.", "result")
 	catLastReload = desc("catalog_last_load_timestamp_seconds", "When the serving catalog was loaded.")
 )
