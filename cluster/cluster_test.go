@@ -54,6 +54,12 @@ func TestSeedRetriedUntilItAnswers(t *testing.T) {
 	}
 	a := startNode(t, nodeOpts{name: "a", bind: seedAddr})
 	allAlive(t, 10*time.Second, a, b)
+	// The pool can list both while b's Join is still returning: wait for
+	// the count rather than read it once.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Stats().Joins < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if b.Stats().Joins < 1 {
 		t.Errorf("b's joins = %d, want >= 1", b.Stats().Joins)
 	}

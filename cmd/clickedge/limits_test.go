@@ -161,7 +161,19 @@ func TestAdminListenerFlood(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // the flood's age: its connections are idle for longer than EvictQuiet
+	// The flood fills the cap first (on a loaded machine the dials take a
+	// while), then ages past EvictQuiet, so that its connections are the
+	// idle kind the listener may evict.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if openConns(t, reg, edge.ListenerAdmin) >= edge.DefaultAdminMaxConns {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood never filled the admin listener: %v open", openConns(t, reg, edge.ListenerAdmin))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(3 * edge.DefaultEvictQuiet)
 
 	bound := time.Second
 	if raceEnabled {
@@ -181,4 +193,27 @@ func TestAdminListenerFlood(t *testing.T) {
 			t.Fatalf("scrape %d during the flood: %d after %v, want 200 within %v", i, res.StatusCode, d, bound)
 		}
 	}
+}
+
+// openConns reads clickedge_http_open_connections{listener} from reg.
+func openConns(t *testing.T, reg *prometheus.Registry, listener string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "clickedge_http_open_connections" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "listener" && l.GetValue() == listener {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("clickedge_http_open_connections is not exported")
+	return 0
 }
