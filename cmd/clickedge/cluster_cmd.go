@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,21 @@ func (c ClusterConfig) Enabled() bool { return c.Bind != "" }
 // KeyringPath returns cluster.keyring_file resolved against the config
 // file's directory, or "".
 func (c *Config) KeyringPath() string { return c.resolve(c.Cluster.KeyringFile) }
+
+func init() {
+	fileChecks = append(fileChecks, fileCheck{"cluster.keyring_file", checkKeyringFile})
+}
+
+// checkKeyringFile loads cluster.keyring_file as serve would (when
+// cluster.bind is set), joining nothing.
+func checkKeyringFile(cfg *Config) error {
+	p := cfg.KeyringPath()
+	if !cfg.Cluster.Enabled() || p == "" {
+		return nil
+	}
+	_, err := cluster.LoadKeyring(p)
+	return err
+}
 
 // check validates the cluster section.
 func (cc ClusterConfig) check() []problem {
@@ -178,7 +194,7 @@ func (c storeCatalog) Merge(es []cluster.Entry) (int, error) {
 }
 
 // nodeRoles is what the node serves, for the cluster metadata.
-func nodeRoles(cfg *Config) []string { return []string{"edge"} }
+func nodeRoles(cfg *Config) []string { return slices.Clone(cfg.Node.Roles) }
 
 // forwarderState names the forwarder's state for the live state.
 func forwarderState(s outbox.ForwarderStats) string {
