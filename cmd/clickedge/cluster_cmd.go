@@ -22,6 +22,7 @@ import (
 
 	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/cluster"
+	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/outbox"
 )
 
@@ -42,6 +43,26 @@ func (c *Config) KeyringPath() string { return c.resolve(c.Cluster.KeyringFile) 
 
 func init() {
 	fileChecks = append(fileChecks, fileCheck{"cluster.keyring_file", checkKeyringFile})
+	statusHooks = append(statusHooks, clusterStatus)
+}
+
+// clusterStatus lists the region's pool on the status page, as this node
+// sees it (cluster.Members: a lock, no network). Without a cluster the
+// page says the node runs alone.
+func clusterStatus(n *node, s *edge.Status) {
+	if n.cl == nil {
+		return
+	}
+	for _, m := range n.cl.Members() {
+		s.Members = append(s.Members, edge.StatusMember{
+			Name: m.Name, Addr: m.Addr, State: m.State, Roles: strings.Join(m.Roles, ","),
+			OutboxPending:   m.Live.OutboxPending,
+			OutboxOldestAge: time.Duration(m.Live.OutboxOldestAgeSeconds * float64(time.Second)),
+			Forwarder:       m.Live.Forwarder,
+			CatalogVersion:  m.Live.CatalogVersion,
+			Age:             time.Duration(m.AgeSeconds * float64(time.Second)),
+		})
+	}
 }
 
 // checkKeyringFile loads cluster.keyring_file as serve would (when

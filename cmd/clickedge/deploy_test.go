@@ -435,3 +435,63 @@ func TestStatusHooks(t *testing.T) {
 		t.Errorf("status page says no cluster although a hook listed members")
 	}
 }
+
+// TestStatusClusterMembers: with cluster.bind set, the status page lists
+// the region's pool through the cluster's status hook: two in-process
+// nodes on loopback join, and each one's page shows both alive, with the
+// live state each gossips (forwarder, catalog version).
+func TestStatusClusterMembers(t *testing.T) {
+	binds := []string{freePort(t), freePort(t)}
+	var nodes []*node
+	for i, id := range []string{"eu-central-1", "eu-central-2"} {
+		cfg, err := LoadConfig("", []string{
+			"CLICKEDGE_HTTP_LISTEN=127.0.0.1:0", "CLICKEDGE_ADMIN_LISTEN=127.0.0.1:0",
+			"CLICKEDGE_DATA_DIR=" + t.TempDir(), "CLICKEDGE_NODE_ID=" + id, "CLICKEDGE_NODE_REGION=eu-central",
+			"CLICKEDGE_FORWARDER_AMQP_URLS=amqp://guest:guest@127.0.0.1:1/",
+			"CLICKEDGE_CLUSTER_BIND=" + binds[i], "CLICKEDGE_CLUSTER_JOIN=" + strings.Join(binds, ","),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := startNode(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.stop()
+		nodes = append(nodes, n)
+	}
+	page := func(n *node) string {
+		resp, err := http.Get("http://" + n.adminLn.Addr().String() + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	alive := func(name string) string { return "<tr><td>" + name + "</td>" }
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range nodes {
+		for {
+			p := page(n)
+			if strings.Count(p, `<td class="ok">alive</td>`) == 2 && strings.Contains(p, alive("eu-central-1")) && strings.Contains(p, alive("eu-central-2")) {
+				if strings.Contains(p, "No cluster configured") {
+					t.Errorf("%s: the page says no cluster", n.cfg.Node.ID)
+				}
+				// The peer's live state: no broker, so disconnected; the
+				// replicated catalog's version it gossips (the store's HLC).
+				if !strings.Contains(p, `<td class="bad">disconnected</td>`) {
+					t.Errorf("%s: members lack the forwarder state:\n%s", n.cfg.Node.ID, p)
+				}
+				if v := fmt.Sprint(n.lk.store.Version()); !strings.Contains(p, fmt.Sprintf("<td>%s</td>", v)) {
+					t.Errorf("%s: members lack the catalog version %s:\n%s", n.cfg.Node.ID, v, p)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the status page does not list both members alive within 15s:\n%s", n.cfg.Node.ID, p)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
