@@ -506,7 +506,8 @@ func TestStatusClusterMembers(t *testing.T) {
 	binds := []string{freePort(t), freePort(t)}
 	var nodes []*node
 	for i, id := range []string{"eu-central-1", "eu-central-2"} {
-		cfg, err := LoadConfig("", []string{
+		roles := []string{"edge,postback", "edge"}[i] // each gossips its own node.roles
+		cfg, err := LoadConfig("", []string{"CLICKEDGE_NODE_ROLES=" + roles,
 			"CLICKEDGE_HTTP_LISTEN=127.0.0.1:0", "CLICKEDGE_ADMIN_LISTEN=127.0.0.1:0",
 			"CLICKEDGE_DATA_DIR=" + t.TempDir(), "CLICKEDGE_NODE_ID=" + id, "CLICKEDGE_NODE_REGION=eu-central",
 			"CLICKEDGE_FORWARDER_AMQP_URLS=amqp://guest:guest@127.0.0.1:1/",
@@ -542,6 +543,9 @@ func TestStatusClusterMembers(t *testing.T) {
 				}
 				// The peer's live state: no broker, so disconnected; the
 				// replicated catalog's version it gossips (the store's HLC).
+				if !strings.Contains(p, `alive</td><td>edge,postback</td>`) || !strings.Contains(p, `alive</td><td>edge</td>`) {
+					t.Errorf("%s: members lack their roles (edge,postback and edge):\n%s", n.cfg.Node.ID, p)
+				}
 				if !strings.Contains(p, `<td class="bad">disconnected</td>`) {
 					t.Errorf("%s: members lack the forwarder state:\n%s", n.cfg.Node.ID, p)
 				}
