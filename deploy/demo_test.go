@@ -107,6 +107,7 @@ func TestDemoRegions(t *testing.T) {
 	}
 
 	clicks := map[string]string{} // click id -> region
+	var euClick string
 	for src, region := range map[string]string{"127.0.1.5": "eu-central", "127.0.2.7": "us-east", "127.0.3.9": "ap-south"} {
 		resp, err := fromClient(src).Get("http://" + lb + "/c/demo?subid=test")
 		if err != nil {
@@ -125,6 +126,9 @@ func TestDemoRegions(t *testing.T) {
 			t.Errorf("click from %s answered by %q (url %s), want %s", src, resp.Header.Get("X-Clickedge-Backend"), c.URL, region)
 		}
 		clicks[c.ClickID] = region
+		if region == "eu-central" {
+			euClick = c.ClickID
+		}
 	}
 
 	// The centre: each click on the broker, with its region.
@@ -158,7 +162,76 @@ func TestDemoRegions(t *testing.T) {
 			t.Fatalf("clicks never reached the broker: %v", clicks)
 		}
 	}
+
+	// A postback signed for the demo advertiser, through HAProxy to the
+	// registration node: 200 registered, and the action on the broker's
+	// actions exchange (the registration node declares demo-actions).
+	signed, err := exec.Command(bin, "postback", "sign", "-config", filepath.Join(demoDir, "nodes", "registration-1.yaml"),
+		"-adv", "demo", "-url", "http://"+lb+"/postback", "click_id="+euClick, "order_id=T-1", "amount=12.50", "currency=EUR").Output()
+	if err != nil {
+		t.Fatalf("clickedge postback sign: %v", err)
+	}
+	resp, err := fromClient("127.0.2.7").Get(strings.TrimSpace(string(signed)))
+	if err != nil {
+		t.Fatalf("postback: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var pb struct {
+		Result   string `json:"result"`
+		ActionID string `json:"action_id"`
+	}
+	if json.Unmarshal(body, &pb) != nil || resp.StatusCode != 200 || pb.Result != "registered" || pb.ActionID == "" {
+		t.Fatalf("signed postback through the load balancer = %d %s, want 200 registered", resp.StatusCode, body)
+	}
+	if b := resp.Header.Get("X-Clickedge-Backend"); b != "registration" {
+		t.Errorf("postback answered by backend %q, want registration", b)
+	}
+	actions, err := ch.Consume("demo-actions", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-actions:
+		if d.Exchange != "actions" || d.MessageId != pb.ActionID || d.RoutingKey != "action.eu-central" || !strings.Contains(string(d.Body), euClick) {
+			t.Errorf("action arrived as exchange %q key %q id %q (want actions, action.eu-central, %s):\n%s", d.Exchange, d.RoutingKey, d.MessageId, pb.ActionID, d.Body)
+		}
+	case <-ctx.Done():
+		t.Fatal("the registered postback never reached the actions exchange")
+	}
 	conn.Close()
+
+	// Each region's nodes form a pool: `clickedge cluster members` on one
+	// node lists its region's members alive (eu-central with the
+	// registration node), and no other region's.
+	for _, tc := range []struct{ admin, want string }{
+		{"127.0.10.1:18901", "eu-central-1,eu-central-2,registration-1"},
+		{"127.0.20.2:18901", "us-east-1,us-east-2"},
+		{"127.0.30.1:18901", "ap-south-1,ap-south-2"},
+	} {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			out, err := exec.Command(bin, "cluster", "members", "-json", "-admin", tc.admin, "-token", "demo-admin-token").Output()
+			var ms struct {
+				Members []struct{ Name, State string } `json:"members"`
+			}
+			var alive []string
+			if err == nil && json.Unmarshal(out, &ms) == nil {
+				for _, m := range ms.Members {
+					if m.State == "alive" {
+						alive = append(alive, m.Name)
+					}
+				}
+			}
+			if strings.Join(alive, ",") == tc.want && len(ms.Members) == len(alive) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster members on %s: alive %v, want %s (err %v):\n%s", tc.admin, alive, tc.want, err, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 
 	stopStart := time.Now()
 	if out, err := stop(); err != nil {

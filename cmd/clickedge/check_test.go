@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,8 @@ const deployRegions = "../../deploy/regions"
 
 // copyRegions copies deploy/regions to a temporary directory and provisions
 // what a deployment provisions beside it and never commits: each region's
-// secrets/ (admin token, gossip keyring).
+// secrets/ (admin token, gossip keyring, and the registration node's
+// advertisers file, which holds the advertisers' signing secrets).
 func copyRegions(t *testing.T) string {
 	t.Helper()
 	dst := t.TempDir()
@@ -34,6 +36,7 @@ func copyRegions(t *testing.T) string {
 		os.MkdirAll(sec, 0o700)
 		os.WriteFile(filepath.Join(sec, "admin-token"), []byte("test-token-"+filepath.Base(r)+"\n"), 0o600)
 		os.WriteFile(filepath.Join(sec, "keyring.json"), []byte(`["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]`), 0o600)
+		os.WriteFile(filepath.Join(sec, "advertisers.yaml"), []byte("- id: acme\n  secret: test-secret-0123456789abcdef\n"), 0o600)
 	}
 	return dst
 }
@@ -63,6 +66,7 @@ func TestDeployConfigs(t *testing.T) {
 	ids := map[string]string{}
 	perRegion := map[string]int{}
 	registration := 0
+	joins := map[string][]string{}
 	for _, f := range nodeConfigs(t, dir) {
 		rel, _ := filepath.Rel(dir, f)
 		code, stdout, stderr := runCheck(t, f)
@@ -105,8 +109,27 @@ func TestDeployConfigs(t *testing.T) {
 				t.Errorf("%s: forwarder.amqp_urls carries credentials; they come from CLICKEDGE_FORWARDER_AMQP_URLS", rel)
 			}
 		}
+		// The merged features: roles, the region's encrypted pool, the
+		// links exchange, the registration node's advertisers.
+		wantRoles := []string{roleEdge}
+		if strings.HasPrefix(stem, "registration-") {
+			wantRoles = []string{rolePostback}
+			if cfg.AdvertisersPath() == "" {
+				t.Errorf("%s: registration node without postback.advertisers", rel)
+			}
+		}
+		if !slices.Equal(cfg.Node.Roles, wantRoles) {
+			t.Errorf("%s: node.roles %v, want %v", rel, cfg.Node.Roles, wantRoles)
+		}
+		if !cfg.Cluster.Enabled() || cfg.KeyringPath() == "" || len(cfg.Cluster.Join) < 2 || cfg.Cluster.Advertise == "" {
+			t.Errorf("%s: cluster %+v: want bind, advertise, join of the region's edges and a keyring", rel, cfg.Cluster)
+		}
+		joins[region] = append(joins[region], strings.Join(cfg.Cluster.Join, ","))
+		if cfg.Links.Exchange != "links" {
+			t.Errorf("%s: links.exchange %q, want links", rel, cfg.Links.Exchange)
+		}
 		raw, _ := os.ReadFile(f)
-		if bytes.Contains(raw, []byte("token:")) || bytes.Contains(raw, []byte("dsn:")) {
+		if bytes.Contains(raw, []byte("token:")) || bytes.Contains(raw, []byte("secret:")) || bytes.Contains(raw, []byte("dsn:")) {
 			t.Errorf("%s: a secret (admin.token or sentry.dsn) is written in the file", rel)
 		}
 	}
@@ -120,6 +143,14 @@ func TestDeployConfigs(t *testing.T) {
 	}
 	if registration != 1 {
 		t.Errorf("%d registration nodes, want 1", registration)
+	}
+	// A region's nodes join the same seeds: one pool per region.
+	for r, js := range joins {
+		for _, j := range js[1:] {
+			if j != js[0] {
+				t.Errorf("region %s: cluster.join differs between nodes: %q", r, js)
+			}
+		}
 	}
 }
 
@@ -171,6 +202,22 @@ func TestCheckRefuses(t *testing.T) {
 		{"data_dir under a file", func(t *testing.T) []string {
 			return []string{"CLICKEDGE_CATALOG_FILE=", "CLICKEDGE_DATA_DIR=" + aFile + "/data"}
 		}, []string{"data_dir", "not a directory"}},
+		{"bad keyring", func(t *testing.T) []string {
+			os.WriteFile(filepath.Join(dir, "eu-central", "secrets", "keyring.json"), []byte(`["not base64"]`), 0o600)
+			return []string{"CLICKEDGE_CATALOG_FILE="}
+		}, []string{"cluster.keyring_file", "keyring.json"}},
+		{"missing keyring", func(t *testing.T) []string {
+			os.Remove(filepath.Join(dir, "eu-central", "secrets", "keyring.json"))
+			return []string{"CLICKEDGE_CATALOG_FILE="}
+		}, []string{"cluster.keyring_file", "keyring.json"}},
+		{"bad advertisers", func(t *testing.T) []string {
+			os.WriteFile(filepath.Join(dir, "eu-central", "secrets", "advertisers.yaml"), []byte("- id: acme\n  secret: short\n"), 0o600)
+			return []string{"CLICKEDGE_CATALOG_FILE=", "CLICKEDGE_NODE_ROLES=postback", "CLICKEDGE_POSTBACK_ADVERTISERS=secrets/advertisers.yaml"}
+		}, []string{"postback.advertisers", "advertisers.yaml", "acme", "secret"}},
+		{"missing advertisers", func(t *testing.T) []string {
+			os.Remove(filepath.Join(dir, "eu-central", "secrets", "advertisers.yaml"))
+			return []string{"CLICKEDGE_CATALOG_FILE=", "CLICKEDGE_NODE_ROLES=postback", "CLICKEDGE_POSTBACK_ADVERTISERS=secrets/advertisers.yaml"}
+		}, []string{"postback.advertisers", "advertisers.yaml"}},
 		{"missing token file", func(t *testing.T) []string {
 			os.Remove(filepath.Join(dir, "eu-central", "secrets", "admin-token"))
 			return []string{"CLICKEDGE_CATALOG_FILE="}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/cluster"
+	"github.com/clickedge/clickedge/edge"
 	"github.com/clickedge/clickedge/outbox"
 )
 
@@ -38,6 +40,41 @@ func (c ClusterConfig) Enabled() bool { return c.Bind != "" }
 // KeyringPath returns cluster.keyring_file resolved against the config
 // file's directory, or "".
 func (c *Config) KeyringPath() string { return c.resolve(c.Cluster.KeyringFile) }
+
+func init() {
+	fileChecks = append(fileChecks, fileCheck{"cluster.keyring_file", checkKeyringFile})
+	statusHooks = append(statusHooks, clusterStatus)
+}
+
+// clusterStatus lists the region's pool on the status page, as this node
+// sees it (cluster.Members: a lock, no network). Without a cluster the
+// page says the node runs alone.
+func clusterStatus(n *node, s *edge.Status) {
+	if n.cl == nil {
+		return
+	}
+	for _, m := range n.cl.Members() {
+		s.Members = append(s.Members, edge.StatusMember{
+			Name: m.Name, Addr: m.Addr, State: m.State, Roles: strings.Join(m.Roles, ","),
+			OutboxPending:   m.Live.OutboxPending,
+			OutboxOldestAge: time.Duration(m.Live.OutboxOldestAgeSeconds * float64(time.Second)),
+			Forwarder:       m.Live.Forwarder,
+			CatalogVersion:  m.Live.CatalogVersion,
+			Age:             time.Duration(m.AgeSeconds * float64(time.Second)),
+		})
+	}
+}
+
+// checkKeyringFile loads cluster.keyring_file as serve would (when
+// cluster.bind is set), joining nothing.
+func checkKeyringFile(cfg *Config) error {
+	p := cfg.KeyringPath()
+	if !cfg.Cluster.Enabled() || p == "" {
+		return nil
+	}
+	_, err := cluster.LoadKeyring(p)
+	return err
+}
 
 // check validates the cluster section.
 func (cc ClusterConfig) check() []problem {
@@ -178,7 +215,7 @@ func (c storeCatalog) Merge(es []cluster.Entry) (int, error) {
 }
 
 // nodeRoles is what the node serves, for the cluster metadata.
-func nodeRoles(cfg *Config) []string { return []string{"edge"} }
+func nodeRoles(cfg *Config) []string { return slices.Clone(cfg.Node.Roles) }
 
 // forwarderState names the forwarder's state for the live state.
 func forwarderState(s outbox.ForwarderStats) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -210,6 +211,25 @@ func TestDeployMetricsExist(t *testing.T) {
 	p := startMetricsNode(t, "")
 	body := scrape(t, p.admin)
 	exported := exportedNames(t, strings.NewReader(body))
+	// The collector's names (job clickedge-collect) come from a running
+	// collector's metrics listener, not from serve's.
+	collected := 0
+	for name := range exportedNames(t, strings.NewReader(scrapeCollector(t))) {
+		if strings.HasPrefix(name, "clickedge_collect_") {
+			exported[name] = true
+			collected++
+		}
+	}
+	if collected < 10 || !exported["clickedge_collect_lag_seconds"] {
+		t.Errorf("the collector's /metrics has %d clickedge_collect_* names: the scrape is broken", collected)
+	}
+	usesCollector := false
+	for name := range used {
+		usesCollector = usesCollector || strings.HasPrefix(name, "clickedge_collect_")
+	}
+	if !usesCollector {
+		t.Errorf("no clickedge_collect_* name in deploy/: the collector alerts are gone or not extracted")
+	}
 	for _, prob := range metricProblems(used, exported, readPending(t, pendingMetrics)) {
 		t.Error(prob)
 	}
@@ -222,6 +242,41 @@ func TestDeployMetricsExist(t *testing.T) {
 			}
 		}
 	}
+}
+
+// scrapeCollector runs the collector as `clickedge collect` does
+// (runCollector) against a broker and a database that do not answer, and
+// returns its metrics listener's /metrics: every collector metric is
+// exported from start, before either connects.
+func scrapeCollector(t *testing.T) string {
+	t.Helper()
+	cfg, err := LoadConfig("", []string{"CLICKEDGE_COLLECTOR_METRICS_LISTEN=127.0.0.1:0",
+		"CLICKEDGE_COLLECTOR_DATABASE_URL=postgres://clickedge@127.0.0.1:1/clickedge?connect_timeout=1",
+		"CLICKEDGE_FORWARDER_AMQP_URLS=amqp://guest:guest@127.0.0.1:1/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- runCollector(ctx, cfg, newLogger(io.Discard, cfg.Log.SlogLevel()), io.Discard, func(a string) { addrc <- a })
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("the collector did not stop within 30s of its context's end")
+		}
+	}()
+	select {
+	case addr := <-addrc:
+		return scrape(t, addr)
+	case code := <-done:
+		t.Fatalf("runCollector = %d before its metrics listener listened", code)
+	}
+	return ""
 }
 
 // TestDeployMetricsCheckFails shows the check can fail: a dashboard copy
@@ -241,6 +296,12 @@ func TestDeployMetricsCheckFails(t *testing.T) {
 		t.Fatal("clickedge_catalog_links not in the dashboard; update this test")
 	}
 	os.WriteFile(filepath.Join(dir, "grafana", "clickedge.json"), []byte(broken), 0o644)
+	alerts, _ := os.ReadFile(filepath.Join(dir, "prometheus", "alerts.yml"))
+	brokenAlerts := strings.Replace(string(alerts), "clickedge_collect_lag_seconds{", "clickedge_collect_lagz_seconds{", 1)
+	if brokenAlerts == string(alerts) {
+		t.Fatal("clickedge_collect_lag_seconds not in alerts.yml; update this test")
+	}
+	os.WriteFile(filepath.Join(dir, "prometheus", "alerts.yml"), []byte(brokenAlerts), 0o644)
 
 	exposition := "# TYPE clickedge_catalog_links gauge\nclickedge_catalog_links 1\n" +
 		"# TYPE clickedge_outbox_pending_records gauge\nclickedge_outbox_pending_records 0\n"
@@ -251,6 +312,7 @@ func TestDeployMetricsCheckFails(t *testing.T) {
 		"clickedge_catalog_linkz_total (used by clickedge.json) is not on /metrics",
 		"clickedge_outbox_pending_records is in pending_metrics.txt but /metrics exports it",
 		"clickedge_forwarder_connected (used by prometheus/alerts.yml ClickedgeForwarderDown",
+		"clickedge_collect_lagz_seconds (used by prometheus/alerts.yml ClickedgeCollectorLag) is not on /metrics",
 	} {
 		if !strings.Contains(probs, want) {
 			t.Errorf("problems lack %q:\n%s", want, probs)
@@ -433,5 +495,69 @@ func TestStatusHooks(t *testing.T) {
 	}
 	if strings.Contains(page, "No cluster configured") {
 		t.Errorf("status page says no cluster although a hook listed members")
+	}
+}
+
+// TestStatusClusterMembers: with cluster.bind set, the status page lists
+// the region's pool through the cluster's status hook: two in-process
+// nodes on loopback join, and each one's page shows both alive, with the
+// live state each gossips (forwarder, catalog version).
+func TestStatusClusterMembers(t *testing.T) {
+	binds := []string{freePort(t), freePort(t)}
+	var nodes []*node
+	for i, id := range []string{"eu-central-1", "eu-central-2"} {
+		roles := []string{"edge,postback", "edge"}[i] // each gossips its own node.roles
+		cfg, err := LoadConfig("", []string{"CLICKEDGE_NODE_ROLES=" + roles,
+			"CLICKEDGE_HTTP_LISTEN=127.0.0.1:0", "CLICKEDGE_ADMIN_LISTEN=127.0.0.1:0",
+			"CLICKEDGE_DATA_DIR=" + t.TempDir(), "CLICKEDGE_NODE_ID=" + id, "CLICKEDGE_NODE_REGION=eu-central",
+			"CLICKEDGE_FORWARDER_AMQP_URLS=amqp://guest:guest@127.0.0.1:1/",
+			"CLICKEDGE_CLUSTER_BIND=" + binds[i], "CLICKEDGE_CLUSTER_JOIN=" + strings.Join(binds, ","),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := startNode(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.stop()
+		nodes = append(nodes, n)
+	}
+	page := func(n *node) string {
+		resp, err := http.Get("http://" + n.adminLn.Addr().String() + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	alive := func(name string) string { return "<tr><td>" + name + "</td>" }
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range nodes {
+		for {
+			p := page(n)
+			if strings.Count(p, `<td class="ok">alive</td>`) == 2 && strings.Contains(p, alive("eu-central-1")) && strings.Contains(p, alive("eu-central-2")) {
+				if strings.Contains(p, "No cluster configured") {
+					t.Errorf("%s: the page says no cluster", n.cfg.Node.ID)
+				}
+				// The peer's live state: no broker, so disconnected; the
+				// replicated catalog's version it gossips (the store's HLC).
+				if !strings.Contains(p, `alive</td><td>edge,postback</td>`) || !strings.Contains(p, `alive</td><td>edge</td>`) {
+					t.Errorf("%s: members lack their roles (edge,postback and edge):\n%s", n.cfg.Node.ID, p)
+				}
+				if !strings.Contains(p, `<td class="bad">disconnected</td>`) {
+					t.Errorf("%s: members lack the forwarder state:\n%s", n.cfg.Node.ID, p)
+				}
+				if v := fmt.Sprint(n.lk.store.Version()); !strings.Contains(p, fmt.Sprintf("<td>%s</td>", v)) {
+					t.Errorf("%s: members lack the catalog version %s:\n%s", n.cfg.Node.ID, v, p)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the status page does not list both members alive within 15s:\n%s", n.cfg.Node.ID, p)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -96,4 +97,55 @@ func slug(h string) string {
 		}
 	}
 	return b.String()
+}
+
+// sqlBlocks returns the ```sql blocks of the section of a markdown file
+// that starts at the heading line head (up to the next heading of its
+// level or above).
+func sqlBlocks(t *testing.T, path, head string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "\n"+head+"\n")
+	if i < 0 {
+		t.Fatalf("%s has no heading %q", path, head)
+	}
+	s = s[i+len(head)+2:]
+	level := strings.Fields(head)[0] + " "
+	if j := strings.Index(s, "\n"+level); j >= 0 {
+		s = s[:j]
+	}
+	var blocks []string
+	for {
+		k := strings.Index(s, "```sql\n")
+		if k < 0 {
+			return blocks
+		}
+		s = s[k+len("```sql\n"):]
+		end := strings.Index(s, "```")
+		if end < 0 {
+			t.Fatalf("%s: unterminated sql block", path)
+		}
+		blocks = append(blocks, s[:end])
+		s = s[end+3:]
+	}
+}
+
+// The queries consumers.md shows for the collector's tables are those of
+// collector.md (its reference, next to the schema): a
+// change of one that is not made in the other fails here.
+func TestConsumersQueriesMatchCollector(t *testing.T) {
+	consumers := sqlBlocks(t, "../../docs/consumers.md", "## Querying the collector")
+	reference := sqlBlocks(t, "../../docs/collector.md", "## Querying")
+	if len(consumers) < 3 {
+		t.Fatalf("consumers.md, Querying the collector: %d sql blocks, want the counts per link and region", len(consumers))
+	}
+	for _, q := range consumers {
+		if !slices.Contains(reference, q) {
+			t.Errorf("consumers.md has a query that collector.md's Querying does not:\n%s", q)
+		}
+	}
 }

@@ -75,6 +75,17 @@ func (c *Config) checkPostback() []problem {
 	return ps
 }
 
+func init() {
+	fileChecks = append(fileChecks, fileCheck{"postback.advertisers", checkAdvertisersFile})
+}
+
+// checkAdvertisersFile loads postback.advertisers as serve would: only on
+// a node with the postback role, every entry checked.
+func checkAdvertisersFile(cfg *Config) error {
+	_, err := loadRoleAdvertisers(cfg)
+	return err
+}
+
 // loadAdvertisers loads postback.advertisers; none configured is an empty
 // set (every postback 401).
 func loadAdvertisers(cfg *Config) (*postback.Advertisers, error) {

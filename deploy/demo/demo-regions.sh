@@ -11,6 +11,13 @@
 #   anything else           -> eu-central
 #   /postback               -> the registration node
 #
+# Each region's nodes form a gossip pool on loopback (cluster.bind on the
+# node's address, port 7946; loopback gossip needs no keyring): the
+# registration node joins eu-central's. The registration node (node.roles
+# [postback]) knows one advertiser, "demo", whose signing secret is
+# generated at start; the script prints a ready `clickedge postback sign`
+# command for it (on stderr: stdout is the URL).
+#
 # Usage: demo-regions.sh [up|status]   (default up)
 set -euo pipefail
 
@@ -23,6 +30,7 @@ lb=${DEMO_LB:-127.0.0.1:18800}
 http_port=18801
 admin_port=18901
 token=demo-admin-token
+gossip_port=7946
 rabbit_name=${DEMO_RABBIT_NAME:-clickedge-demo}@localhost
 
 # id region address
@@ -147,12 +155,31 @@ up() {
 	fi
 	cp "$demo/rabbit/rabbit.pid" "$demo/pids/rabbitmq.pid"
 
-	# 2. The nodes.
+	# 2. The nodes. The demo advertiser's secret is new each run.
+	local adv_secret
+	adv_secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	printf -- '- id: demo\n  secret: "%s"\n' "$adv_secret" >"$demo/nodes/advertisers.yaml"
+	chmod 600 "$demo/nodes/advertisers.yaml"
 	for n in "${nodes[@]}"; do
 		set -- $n
-		local id=$1 region=$2 ip=$3 cfg="$demo/nodes/$1.yaml"
+		local id=$1 region=$2 ip=$3 cfg="$demo/nodes/$1.yaml" roles=edge extra=""
+		# cluster.join: the region's edge nodes (but itself).
+		local join=() m
+		for m in "${nodes[@]}"; do
+			set -- $m
+			[[ $2 == "$region" && $1 != registration-* && $1 != "$id" ]] && join+=("\"$3:$gossip_port\"")
+		done
+		set -- $n
+		if [[ $id == registration-* ]]; then
+			roles=postback
+			extra="postback: {advertisers: $demo/nodes/advertisers.yaml, declare_queue: demo-actions}"
+		fi
 		cat >"$cfg" <<-YAML
-			node: {id: $id, region: $region}
+			node: {id: $id, region: $region, roles: [$roles]}
+			cluster:
+			  bind: "$ip:$gossip_port"
+			  join: [$(IFS=,; echo "${join[*]}")]
+			$extra
 			http:
 			  listen: "$ip:$http_port"
 			  trusted_proxies: ["127.0.0.1"]   # HAProxy: X-Forwarded-For names the client
@@ -220,6 +247,9 @@ up() {
 		done
 	done
 	log "up in $((SECONDS - start))s: 3 regions x 2 nodes, a registration node, RabbitMQ on 127.0.0.1:$amqp_port"
+	log "a signed postback for advertiser demo (secret in $demo/nodes/advertisers.yaml); click_id from a click:"
+	log "  curl \"\$($bin postback sign -config $demo/nodes/registration-1.yaml -adv demo -url http://$lb/postback click_id=CLICK_ID order_id=A-1 amount=12.50 currency=EUR)\""
+	log "region pools: $bin cluster members -admin 127.0.10.1:$admin_port -token $token"
 	echo "http://$lb"
 }
 
