@@ -396,7 +396,7 @@ func TestUsage(t *testing.T) {
 
 var smoke = flag.Bool("smoke", false, "run TestSmoke: the bench against a real clickedge and the shared RabbitMQ (about 30 s)")
 
-// TestSmoke runs the tool end to end, briefly: go test ./bench -run Smoke -smoke
+// TestSmoke runs the tool end to end, briefly: go -C bench test . -run Smoke -smoke
 func TestSmoke(t *testing.T) {
 	if !*smoke {
 		t.Skip("needs -smoke (builds clickedge, uses the shared RabbitMQ)")

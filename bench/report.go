@@ -13,10 +13,11 @@ import (
 func cmdReport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("out", "docs/bench", "`directory` holding results.json; results.md and the charts are written there")
+	dir := fs.String("out", "docs/bench", "`directory` holding results.json; results.md and the charts are written there (relative: from the repository root)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	*dir = inRepo(*dir)
 	r, err := readResults(filepath.Join(*dir, "results.json"))
 	if err != nil {
 		fmt.Fprintln(stderr, "bench report:", err)
@@ -249,7 +250,7 @@ func markdown(w io.Writer, r *Results) {
 		}
 		p("\n")
 	}
-	p("_Raw data: results.json. Regenerate this page and the charts from it with `go run ./bench report`._\n")
+	p("_Raw data: results.json. Regenerate this page and the charts from it with `go -C bench run . report`._\n")
 }
 
 func queueText(kind string) string {

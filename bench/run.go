@@ -207,7 +207,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.quick, "quick", false, "a smoke test of about a minute: short runs, one repetition, small catalog")
-	fs.StringVar(&o.out, "out", "docs/bench", "output `directory` (results.json, results.md, charts, profiles)")
+	fs.StringVar(&o.out, "out", "docs/bench", "output `directory` (results.json, results.md, charts, profiles); a relative path is taken from the repository root")
 	fs.StringVar(&o.amqpURL, "amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `URL` (host:port spelled out); the bench declares its own exchange and queue")
 	fs.StringVar(&o.only, "only", "", "comma-separated `phases` to run: capacity, profile, latency, drain, linkcache, micro (default all; latency needs capacity)")
 	fs.StringVar(&o.pin, "pin", "split", "CPU placement: split (server on the last CPU with GOMAXPROCS=1, load generator on the others) or none")
@@ -237,7 +237,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.linkLimit = int64(linkLimit * (1 << 30))
-	b, err := newBencher(o, stderr, "go run ./bench "+strings.Join(args, " "))
+	o.out = inRepo(o.out)
+	b, err := newBencher(o, stderr, "go -C bench run . "+strings.Join(args, " "))
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
