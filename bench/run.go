@@ -131,6 +131,7 @@ type runOptions struct {
 	client      string
 	serverProcs int
 	scenarios   string
+	c64         string
 	queue       string
 	merge       bool
 }
@@ -241,6 +242,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.client, "client", clientFast, "load-generator client: fasthttp or vegeta (see load.go)")
 	fs.IntVar(&o.serverProcs, "server-procs", 2, "GOMAXPROCS of the servers under test with -pin split")
 	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated capacity `scenarios` (default: the plan's): bare, bare-fasthttp, sync-cutoff, async-cutoff, sync-cutoff-net, async-cutoff-net, sync-broker, async-broker, direct")
+	fs.StringVar(&o.c64, "c64-scenarios", "", "comma-separated `scenarios` of the capacity64 phase (default: the plan's); seed is the aiohttp design")
 	fs.StringVar(&o.queue, "queue", "classic", "the bench's queue on the broker: transient (not durable), classic (durable) or quorum")
 	fs.BoolVar(&o.merge, "merge", false, "with -only: replace just those phases in the existing results.json of -out (the rest is kept, and the rerun is noted)")
 	fs.StringVar(&o.links, "links", "", "comma-separated link-cache `sizes` (default: the plan's)")
@@ -322,6 +324,16 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 				return nil, fmt.Errorf("-scenarios: unknown scenario %q", s)
 			}
 			p.CapScenarios = append(p.CapScenarios, s)
+		}
+	}
+	if o.c64 != "" {
+		p.C64Scenarios = nil
+		for _, s := range strings.Split(o.c64, ",") {
+			s = strings.TrimSpace(s)
+			if _, ok := scenarios[s]; !ok {
+				return nil, fmt.Errorf("-c64-scenarios: unknown scenario %q", s)
+			}
+			p.C64Scenarios = append(p.C64Scenarios, s)
 		}
 	}
 	switch o.pin {
