@@ -132,6 +132,7 @@ type runOptions struct {
 	serverProcs int
 	scenarios   string
 	c64         string
+	fractions   string
 	queue       string
 	merge       bool
 }
@@ -243,6 +244,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.serverProcs, "server-procs", 2, "GOMAXPROCS of the servers under test with -pin split")
 	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated capacity `scenarios` (default: the plan's): bare, bare-fasthttp, sync-cutoff, async-cutoff, sync-cutoff-net, async-cutoff-net, sync-broker, async-broker, direct")
 	fs.StringVar(&o.c64, "c64-scenarios", "", "comma-separated `scenarios` of the capacity64 phase (default: the plan's); seed is the aiohttp design")
+	fs.StringVar(&o.fractions, "fractions", "", "comma-separated open-model `fractions` of bare's capacity (default: the plan's, 0.25,0.5,0.75,0.9)")
 	fs.StringVar(&o.queue, "queue", "classic", "the bench's queue on the broker: transient (not durable), classic (durable) or quorum")
 	fs.BoolVar(&o.merge, "merge", false, "with -only: replace just those phases in the existing results.json of -out (the rest is kept, and the rerun is noted)")
 	fs.StringVar(&o.links, "links", "", "comma-separated link-cache `sizes` (default: the plan's)")
@@ -324,6 +326,16 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 				return nil, fmt.Errorf("-scenarios: unknown scenario %q", s)
 			}
 			p.CapScenarios = append(p.CapScenarios, s)
+		}
+	}
+	if o.fractions != "" {
+		p.LatFractions = nil
+		for _, s := range strings.Split(o.fractions, ",") {
+			f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || f <= 0 || f > 1 {
+				return nil, fmt.Errorf("-fractions: bad fraction %q", s)
+			}
+			p.LatFractions = append(p.LatFractions, f)
 		}
 	}
 	if o.c64 != "" {
