@@ -43,11 +43,14 @@ records in sequence order.
 A record leaves the pending set only through Ack, which the forwarder calls
 after the broker's basic.ack for it (and no basic.return). Acks ride in the
 next commit; a crash before it leaves the record pending and it is published
-again. A delivered record is kept for Options.Retention after its delivery,
-for replay, and then pruned, at most Options.PruneBatch per commit so that
-pruning never stalls appends for long. When Options.MaxBytes is reached,
-delivered records are evicted early, oldest first; pending records are never
-deleted by the outbox.
+again. An ack neither moves nor rewrites the record: its sequence joins a
+span of delivered sequences (delivered.go), so a commit that carries
+thousands of acks writes a few pages. A delivered record is kept for
+Options.Retention after its delivery (at most a span's window longer,
+never shorter), for replay, and then pruned, at most Options.PruneBatch per
+commit so that pruning never stalls appends for long. When
+Options.MaxBytes is reached, delivered records are evicted early, oldest
+first; pending records are never deleted by the outbox.
 
 # What a reader must expect
 

@@ -261,7 +261,18 @@ var (
 	metaRetainedBytes = []byte("retained_bytes")
 )
 
-const fileFormat = 1
+// fileFormat 2 keeps delivered records in place, named by the spans of the
+// delivered bucket (delivered.go); format 1 moved each one to the retained
+// bucket. A format-1 file is upgraded when opened for writing (its retained
+// records stay where they are); a build that reads only format 1 refuses a
+// format-2 file rather than publish its delivered records again.
+const (
+	fileFormat       = 2
+	oldestFileFormat = 1
+)
+
+// formatKnown reports whether this build reads file format f.
+func formatKnown(f uint64) bool { return f >= oldestFileFormat && f <= fileFormat }
 
 // Outbox is a durable queue of records in one bbolt file. It is safe for
 // concurrent use: any number of goroutines may Append and Spill; one
@@ -307,6 +318,10 @@ type Outbox struct {
 
 	spill spill
 	ctr   counters
+
+	// spans are the delivered spans as of the last commit (delivered.go):
+	// set by load, then owned by the writer.
+	spans []span
 
 	closeOnce sync.Once
 	closeErr  error
@@ -421,17 +436,24 @@ func corruptError(path string, cause error) error {
 // existing one.
 func (o *Outbox) load() error {
 	init := func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained} {
+		m := tx.Bucket(bucketMeta)
+		if m != nil && m.Get(metaFormat) != nil && !formatKnown(getUint64(m, metaFormat)) {
+			return nil // refused below, untouched
+		}
+		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained, bucketDelivered} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		m := tx.Bucket(bucketMeta)
+		m = tx.Bucket(bucketMeta)
 		if m.Get(metaFormat) == nil {
 			if err := putUint64(m, metaFormat, fileFormat); err != nil {
 				return err
 			}
 			return putUint64(m, metaNextSeq, 1)
+		}
+		if getUint64(m, metaFormat) != fileFormat {
+			return putUint64(m, metaFormat, fileFormat) // format 1: upgraded
 		}
 		return nil
 	}
@@ -448,16 +470,21 @@ func (o *Outbox) load() error {
 			}
 			return corruptError(o.path, errors.New("meta bucket missing"))
 		}
-		if f := getUint64(m, metaFormat); f != fileFormat {
-			return fmt.Errorf("outbox: %s has file format %d; this build reads format %d", o.path, f, fileFormat)
+		if f := getUint64(m, metaFormat); !formatKnown(f) {
+			return fmt.Errorf("outbox: %s has file format %d; this build reads formats %d to %d", o.path, f, oldestFileFormat, fileFormat)
 		}
+		spans, err := loadSpans(tx.Bucket(bucketDelivered))
+		if err != nil {
+			return corruptError(o.path, err)
+		}
+		o.spans = spans
 		o.nextSeq.Store(getUint64(m, metaNextSeq))
 		o.pendingCount.Store(int64(getUint64(m, metaPendingCount)))
 		o.pendingBytes.Store(int64(getUint64(m, metaPendingBytes)))
 		o.retainedCount.Store(int64(getUint64(m, metaRetainedCount)))
 		o.retainedBytes.Store(int64(getUint64(m, metaRetainedBytes)))
-		o.oldestPending.Store(oldestTime(tx.Bucket(bucketPending), false))
-		o.oldestRetained.Store(oldestTime(tx.Bucket(bucketRetained), true))
+		o.oldestPending.Store(firstPendingTime(tx.Bucket(bucketPending), spans))
+		o.oldestRetained.Store(oldestDelivery(tx.Bucket(bucketRetained), spans))
 		return nil
 	})
 }

@@ -45,6 +45,7 @@ const (
 type writerState struct {
 	arena     arena // keys and rewritten values of the current transaction
 	acks      []uint64
+	spans     []span // delivered spans as committed (delivered.go)
 	lastPrune time.Time
 	lastBatch int       // records in the previous commit
 	lastEnd   time.Time // when the previous commit ended
@@ -74,7 +75,8 @@ func (a *arena) alloc(n int) []byte {
 func (a *arena) reset() { a.cur = a.cur[:0] }
 
 func (o *Outbox) writeLoop() {
-	var w writerState
+	w := writerState{spans: o.spans}
+	o.spans = nil // the writer's from now on
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	prune := time.NewTicker(o.opts.PruneInterval)
@@ -203,7 +205,8 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.failQueue(err)
 		return 0, false
 	}
-	return 0, more
+	// A prune step that hit its bound goes on in the next commit.
+	return 0, more || o.pruneNow.Load()
 }
 
 // failQueue fails every queued batch after a write error: they would meet
@@ -266,9 +269,26 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		}
 	}
 
-	acked, unknown, err := o.applyAcks(w, pending, retained, &c, now)
+	// Acks and pruning change the delivered spans; the edit is kept only
+	// if the transaction commits.
+	var spans *spanEdit
+	edit := func() *spanEdit {
+		if spans == nil {
+			spans = newSpanEdit(w.spans)
+		}
+		return spans
+	}
+	if len(w.acks) > 0 {
+		edit()
+	}
+	acked, unknown, err := o.applyAcks(w, spans, pending, &c, now)
 	if err != nil {
 		return o.commitFailed(err)
+	}
+	if o.opts.Retention < 0 && acked > 0 {
+		// Nothing is kept for replay: the records go in this commit, as
+		// many as a prune step takes (the rest in the next ones).
+		prune = true
 	}
 
 	var pruned, evicted int
@@ -276,19 +296,38 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		// A negative retention keeps nothing: delivered records another
 		// process left (a replay tool, a node run with retention) go too.
 		cutoff := now.Add(-max(o.opts.Retention, 0)).UnixNano()
-		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, func(delivered int64) bool {
-			return delivered <= cutoff
-		})
+		expired := func(delivered int64) bool { return delivered <= cutoff }
+		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, expired)
+		if err == nil && pruned < o.opts.PruneBatch {
+			var n int
+			n, err = o.pruneSpans(edit(), pending, &c, w, o.opts.PruneBatch-pruned, expired)
+			pruned += n
+		}
+		if err != nil {
+			return o.commitFailed(err)
+		}
+		if pruned == o.opts.PruneBatch {
+			// More may have expired: go on in the next commit rather than
+			// wait for the next interval (a negative retention, a backlog
+			// confirmed at once).
+			o.pruneNow.Store(true)
+		}
+	}
+	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
+		over := func(int64) bool { return c.pendingBytes+c.retainedBytes > max }
+		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, over)
+		if err == nil && evicted < 4*o.opts.PruneBatch {
+			var n int
+			n, err = o.pruneSpans(edit(), pending, &c, w, 4*o.opts.PruneBatch-evicted, over)
+			evicted += n
+		}
 		if err != nil {
 			return o.commitFailed(err)
 		}
 	}
-	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
-		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, func(int64) bool {
-			return c.pendingBytes+c.retainedBytes > max
-		})
-		if err != nil {
-			return o.commitFailed(err)
+	if spans != nil && spans.changed() {
+		if err := spans.write(tx.Bucket(bucketDelivered), w); err != nil {
+			return o.commitFailed(fmt.Errorf("outbox: commit acks: %w", err))
 		}
 	}
 
@@ -300,11 +339,16 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	if err := c.put(meta); err != nil {
 		return o.commitFailed(fmt.Errorf("outbox: commit counters: %w", err))
 	}
-	oldestP := oldestTime(pending, false)
-	oldestR := oldestTime(retained, true)
+	newSpans := w.spans
+	if spans != nil {
+		newSpans = spans.spans
+	}
+	oldestP := firstPendingTime(pending, newSpans)
+	oldestR := oldestDelivery(retained, newSpans)
 	if err := tx.Commit(); err != nil {
 		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
 	}
+	w.spans = newSpans
 
 	o.nextSeq.Store(c.nextSeq)
 	o.pendingCount.Store(c.pendingCount)
@@ -348,37 +392,51 @@ func (o *Outbox) commitFailed(err error) error {
 	return fmt.Errorf("%w: %w", ErrWrite, err)
 }
 
-// applyAcks moves acknowledged records from pending to retained (or deletes
-// them when nothing is retained).
-func (o *Outbox) applyAcks(w *writerState, pending, retained *bolt.Bucket, c *counts, now time.Time) (acked, unknown int, err error) {
+// applyAcks marks acknowledged records delivered by adding their sequences
+// to the delivered spans (delivered.go). A record is neither moved nor
+// rewritten: per commit, the acks cost a lookup of each record's size in
+// pages the forwarder has just read, and the write of the one or few span
+// values they extend.
+func (o *Outbox) applyAcks(w *writerState, spans *spanEdit, pending *bolt.Bucket, c *counts, now time.Time) (acked, unknown int, err error) {
 	if len(w.acks) == 0 {
 		return 0, 0, nil
 	}
 	slices.Sort(w.acks)
 	w.acks = slices.Compact(w.acks)
+	window := spanWindow(o.opts.Retention)
+	at := now.UnixNano()
+	var runFirst, runLast uint64
+	var runBytes int64
+	flush := func() {
+		if runFirst != 0 {
+			spans.add(runFirst, runLast, runBytes, at, window)
+			runFirst = 0
+		}
+	}
 	for _, seq := range w.acks {
-		k := w.key(seq)
-		v := pending.Get(k)
+		if spanIndex(spans.spans, seq) >= 0 {
+			unknown++ // delivered already
+			continue
+		}
+		v := pending.Get(w.key(seq))
 		if v == nil {
 			unknown++
 			continue
 		}
 		n := int64(len(v))
-		if o.opts.Retention > 0 {
-			nv := markDelivered(w.arena.alloc(len(v))[:0], v, now)
-			if err := retained.Put(k, nv); err != nil {
-				return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
-			}
-			c.retainedCount++
-			c.retainedBytes += n
-		}
-		if err := pending.Delete(k); err != nil {
-			return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
+		if runFirst != 0 && seq == runLast+1 {
+			runLast, runBytes = seq, runBytes+n
+		} else {
+			flush()
+			runFirst, runLast, runBytes = seq, seq, n
 		}
 		c.pendingCount--
 		c.pendingBytes -= n
+		c.retainedCount++
+		c.retainedBytes += n
 		acked++
 	}
+	flush()
 	return acked, unknown, nil
 }
 
