@@ -25,10 +25,12 @@ it is committed within Options.FlushInterval plus one commit (see the
 CommitLatency histogram), and that is the loss window on a crash. bbolt's
 NoSync is never used.
 
-Append never blocks for longer than Options.CommitTimeout. Any error from
-Append means the record is not known to be stored: ErrFull, ErrOverloaded,
-ErrWrite and ErrInvalidRecord mean it certainly is not; ErrTimeout means it
-may still be committed later.
+Any error from Append means the record is not stored. A batch's fate has
+one owner: the timeout loop fails a batch that has not reached its commit
+point within Options.CommitTimeout (ErrTimeout), and the writer then rolls
+it back; once the writer has claimed a batch (just before bbolt writes and
+fsyncs it) its appenders wait for that commit's outcome, so Append blocks
+longer than CommitTimeout only while a disk hangs inside one fsync.
 
 # Sequence and order
 

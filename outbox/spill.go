@@ -133,3 +133,10 @@ func cmpUint64(a, b uint64) int {
 	}
 	return 0
 }
+
+// rescue takes the records of an Async-mode batch whose commit failed.
+func (o *Outbox) rescue(recs []*[]byte, err error) {
+	for _, buf := range recs {
+		o.putBuf(buf)
+	}
+}

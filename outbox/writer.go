@@ -154,9 +154,23 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.queue[0] = nil
 		o.queue = o.queue[1:]
 		o.queuedBytes -= b.bytes
-		o.committing = b
-		w.lastBatch = len(b.recs)
-		o.lastBatch.Store(int64(len(b.recs)))
+		if b.state.Load() != batchOpen {
+			// Timed out while queued: its appenders were told it is not
+			// stored, so it must not be (harden #4).
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			b = nil
+		} else {
+			o.committing = b
+			w.lastBatch = len(b.recs)
+			o.lastBatch.Store(int64(len(b.recs)))
+		}
+	}
+	if b == nil && len(o.acks) == 0 && !pruneDue {
+		more = len(o.queue) > 0
+		o.mu.Unlock()
+		return 0, more
 	}
 	n := min(len(o.acks), maxAcksPerCommit)
 	w.acks = append(w.acks[:0], o.acks[:n]...)
@@ -174,6 +188,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	err := o.commit(w, b, pruneDue)
 	w.arena.reset()
 	w.lastEnd = time.Now()
+	timedOut := errors.Is(err, errTimedOut)
 
 	o.mu.Lock()
 	o.committing = nil
@@ -194,10 +209,18 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	o.mu.Unlock()
 
 	if b != nil {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if err != nil && !timedOut && o.opts.Durability == Async {
+			o.rescue(b.recs, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.end(err)
+	}
+	if timedOut {
+		// Nothing was written; the acks wait for the next commit.
+		return 0, true
 	}
 	if err != nil {
 		o.failQueue(err)
@@ -205,6 +228,10 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	}
 	return 0, more
 }
+
+// errTimedOut is returned by commit when the timeout loop failed the batch
+// before the writer could claim it; the transaction was rolled back.
+var errTimedOut = errors.New("outbox: batch timed out before its commit")
 
 // failQueue fails every queued batch after a write error: they would meet
 // the same disk.
@@ -215,10 +242,14 @@ func (o *Outbox) failQueue(err error) {
 	o.queuedBytes = 0
 	o.mu.Unlock()
 	for _, b := range q {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if o.opts.Durability == Async {
+			o.rescue(b.recs, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.fail(err)
 	}
 }
 
@@ -302,6 +333,9 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	}
 	oldestP := oldestTime(pending, false)
 	oldestR := oldestTime(retained, true)
+	if b != nil && !b.claim() {
+		return errTimedOut
+	}
 	if err := tx.Commit(); err != nil {
 		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
 	}
@@ -438,10 +472,11 @@ func (c *counts) put(m *bolt.Bucket) error {
 	)
 }
 
-// timeoutLoop fails Sync-mode appends whose commit takes longer than
-// Options.CommitTimeout, so that a hung disk never hangs a request. The
-// commit itself goes on; if it succeeds later the record is stored and may
-// also have been spilled by the caller: a duplicate, never a loss.
+// timeoutLoop fails Sync-mode appends whose commit has not reached its
+// commit point within Options.CommitTimeout, so that a slow disk never
+// hangs a request. A batch it fails is never committed (the writer rolls
+// it back), so the caller may keep the record elsewhere without making a
+// duplicate. A batch the writer already claimed is left to its commit.
 func (o *Outbox) timeoutLoop() {
 	t := time.NewTicker(max(o.opts.CommitTimeout/8, time.Millisecond))
 	defer t.Stop()
@@ -452,23 +487,29 @@ func (o *Outbox) timeoutLoop() {
 		case <-t.C:
 		}
 		deadline := time.Now().Add(-o.opts.CommitTimeout).UnixNano()
-		var late []*batch
+		// Under o.mu, so that no Append joins a batch once it failed: a
+		// failed batch leaves the queue at once.
 		o.mu.Lock()
-		if b := o.committing; b != nil && b.created < deadline {
-			late = append(late, b)
+		if b := o.committing; b != nil && b.created < deadline && b.fail(ErrTimeout) {
+			o.ctr.timeouts.Add(uint64(len(b.recs)))
 		}
+		n := 0
 		for _, b := range o.queue {
 			if b.created >= deadline {
 				break
 			}
-			late = append(late, b)
-		}
-		o.mu.Unlock()
-		for _, b := range late {
-			if b.state.Load() == 0 {
+			if b.fail(ErrTimeout) {
 				o.ctr.timeouts.Add(uint64(len(b.recs)))
 			}
-			b.finish(ErrTimeout)
+			o.queuedBytes -= b.bytes
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			n++
 		}
+		if n > 0 {
+			o.queue = append(o.queue[:0], o.queue[n:]...)
+		}
+		o.mu.Unlock()
 	}
 }
