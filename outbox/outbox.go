@@ -172,6 +172,16 @@ type Options struct {
 	// Logger receives rare events (write errors, recovery). Nil discards.
 	Logger *slog.Logger
 
+	// OnLost, when set, is called with the count of records that were
+	// accepted and are now lost: in Async mode, records of a failed commit
+	// that the spill could not take (harden #2); at Close, records still in
+	// the spill that the file could not take back (harden #3). They are
+	// counted in Stats.Spill.Dropped and logged too. Records that Spill
+	// refuses are not reported here: Spill's caller gets ErrSpillFull. It
+	// is called from the writer goroutine and from Close, must be
+	// thread-safe and must not block or call back into the Outbox.
+	OnLost func(n int)
+
 	// Now returns the current time. Nil means time.Now. Tests use it to
 	// drive retention without sleeping.
 	Now func() time.Time

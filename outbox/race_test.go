@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,4 +82,55 @@ func TestBatchFateSingleOwner(t *testing.T) {
 		t.Errorf("Stats.Timeouts = %d, want the %d ErrTimeout returns", st.Timeouts, timedOut)
 	}
 	t.Logf("%d stored, %d timed out", len(ok), timedOut)
+}
+
+// harden #2: in Async mode Append returns before the commit, so a commit
+// that fails must not make its records vanish: each goes to the spill, and
+// those the spill cannot take are counted as dropped and reported through
+// Options.OnLost. Every accepted record ends up stored, spilled or counted.
+func TestAsyncCommitFailureSpillsOrCounts(t *testing.T) {
+	one := len(outboxtest.Record("r-00").Body) + 100
+	var failing atomic.Bool
+	failing.Store(true)
+	var lost atomic.Int64
+	opts := &outbox.Options{
+		Durability: outbox.Async, FlushInterval: 200 * time.Millisecond, MaxBatchRecords: 1000,
+		SpillBytes: 8 * one, // room for 8 of the 20
+		OnLost:     func(n int) { lost.Add(int64(n)) },
+	}
+	outbox.SetBeforeCommit(opts, func() error {
+		if failing.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	o := outboxtest.Open(t, opts)
+	const n = 20
+	for i := range n {
+		if err := o.Append(outboxtest.Record(fmt.Sprintf("r-%02d", i))); err != nil {
+			t.Fatalf("async Append(%d) = %v", i, err)
+		}
+	}
+	if err := o.Sync(); !errors.Is(err, outbox.ErrWrite) {
+		t.Fatalf("Sync on a failing disk = %v, want ErrWrite", err)
+	}
+	spilled := o.ReadSpill(nil, 0, 100)
+	st := o.Stats()
+	if len(spilled) == 0 || lost.Load() == 0 {
+		t.Fatalf("%d spilled, %d lost: want both (spill holds 8 of 20)", len(spilled), lost.Load())
+	}
+	if got := int64(len(spilled)) + lost.Load(); got != n || st.Pending != 0 {
+		t.Fatalf("spilled %d + lost %d = %d, pending %d; want %d accepted records accounted for, none stored",
+			len(spilled), lost.Load(), got, st.Pending, n)
+	}
+	if st.Spill.Dropped != uint64(lost.Load()) || st.Rescued != uint64(len(spilled)) {
+		t.Fatalf("Stats: spill dropped %d rescued %d, want %d and %d", st.Spill.Dropped, st.Rescued, lost.Load(), len(spilled))
+	}
+	t.Logf("%d accepted: %d spilled, %d counted lost", n, len(spilled), lost.Load())
+	// The spilled copies are the first records, intact and in order.
+	for i, r := range spilled {
+		if want := fmt.Sprintf("r-%02d", i); r.MessageID != want || !r.Spilled {
+			t.Fatalf("spill[%d] = %s (spilled %v), want %s", i, r.MessageID, r.Spilled, want)
+		}
+	}
 }

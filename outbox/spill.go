@@ -45,17 +45,12 @@ func (o *Outbox) Spill(r *Record) error {
 	}
 	s := &o.spill
 	s.mu.Lock()
-	if s.max <= 0 || s.bytes+n > s.max {
-		s.mu.Unlock()
+	full := s.max <= 0 || s.bytes+n > s.max
+	s.mu.Unlock()
+	if full || !s.put(appendRecord(make([]byte, 0, n), r)) {
 		s.dropped.Add(1)
 		return ErrSpillFull
 	}
-	s.nextSeq++
-	s.recs = append(s.recs, spilled{seq: s.nextSeq, buf: appendRecord(make([]byte, 0, n), r)})
-	s.count++
-	s.bytes += n
-	s.mu.Unlock()
-	s.spilled.Add(1)
 	o.notifyReader()
 	return nil
 }
@@ -134,9 +129,50 @@ func cmpUint64(a, b uint64) int {
 	return 0
 }
 
-// rescue takes the records of an Async-mode batch whose commit failed.
-func (o *Outbox) rescue(recs []*[]byte, err error) {
+// rescue takes the records of an Async-mode batch whose commit failed
+// (harden #2). Their Appends returned nil, so the clicks were answered: each
+// goes to the spill, and one that does not fit is counted as dropped,
+// reported to Options.OnLost and logged. Nothing vanishes uncounted.
+func (o *Outbox) rescue(recs []*[]byte, cause error) {
+	lost := 0
 	for _, buf := range recs {
-		o.putBuf(buf)
+		// The buffer changes hands: the spill keeps it.
+		if o.spill.put(*buf) {
+			o.ctr.rescued.Add(1)
+		} else {
+			lost++
+		}
 	}
+	if len(recs) > lost {
+		o.notifyReader()
+	}
+	o.lost(lost, "async commit failed and the memory spill is full", cause)
+}
+
+// lost counts n answered records that are neither stored nor spilled.
+func (o *Outbox) lost(n int, why string, cause error) {
+	if n <= 0 {
+		return
+	}
+	o.spill.dropped.Add(uint64(n))
+	o.log.Error("outbox: answered records LOST: "+why, "records", n, "err", cause)
+	if f := o.opts.OnLost; f != nil {
+		f(n)
+	}
+}
+
+// put adds an encoded record to the spill, reporting false when it does
+// not fit.
+func (s *spill) put(buf []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.max <= 0 || s.bytes+len(buf) > s.max {
+		return false
+	}
+	s.nextSeq++
+	s.recs = append(s.recs, spilled{seq: s.nextSeq, buf: buf})
+	s.count++
+	s.bytes += len(buf)
+	s.spilled.Add(1)
+	return true
 }
