@@ -69,6 +69,13 @@ Record.Spilled is set. When the spill is full, Spill returns ErrSpillFull
 and counts the record in Stats.Spill.Dropped: nothing is dropped without
 being counted.
 
+The writer moves spilled records back into the file as soon as it takes
+writes again (after a write back-off, and within Options.MaxBytes), so
+they become durable; one the forwarder had in flight is then published
+again (a duplicate). Close tries once more and counts what is left as
+lost (Stats.Spill.Dropped, Options.OnLost). In Async mode, the records of
+a commit that failed are moved to the spill, or counted the same way.
+
 # Damage
 
 Open checks every page and every record checksum before bbolt reads the

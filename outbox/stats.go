@@ -63,6 +63,7 @@ type SpillStats struct {
 	Limit     int    // Options.SpillBytes; <= 0 when disabled
 	Spilled   uint64 // records taken since Open
 	Delivered uint64 // records acked by the forwarder
+	Restored  uint64 // records moved back into the file once it took writes again
 	Dropped   uint64 // records lost: refused by a full spill, or accepted and then neither stored nor spilled (Options.OnLost)
 }
 

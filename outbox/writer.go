@@ -86,6 +86,15 @@ func (o *Outbox) writeLoop() {
 		case <-prune.C:
 		case <-o.closing:
 			o.drain(&w)
+			// The spill dies with the process: one last try to keep it,
+			// then count what is left (harden #3).
+			for o.restoreSpill(&w, true) {
+			}
+			var cause error
+			if e := o.lastErr.Load(); e != nil {
+				cause = e.err
+			}
+			o.lost(o.spill.clear(), "still in the memory spill at close; the file could not take them", cause)
 			return
 		}
 		for {
@@ -94,11 +103,52 @@ func (o *Outbox) writeLoop() {
 				timer.Reset(wait)
 				break
 			}
-			if !more {
+			if !more && !o.restoreSpill(&w, false) {
 				break
 			}
 		}
 	}
+}
+
+// restoreSpill moves spilled records back into the file, in one commit, as
+// soon as the file takes writes again: not during a write back-off (unless
+// final) and only as far as Options.MaxBytes leaves room. It reports
+// whether it committed any. A record moved while the forwarder had it in
+// flight is published again from the file: a duplicate, never a loss.
+func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
+	if o.spill.remaining() == 0 {
+		return false
+	}
+	if !final && time.Now().UnixNano() < o.failedUntil.Load() {
+		return false
+	}
+	maxBytes := o.opts.MaxBatchBytes
+	if limit := o.opts.MaxBytes; limit > 0 {
+		o.mu.Lock()
+		room := limit - o.pendingBytes.Load() - int64(o.queuedBytes)
+		o.mu.Unlock()
+		if room <= 0 {
+			return false
+		}
+		maxBytes = int(min(int64(maxBytes), room))
+	}
+	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes)
+	if len(seqs) == 0 {
+		return false
+	}
+	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{}), recs: make([]*[]byte, len(bufs))}
+	for i := range bufs {
+		b.recs[i] = &bufs[i]
+		b.bytes += len(bufs[i])
+	}
+	w.acks = w.acks[:0] // the last commit's, applied already
+	err := o.commit(w, b, false)
+	w.arena.reset()
+	o.spill.settle(seqs, err == nil)
+	if err == nil {
+		o.log.Info("outbox: spilled records moved back into the file", "records", len(seqs))
+	}
+	return err == nil
 }
 
 // drain commits everything still queued, for Close.
