@@ -25,10 +25,12 @@ it is committed within Options.FlushInterval plus one commit (see the
 CommitLatency histogram), and that is the loss window on a crash. bbolt's
 NoSync is never used.
 
-Append never blocks for longer than Options.CommitTimeout. Any error from
-Append means the record is not known to be stored: ErrFull, ErrOverloaded,
-ErrWrite and ErrInvalidRecord mean it certainly is not; ErrTimeout means it
-may still be committed later.
+Any error from Append means the record is not stored. A batch's fate has
+one owner: the timeout loop fails a batch that has not reached its commit
+point within Options.CommitTimeout (ErrTimeout), and the writer then rolls
+it back; once the writer has claimed a batch (just before bbolt writes and
+fsyncs it) its appenders wait for that commit's outcome, so Append blocks
+longer than CommitTimeout only while a disk hangs inside one fsync.
 
 # Sequence and order
 
@@ -69,6 +71,13 @@ a crash of the process. They carry sequence numbers of their own and
 Record.Spilled is set. When the spill is full, Spill returns ErrSpillFull
 and counts the record in Stats.Spill.Dropped: nothing is dropped without
 being counted.
+
+The writer moves spilled records back into the file as soon as it takes
+writes again (after a write back-off, and within Options.MaxBytes), so
+they become durable; one the forwarder had in flight is then published
+again (a duplicate). Close tries once more and counts what is left as
+lost (Stats.Spill.Dropped, Options.OnLost). In Async mode, the records of
+a commit that failed are moved to the spill, or counted the same way.
 
 # Damage
 

@@ -31,9 +31,10 @@ var (
 	ErrWrite = errors.New("outbox: write failed")
 
 	// ErrTimeout is returned by Append in Sync mode when the commit holding
-	// the record did not finish within Options.CommitTimeout. The record may
-	// still be committed later: a caller that keeps a copy elsewhere (the
-	// spill) may cause a duplicate, never a loss.
+	// the record did not reach its commit point within
+	// Options.CommitTimeout. The record was not stored: the writer rolls
+	// such a batch back, so a caller that keeps a copy elsewhere (the
+	// spill) makes no duplicate.
 	ErrTimeout = errors.New("outbox: commit timed out")
 
 	// ErrOverloaded is returned by Append when more than
@@ -170,6 +171,16 @@ type Options struct {
 
 	// Logger receives rare events (write errors, recovery). Nil discards.
 	Logger *slog.Logger
+
+	// OnLost, when set, is called with the count of records that were
+	// accepted and are now lost: in Async mode, records of a failed commit
+	// that the spill could not take (harden #2); at Close, records still in
+	// the spill that the file could not take back (harden #3). They are
+	// counted in Stats.Spill.Dropped and logged too. Records that Spill
+	// refuses are not reported here: Spill's caller gets ErrSpillFull. It
+	// is called from the writer goroutine and from Close, must be
+	// thread-safe and must not block or call back into the Outbox.
+	OnLost func(n int)
 
 	// Now returns the current time. Nil means time.Now. Tests use it to
 	// drive retention without sleeping.
@@ -334,6 +345,12 @@ type errorAt struct {
 
 // batch is a group of records committed together. Appenders waiting for it
 // block on done; err is set before done is closed.
+//
+// A batch's fate has one owner (harden #4): either the timeout loop fails
+// it while it is still queued or being prepared (fail), and the writer then
+// rolls its transaction back; or the writer claims it just before the
+// commit point (claim), and its appenders learn the commit's outcome,
+// however long the disk takes. So ErrTimeout always means "not stored".
 type batch struct {
 	recs    []*[]byte
 	bytes   int
@@ -343,11 +360,36 @@ type batch struct {
 	err     error
 }
 
-func (b *batch) finish(err error) {
-	if b.state.CompareAndSwap(0, 1) {
-		b.err = err
-		close(b.done)
+const (
+	batchOpen    uint32 = iota // queued or being prepared
+	batchDone                  // done is closed
+	batchClaimed               // the writer passed the commit point
+)
+
+// fail ends an open batch with err. It reports false when the writer had
+// claimed the batch or it had ended already.
+func (b *batch) fail(err error) bool {
+	if !b.state.CompareAndSwap(batchOpen, batchDone) {
+		return false
 	}
+	b.err = err
+	close(b.done)
+	return true
+}
+
+// claim makes the writer the batch's owner; false means it was failed
+// (timed out) first and must not be committed.
+func (b *batch) claim() bool { return b.state.CompareAndSwap(batchOpen, batchClaimed) }
+
+// end ends the batch with its commit's outcome. Only the writer calls it.
+func (b *batch) end(err error) {
+	if b.state.Load() == batchClaimed {
+		b.err = err
+		b.state.Store(batchDone)
+		close(b.done)
+		return
+	}
+	b.fail(err)
 }
 
 // Open opens or creates the outbox file at path. The file is checked before
@@ -376,9 +418,13 @@ func Open(path string, opts *Options) (*Outbox, error) {
 		return nil, err
 	}
 	if !o.opts.ReadOnly {
-		o.wg.Add(2)
+		o.wg.Add(1)
 		go func() { defer o.wg.Done(); o.writeLoop() }()
-		go func() { defer o.wg.Done(); o.timeoutLoop() }()
+		if o.opts.Durability == Sync {
+			// In Async mode nobody waits for a commit: nothing to time out.
+			o.wg.Add(1)
+			go func() { defer o.wg.Done(); o.timeoutLoop() }()
+		}
 	}
 	return o, nil
 }
@@ -513,9 +559,10 @@ func (o *Outbox) Path() string { return o.path }
 // returns, so the caller may reuse it. Append sets r.Time when zero.
 //
 // The errors ErrFull, ErrWrite, ErrTimeout, ErrOverloaded and
-// ErrInvalidRecord mean the record is not (known to be) stored; the caller
-// decides whether to Spill it. Append never blocks for longer than
-// Options.CommitTimeout.
+// ErrInvalidRecord mean the record is not stored; the caller decides
+// whether to Spill it. Append blocks for at most Options.CommitTimeout
+// unless its commit has already passed its commit point (the write and
+// fsync of the transaction), whose outcome it then waits for.
 func (o *Outbox) Append(r *Record) error {
 	if o.opts.ReadOnly {
 		return ErrClosed

@@ -88,6 +88,15 @@ func (o *Outbox) writeLoop() {
 		case <-prune.C:
 		case <-o.closing:
 			o.drain(&w)
+			// The spill dies with the process: one last try to keep it,
+			// then count what is left (harden #3).
+			for o.restoreSpill(&w, true) {
+			}
+			var cause error
+			if e := o.lastErr.Load(); e != nil {
+				cause = e.err
+			}
+			o.lost(o.spill.clear(), "still in the memory spill at close; the file could not take them", cause)
 			return
 		}
 		for {
@@ -96,11 +105,52 @@ func (o *Outbox) writeLoop() {
 				timer.Reset(wait)
 				break
 			}
-			if !more {
+			if !more && !o.restoreSpill(&w, false) {
 				break
 			}
 		}
 	}
+}
+
+// restoreSpill moves spilled records back into the file, in one commit, as
+// soon as the file takes writes again: not during a write back-off (unless
+// final) and only as far as Options.MaxBytes leaves room. It reports
+// whether it committed any. A record moved while the forwarder had it in
+// flight is published again from the file: a duplicate, never a loss.
+func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
+	if o.spill.remaining() == 0 {
+		return false
+	}
+	if !final && time.Now().UnixNano() < o.failedUntil.Load() {
+		return false
+	}
+	maxBytes := o.opts.MaxBatchBytes
+	if limit := o.opts.MaxBytes; limit > 0 {
+		o.mu.Lock()
+		room := limit - o.pendingBytes.Load() - int64(o.queuedBytes)
+		o.mu.Unlock()
+		if room <= 0 {
+			return false
+		}
+		maxBytes = int(min(int64(maxBytes), room))
+	}
+	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes)
+	if len(seqs) == 0 {
+		return false
+	}
+	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{}), recs: make([]*[]byte, len(bufs))}
+	for i := range bufs {
+		b.recs[i] = &bufs[i]
+		b.bytes += len(bufs[i])
+	}
+	w.acks = w.acks[:0] // the last commit's, applied already
+	err := o.commit(w, b, false)
+	w.arena.reset()
+	o.spill.settle(seqs, err == nil)
+	if err == nil {
+		o.log.Info("outbox: spilled records moved back into the file", "records", len(seqs))
+	}
+	return err == nil
 }
 
 // drain commits everything still queued, for Close.
@@ -156,9 +206,23 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.queue[0] = nil
 		o.queue = o.queue[1:]
 		o.queuedBytes -= b.bytes
-		o.committing = b
-		w.lastBatch = len(b.recs)
-		o.lastBatch.Store(int64(len(b.recs)))
+		if b.state.Load() != batchOpen {
+			// Timed out while queued: its appenders were told it is not
+			// stored, so it must not be (harden #4).
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			b = nil
+		} else {
+			o.committing = b
+			w.lastBatch = len(b.recs)
+			o.lastBatch.Store(int64(len(b.recs)))
+		}
+	}
+	if b == nil && len(o.acks) == 0 && !pruneDue {
+		more = len(o.queue) > 0
+		o.mu.Unlock()
+		return 0, more
 	}
 	n := min(len(o.acks), maxAcksPerCommit)
 	w.acks = append(w.acks[:0], o.acks[:n]...)
@@ -176,6 +240,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	err := o.commit(w, b, pruneDue)
 	w.arena.reset()
 	w.lastEnd = time.Now()
+	timedOut := errors.Is(err, errTimedOut)
 
 	o.mu.Lock()
 	o.committing = nil
@@ -196,10 +261,18 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	o.mu.Unlock()
 
 	if b != nil {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if err != nil && !timedOut && o.opts.Durability == Async {
+			o.rescue(b.recs, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.end(err)
+	}
+	if timedOut {
+		// Nothing was written; the acks wait for the next commit.
+		return 0, true
 	}
 	if err != nil {
 		o.failQueue(err)
@@ -208,6 +281,10 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	// A prune step that hit its bound goes on in the next commit.
 	return 0, more || o.pruneNow.Load()
 }
+
+// errTimedOut is returned by commit when the timeout loop failed the batch
+// before the writer could claim it; the transaction was rolled back.
+var errTimedOut = errors.New("outbox: batch timed out before its commit")
 
 // failQueue fails every queued batch after a write error: they would meet
 // the same disk.
@@ -218,10 +295,14 @@ func (o *Outbox) failQueue(err error) {
 	o.queuedBytes = 0
 	o.mu.Unlock()
 	for _, b := range q {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if o.opts.Durability == Async {
+			o.rescue(b.recs, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.fail(err)
 	}
 }
 
@@ -345,6 +426,9 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	}
 	oldestP := firstPendingTime(pending, newSpans)
 	oldestR := oldestDelivery(retained, newSpans)
+	if b != nil && !b.claim() {
+		return errTimedOut
+	}
 	if err := tx.Commit(); err != nil {
 		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
 	}
@@ -496,10 +580,11 @@ func (c *counts) put(m *bolt.Bucket) error {
 	)
 }
 
-// timeoutLoop fails Sync-mode appends whose commit takes longer than
-// Options.CommitTimeout, so that a hung disk never hangs a request. The
-// commit itself goes on; if it succeeds later the record is stored and may
-// also have been spilled by the caller: a duplicate, never a loss.
+// timeoutLoop fails Sync-mode appends whose commit has not reached its
+// commit point within Options.CommitTimeout, so that a slow disk never
+// hangs a request. A batch it fails is never committed (the writer rolls
+// it back), so the caller may keep the record elsewhere without making a
+// duplicate. A batch the writer already claimed is left to its commit.
 func (o *Outbox) timeoutLoop() {
 	t := time.NewTicker(max(o.opts.CommitTimeout/8, time.Millisecond))
 	defer t.Stop()
@@ -510,23 +595,29 @@ func (o *Outbox) timeoutLoop() {
 		case <-t.C:
 		}
 		deadline := time.Now().Add(-o.opts.CommitTimeout).UnixNano()
-		var late []*batch
+		// Under o.mu, so that no Append joins a batch once it failed: a
+		// failed batch leaves the queue at once.
 		o.mu.Lock()
-		if b := o.committing; b != nil && b.created < deadline {
-			late = append(late, b)
+		if b := o.committing; b != nil && b.created < deadline && b.fail(ErrTimeout) {
+			o.ctr.timeouts.Add(uint64(len(b.recs)))
 		}
+		n := 0
 		for _, b := range o.queue {
 			if b.created >= deadline {
 				break
 			}
-			late = append(late, b)
-		}
-		o.mu.Unlock()
-		for _, b := range late {
-			if b.state.Load() == 0 {
+			if b.fail(ErrTimeout) {
 				o.ctr.timeouts.Add(uint64(len(b.recs)))
 			}
-			b.finish(ErrTimeout)
+			o.queuedBytes -= b.bytes
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			n++
 		}
+		if n > 0 {
+			o.queue = append(o.queue[:0], o.queue[n:]...)
+		}
+		o.mu.Unlock()
 	}
 }

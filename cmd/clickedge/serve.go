@@ -48,6 +48,9 @@ type node struct {
 	geo *geo.DB
 	srv *edge.Server
 	reg *prometheus.Registry
+	// lostSrv is srv for the outbox's OnLost, which may run before srv is
+	// set and after stop began.
+	lostSrv atomic.Pointer[edge.Server]
 
 	public              publicServer
 	admin               *http.Server
@@ -113,7 +116,9 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	n.o, err = outbox.Open(filepath.Join(cfg.DataDir, outboxFile), outboxOptions(cfg, logger))
+	oo := outboxOptions(cfg, logger)
+	oo.OnLost = n.countLost
+	n.o, err = outbox.Open(filepath.Join(cfg.DataDir, outboxFile), oo)
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +127,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.lostSrv.Store(n.srv)
 	n.srv.SetCatalog(cat)
 	n.lastReload.Store(time.Now().Unix())
 
@@ -314,19 +320,27 @@ func (n *node) stop() int {
 	defer fcancel()
 	_ = n.f.Close(fctx)
 	n.f = nil
-	st := n.o.Stats()
 	if err := n.o.Close(); err != nil {
 		n.log.Error("outbox close failed", "err", err)
 		code = 1
 	}
+	st := n.o.Stats() // after Close, which counts what it could not keep
 	n.o = nil
 	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer acancel()
 	_ = n.admin.Shutdown(actx)
 	n.admin = nil
 	n.closeAll()
-	n.log.Info("clickedge stopped", "pending", st.Pending, "spill_unsent", st.Spill.Records)
+	n.log.Info("clickedge stopped", "pending", st.Pending, "spill_unsent", st.Spill.Records, "dropped", st.Spill.Dropped)
 	return code
+}
+
+// countLost is the outbox's OnLost: answered clicks lost after they were
+// answered count in clickedge_clicks_total{outcome="dropped"} too.
+func (n *node) countLost(k int) {
+	if s := n.lostSrv.Load(); s != nil {
+		s.CountLost(k)
+	}
 }
 
 // closeAll closes whatever is still open; for failed starts and the end of
