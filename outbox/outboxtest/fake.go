@@ -30,7 +30,7 @@ type FakePublisher struct {
 	received map[string]int // message id -> publishes that reached the "broker"
 	cur      *FakeSession
 	sessions int
-	connects []time.Time // every Connect call, refused or not
+	connects []time.Time  // every Connect call, refused or not
 	waiting  atomic.Int32 // Publish calls waiting while blocked
 }
 
