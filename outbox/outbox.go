@@ -742,6 +742,23 @@ func (o *Outbox) Sync() error {
 	}
 }
 
+// commitAcks makes sure every ack queued so far is committed, for the
+// forwarder before a backlog pass. It returns at once when there is
+// nothing to commit, and fails fast, without waiting for a commit, during
+// a write back-off.
+func (o *Outbox) commitAcks() error {
+	o.mu.Lock()
+	done := o.ackDone >= o.ackQueued
+	o.mu.Unlock()
+	if done {
+		return nil
+	}
+	if time.Now().UnixNano() < o.failedUntil.Load() {
+		return o.writeError()
+	}
+	return o.Sync()
+}
+
 // Prune runs a retention step now (rather than at the next
 // Options.PruneInterval) and waits for its commit. At most
 // Options.PruneBatch expired records are deleted per call.
