@@ -82,8 +82,13 @@ func markdown(w io.Writer, r *Results) {
 	p("| Load average (1/5/15 min) | at launch %.2f %.2f %.2f; at start %.2f %.2f %.2f (waited %.0f s; quiet: %s); at end %.2f %.2f %.2f |\n",
 		la.BeforeWait[0], la.BeforeWait[1], la.BeforeWait[2], la.Start[0], la.Start[1], la.Start[2], la.Waited, quiet, la.End[0], la.End[1], la.End[2])
 	for _, x := range r.Reruns {
-		p("| Rerun | `%s`, %s to %s, clickedge %s: load average %.2f %.2f %.2f at start, %.2f %.2f %.2f at end |\n", x.Command,
-			x.Started.Format("15:04"), x.Finished.Format("15:04 MST"), x.Commit, x.LoadAvg[0], x.LoadAvg[1], x.LoadAvg[2],
+		on := ""
+		if x.Machine != nil {
+			on = fmt.Sprintf(" on %d × %s, Linux %s, %s, RabbitMQ %s, disk %s;", x.Machine.NumCPU, x.Machine.CPUModel, x.Machine.Kernel,
+				x.Machine.GoVersion, x.Machine.RabbitMQ, x.Machine.Disk)
+		}
+		p("| Rerun (%s) | `%s`, %s to %s, clickedge %s:%s load average %.2f %.2f %.2f at start, %.2f %.2f %.2f at end |\n", x.Phases, x.Command,
+			x.Started.Format("2006-01-02 15:04"), x.Finished.Format("15:04 MST"), x.Commit, on, x.LoadAvg[0], x.LoadAvg[1], x.LoadAvg[2],
 			x.LoadAvgEnd[0], x.LoadAvgEnd[1], x.LoadAvgEnd[2])
 	}
 	pl := r.Plan

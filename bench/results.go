@@ -62,6 +62,9 @@ type Rerun struct {
 	LoadAvgEnd [3]float64 `json:"load_average_end"`
 	Waited     float64    `json:"waited_s"` // for a quiet machine
 	Quiet      bool       `json:"quiet"`
+	// Machine is where the rerun ran: a later sitting may get another
+	// draw of the same kind of machine.
+	Machine *Machine `json:"machine,omitempty"`
 }
 
 // CapacityRun is one closed-model run.

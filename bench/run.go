@@ -390,7 +390,7 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 			return nil, fmt.Errorf("-merge: %w", err)
 		}
 		b.res = old
-		b.rerun = &Rerun{Phases: o.only, Command: command, Date: b.res.Date}
+		b.rerun = &Rerun{Phases: o.only, Command: command, Date: time.Now().Format("2006-01-02")}
 		b.res.Reruns = append(b.res.Reruns, b.rerun)
 	}
 	return b, nil
@@ -423,12 +423,14 @@ func (b *bencher) runAll() error {
 	if err := mkdir(filepath.Join(b.out, "profiles")); err != nil {
 		return err
 	}
+	m := machineInfo(b.opts.amqpURL)
 	if b.rerun == nil {
 		b.res.LoadAvg.BeforeWait = loadAvg()
-		b.res.Machine = machineInfo(b.opts.amqpURL)
+		b.res.Machine = m
+	} else {
+		b.rerun.Machine = &m
 	}
-	b.logf("machine: %d CPUs, %s, Linux %s, %s, RabbitMQ %s", b.res.Machine.NumCPU, b.res.Machine.CPUModel,
-		b.res.Machine.Kernel, b.res.Machine.GoVersion, b.res.Machine.RabbitMQ)
+	b.logf("machine: %d CPUs, %s, Linux %s, %s, RabbitMQ %s", m.NumCPU, m.CPUModel, m.Kernel, m.GoVersion, m.RabbitMQ)
 
 	// Build before pinning: the compiler gets every CPU.
 	if b.edgeBin = b.opts.clickedge; b.edgeBin == "" {
