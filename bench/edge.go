@@ -42,7 +42,14 @@ type edgeSpec struct {
 // buildClickedge builds ./cmd/clickedge into dir and returns the binary.
 func buildClickedge(dir string) (string, error) {
 	bin := filepath.Join(dir, "clickedge")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/clickedge/clickedge/cmd/clickedge")
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	// Built in the root module, with its own go.mod: the product as it
+	// ships, not as the bench's module graph would resolve it.
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/clickedge")
+	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/clickedge: %w", err)

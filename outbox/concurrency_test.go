@@ -190,7 +190,12 @@ func TestFullFilesystem(t *testing.T) {
 		t.Fatalf("reopen after ENOSPC: %v", err)
 	}
 	defer o2.Close()
-	if got := len(outboxtest.ReadAll(t, o2)); got != stored+1 {
-		t.Fatalf("after reopen %d pending, want %d", got, stored+1)
+	// harden #3: the spilled records went back into the file once it had
+	// room again.
+	if st := o.Stats(); st.Spill.Restored != uint64(failed) || st.Spill.Dropped != 0 {
+		t.Fatalf("spill restored %d dropped %d, want %d and 0", st.Spill.Restored, st.Spill.Dropped, failed)
+	}
+	if got := len(outboxtest.ReadAll(t, o2)); got != stored+failed+1 {
+		t.Fatalf("after reopen %d pending, want %d stored + %d spilled + 1", got, stored, failed)
 	}
 }

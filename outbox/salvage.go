@@ -261,6 +261,10 @@ type salvager struct {
 	// the page scan found: next_seq only grows, so it is the latest.
 	scanNextSeq uint64
 	maxSeq      uint64
+	// spans are the delivered spans read from the tree (format 2): the
+	// records they cover are written delivered. Spans the walk could not
+	// read leave their records pending, to be published again.
+	spans []span
 }
 
 func (s *salvager) problem(format string, args ...any) {
@@ -499,6 +503,14 @@ func (s *salvager) visitTree(bucket string, k, v []byte, flags uint32, lo, hi bo
 	if bucket == "meta" {
 		if len(v) == 8 {
 			s.counters[string(k)] = binary.BigEndian.Uint64(v)
+		}
+		return true
+	}
+	if bucket == string(bucketDelivered) {
+		if !s.takeSpan(k, v) {
+			// Its records come back pending: published again, not lost.
+			s.problem("bucket %q: damaged span at key %x", bucket, k)
+			return false
 		}
 		return true
 	}
@@ -799,6 +811,9 @@ func (s *salvager) scanLeaf(p []byte, count uint16, depth int, tier uint8) bool 
 			continue
 		}
 		switch {
+		case len(k) == 8 && len(v) == spanValueLen && s.takeSpan(k, v):
+			// A delivered span, current or stale: a sequence once
+			// delivered stays delivered, so any intact copy is true.
 		case len(k) == 8 && len(v) >= recordFixedLen:
 			if s.take(keySeq(k), v, tier) {
 				records++
@@ -991,6 +1006,20 @@ func (s *salvager) pick() []picked {
 		}
 		if len(eligible) > 0 {
 			out, moved = s.pickScanned(eligible, out, moved)
+		}
+	}
+	// Records a delivered span covers are delivered: written with the
+	// span's time, into the retained bucket of the fresh file. Only those
+	// that kept their sequence: a moved one's old sequence is not its own.
+	s.spans = unionSpans(s.spans)
+	for i := range out {
+		p := &out[i]
+		if p.c.delivered {
+			continue
+		}
+		if j := spanIndex(s.spans, p.seq); j >= 0 && s.spans[j].last >= p.seq {
+			p.c.v = markDelivered(nil, p.c.v, fromUnixNano(s.spans[j].at))
+			p.c.delivered = true
 		}
 	}
 	// Give the records that lost their sequence new ones.
@@ -1257,4 +1286,30 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// takeSpan keeps an intact delivered span found in the tree or a page.
+func (s *salvager) takeSpan(k, v []byte) bool {
+	sp, err := decodeSpan(k, v)
+	if err != nil {
+		return false
+	}
+	s.spans = append(s.spans, sp)
+	return true
+}
+
+// unionSpans sorts spans and merges those that overlap (copies of one span
+// from several versions of the file), keeping the latest delivery time.
+func unionSpans(spans []span) []span {
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.first, b.first) })
+	var out []span
+	for _, sp := range spans {
+		if n := len(out); n > 0 && sp.first <= out[n-1].last {
+			p := &out[n-1]
+			p.last, p.at = max(p.last, sp.last), max(p.at, sp.at)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
 }

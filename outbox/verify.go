@@ -125,6 +125,15 @@ type verifier struct {
 	hwm       uint64
 	reachable []uint64 // bitset of page ids
 	meta      map[string]uint64
+
+	// The delivered spans (visited before the pending bucket: buckets are
+	// walked in name order) and, while the pending bucket is walked, the
+	// records found of the current one.
+	spans        []span
+	spanAt       int
+	spanRecords  int64
+	spanBytes    int64
+	pendingBegun bool
 }
 
 func (v *verifier) problem(format string, args ...any) {
@@ -321,7 +330,7 @@ func (v *verifier) walkRoot(root uint64) {
 			return
 		}
 		switch {
-		case name == "meta", name == "pending", name == "retained", isIndexBucket(name):
+		case name == "meta", name == "pending", name == "retained", name == "delivered", isIndexBucket(name):
 		default:
 			v.problem("root: unexpected bucket %q: not an outbox file?", name)
 			return
@@ -470,6 +479,23 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 		}
 		return
 	}
+	if bucket == "delivered" {
+		if v.pendingBegun {
+			v.problem("delivered: walked after the pending bucket")
+			return
+		}
+		sp, err := decodeSpan(k, val)
+		if err != nil {
+			v.problem("%v", err)
+			return
+		}
+		if n := len(v.spans); n > 0 && sp.first <= v.spans[n-1].last {
+			v.problem("delivered: span %d-%d overlaps %d-%d", sp.first, sp.last, v.spans[n-1].first, v.spans[n-1].last)
+			return
+		}
+		v.spans = append(v.spans, sp)
+		return
+	}
 	if bucket == "meta" {
 		if len(val) == 8 {
 			v.meta[string(k)] = binary.BigEndian.Uint64(val)
@@ -490,8 +516,20 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 	_, delivered := recordTimes(val)
 	switch bucket {
 	case "pending":
+		v.pendingBegun = true
 		if delivered != 0 {
 			v.problem("pending: record %d is marked delivered", seq)
+		}
+		for v.spanAt < len(v.spans) && v.spans[v.spanAt].last < seq {
+			v.endSpan()
+		}
+		if v.spanAt < len(v.spans) && v.spans[v.spanAt].first <= seq {
+			// Delivered in place: kept for replay.
+			v.spanRecords++
+			v.spanBytes += int64(len(val))
+			v.rep.Retained++
+			v.rep.RetainedBytes += int64(len(val))
+			break
 		}
 		v.rep.Pending++
 		v.rep.PendingBytes += int64(len(val))
@@ -507,7 +545,24 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 	}
 }
 
+// endSpan checks that the current span named exactly the records found in
+// it, and moves to the next.
+func (v *verifier) endSpan() {
+	sp := v.spans[v.spanAt]
+	// Pruning deletes a span's records from its first on and moves the
+	// span's start in the same commit, so every sequence in it is there.
+	if v.spanRecords != sp.count() || v.spanBytes != sp.bytes {
+		v.problem("delivered: span %d-%d names %d records (%d bytes), the pending bucket holds %d (%d bytes)",
+			sp.first, sp.last, sp.count(), sp.bytes, v.spanRecords, v.spanBytes)
+	}
+	v.spanAt++
+	v.spanRecords, v.spanBytes = 0, 0
+}
+
 func (v *verifier) checkCounters() {
+	for v.spanAt < len(v.spans) {
+		v.endSpan()
+	}
 	if v.meta == nil {
 		return
 	}

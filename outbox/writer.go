@@ -45,6 +45,7 @@ const (
 type writerState struct {
 	arena     arena // keys and rewritten values of the current transaction
 	acks      []uint64
+	spans     []span // delivered spans as committed (delivered.go)
 	lastPrune time.Time
 	lastBatch int       // records in the previous commit
 	lastEnd   time.Time // when the previous commit ended
@@ -74,7 +75,8 @@ func (a *arena) alloc(n int) []byte {
 func (a *arena) reset() { a.cur = a.cur[:0] }
 
 func (o *Outbox) writeLoop() {
-	var w writerState
+	w := writerState{spans: o.spans}
+	o.spans = nil // the writer's from now on
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	prune := time.NewTicker(o.opts.PruneInterval)
@@ -86,6 +88,15 @@ func (o *Outbox) writeLoop() {
 		case <-prune.C:
 		case <-o.closing:
 			o.drain(&w)
+			// The spill dies with the process: one last try to keep it,
+			// then count what is left (harden #3).
+			for o.restoreSpill(&w, true) {
+			}
+			var cause error
+			if e := o.lastErr.Load(); e != nil {
+				cause = e.err
+			}
+			o.lost(o.spill.clear(), "still in the memory spill at close; the file could not take them", cause)
 			return
 		}
 		for {
@@ -94,11 +105,52 @@ func (o *Outbox) writeLoop() {
 				timer.Reset(wait)
 				break
 			}
-			if !more {
+			if !more && !o.restoreSpill(&w, false) {
 				break
 			}
 		}
 	}
+}
+
+// restoreSpill moves spilled records back into the file, in one commit, as
+// soon as the file takes writes again: not during a write back-off (unless
+// final) and only as far as Options.MaxBytes leaves room. It reports
+// whether it committed any. A record moved while the forwarder had it in
+// flight is published again from the file: a duplicate, never a loss.
+func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
+	if o.spill.remaining() == 0 {
+		return false
+	}
+	if !final && time.Now().UnixNano() < o.failedUntil.Load() {
+		return false
+	}
+	maxBytes := o.opts.MaxBatchBytes
+	if limit := o.opts.MaxBytes; limit > 0 {
+		o.mu.Lock()
+		room := limit - o.pendingBytes.Load() - int64(o.queuedBytes)
+		o.mu.Unlock()
+		if room <= 0 {
+			return false
+		}
+		maxBytes = int(min(int64(maxBytes), room))
+	}
+	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes)
+	if len(seqs) == 0 {
+		return false
+	}
+	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{}), recs: make([]*[]byte, len(bufs))}
+	for i := range bufs {
+		b.recs[i] = &bufs[i]
+		b.bytes += len(bufs[i])
+	}
+	w.acks = w.acks[:0] // the last commit's, applied already
+	err := o.commit(w, b, false)
+	w.arena.reset()
+	o.spill.settle(seqs, err == nil)
+	if err == nil {
+		o.log.Info("outbox: spilled records moved back into the file", "records", len(seqs))
+	}
+	return err == nil
 }
 
 // drain commits everything still queued, for Close.
@@ -154,9 +206,23 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.queue[0] = nil
 		o.queue = o.queue[1:]
 		o.queuedBytes -= b.bytes
-		o.committing = b
-		w.lastBatch = len(b.recs)
-		o.lastBatch.Store(int64(len(b.recs)))
+		if b.state.Load() != batchOpen {
+			// Timed out while queued: its appenders were told it is not
+			// stored, so it must not be (harden #4).
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			b = nil
+		} else {
+			o.committing = b
+			w.lastBatch = len(b.recs)
+			o.lastBatch.Store(int64(len(b.recs)))
+		}
+	}
+	if b == nil && len(o.acks) == 0 && !pruneDue {
+		more = len(o.queue) > 0
+		o.mu.Unlock()
+		return 0, more
 	}
 	n := min(len(o.acks), maxAcksPerCommit)
 	w.acks = append(w.acks[:0], o.acks[:n]...)
@@ -174,6 +240,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	err := o.commit(w, b, pruneDue)
 	w.arena.reset()
 	w.lastEnd = time.Now()
+	timedOut := errors.Is(err, errTimedOut)
 
 	o.mu.Lock()
 	o.committing = nil
@@ -194,17 +261,30 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	o.mu.Unlock()
 
 	if b != nil {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if err != nil && !timedOut && o.opts.Durability == Async {
+			o.rescue(b.recs, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.end(err)
+	}
+	if timedOut {
+		// Nothing was written; the acks wait for the next commit.
+		return 0, true
 	}
 	if err != nil {
 		o.failQueue(err)
 		return 0, false
 	}
-	return 0, more
+	// A prune step that hit its bound goes on in the next commit.
+	return 0, more || o.pruneNow.Load()
 }
+
+// errTimedOut is returned by commit when the timeout loop failed the batch
+// before the writer could claim it; the transaction was rolled back.
+var errTimedOut = errors.New("outbox: batch timed out before its commit")
 
 // failQueue fails every queued batch after a write error: they would meet
 // the same disk.
@@ -215,10 +295,14 @@ func (o *Outbox) failQueue(err error) {
 	o.queuedBytes = 0
 	o.mu.Unlock()
 	for _, b := range q {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if o.opts.Durability == Async {
+			o.rescue(b.recs, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.fail(err)
 	}
 }
 
@@ -274,9 +358,26 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		}
 	}
 
-	acked, unknown, err := o.applyAcks(w, pending, retained, &c, now)
+	// Acks and pruning change the delivered spans; the edit is kept only
+	// if the transaction commits.
+	var spans *spanEdit
+	edit := func() *spanEdit {
+		if spans == nil {
+			spans = newSpanEdit(w.spans)
+		}
+		return spans
+	}
+	if len(w.acks) > 0 {
+		edit()
+	}
+	acked, unknown, err := o.applyAcks(w, spans, pending, &c, now)
 	if err != nil {
 		return o.commitFailed(err)
+	}
+	if o.opts.Retention < 0 && acked > 0 {
+		// Nothing is kept for replay: the records go in this commit, as
+		// many as a prune step takes (the rest in the next ones).
+		prune = true
 	}
 
 	var pruned, evicted int
@@ -284,9 +385,31 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		// A negative retention keeps nothing: delivered records another
 		// process left (a replay tool, a node run with retention) go too.
 		cutoff := now.Add(-max(o.opts.Retention, 0)).UnixNano()
-		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, func(delivered int64) bool {
-			return delivered <= cutoff
-		})
+		expired := func(delivered int64) bool { return delivered <= cutoff }
+		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, expired)
+		if err == nil && pruned < o.opts.PruneBatch {
+			var n int
+			n, err = o.pruneSpans(edit(), pending, &c, w, o.opts.PruneBatch-pruned, expired)
+			pruned += n
+		}
+		if err != nil {
+			return o.commitFailed(err)
+		}
+		if pruned == o.opts.PruneBatch {
+			// More may have expired: go on in the next commit rather than
+			// wait for the next interval (a negative retention, a backlog
+			// confirmed at once).
+			o.pruneNow.Store(true)
+		}
+	}
+	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
+		over := func(int64) bool { return c.pendingBytes+c.retainedBytes > max }
+		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, over)
+		if err == nil && evicted < 4*o.opts.PruneBatch {
+			var n int
+			n, err = o.pruneSpans(edit(), pending, &c, w, 4*o.opts.PruneBatch-evicted, over)
+			evicted += n
+		}
 		if err != nil {
 			return o.commitFailed(err)
 		}
@@ -296,12 +419,9 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 			return o.commitFailed(err)
 		}
 	}
-	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
-		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, func(int64) bool {
-			return c.pendingBytes+c.retainedBytes > max
-		})
-		if err != nil {
-			return o.commitFailed(err)
+	if spans != nil && spans.changed() {
+		if err := spans.write(tx.Bucket(bucketDelivered), w); err != nil {
+			return o.commitFailed(fmt.Errorf("outbox: commit acks: %w", err))
 		}
 	}
 
@@ -313,11 +433,19 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	if err := c.put(meta); err != nil {
 		return o.commitFailed(fmt.Errorf("outbox: commit counters: %w", err))
 	}
-	oldestP := oldestTime(pending, false)
-	oldestR := oldestTime(retained, true)
+	newSpans := w.spans
+	if spans != nil {
+		newSpans = spans.spans
+	}
+	oldestP := firstPendingTime(pending, newSpans)
+	oldestR := oldestDelivery(retained, newSpans)
+	if b != nil && !b.claim() {
+		return errTimedOut
+	}
 	if err := tx.Commit(); err != nil {
 		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
 	}
+	w.spans = newSpans
 
 	o.nextSeq.Store(c.nextSeq)
 	o.pendingCount.Store(c.pendingCount)
@@ -361,37 +489,51 @@ func (o *Outbox) commitFailed(err error) error {
 	return fmt.Errorf("%w: %w", ErrWrite, err)
 }
 
-// applyAcks moves acknowledged records from pending to retained (or deletes
-// them when nothing is retained).
-func (o *Outbox) applyAcks(w *writerState, pending, retained *bolt.Bucket, c *counts, now time.Time) (acked, unknown int, err error) {
+// applyAcks marks acknowledged records delivered by adding their sequences
+// to the delivered spans (delivered.go). A record is neither moved nor
+// rewritten: per commit, the acks cost a lookup of each record's size in
+// pages the forwarder has just read, and the write of the one or few span
+// values they extend.
+func (o *Outbox) applyAcks(w *writerState, spans *spanEdit, pending *bolt.Bucket, c *counts, now time.Time) (acked, unknown int, err error) {
 	if len(w.acks) == 0 {
 		return 0, 0, nil
 	}
 	slices.Sort(w.acks)
 	w.acks = slices.Compact(w.acks)
+	window := spanWindow(o.opts.Retention)
+	at := now.UnixNano()
+	var runFirst, runLast uint64
+	var runBytes int64
+	flush := func() {
+		if runFirst != 0 {
+			spans.add(runFirst, runLast, runBytes, at, window)
+			runFirst = 0
+		}
+	}
 	for _, seq := range w.acks {
-		k := w.key(seq)
-		v := pending.Get(k)
+		if spanIndex(spans.spans, seq) >= 0 {
+			unknown++ // delivered already
+			continue
+		}
+		v := pending.Get(w.key(seq))
 		if v == nil {
 			unknown++
 			continue
 		}
 		n := int64(len(v))
-		if o.opts.Retention > 0 {
-			nv := markDelivered(w.arena.alloc(len(v))[:0], v, now)
-			if err := retained.Put(k, nv); err != nil {
-				return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
-			}
-			c.retainedCount++
-			c.retainedBytes += n
-		}
-		if err := pending.Delete(k); err != nil {
-			return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
+		if runFirst != 0 && seq == runLast+1 {
+			runLast, runBytes = seq, runBytes+n
+		} else {
+			flush()
+			runFirst, runLast, runBytes = seq, seq, n
 		}
 		c.pendingCount--
 		c.pendingBytes -= n
+		c.retainedCount++
+		c.retainedBytes += n
 		acked++
 	}
+	flush()
 	return acked, unknown, nil
 }
 
@@ -451,10 +593,11 @@ func (c *counts) put(m *bolt.Bucket) error {
 	)
 }
 
-// timeoutLoop fails Sync-mode appends whose commit takes longer than
-// Options.CommitTimeout, so that a hung disk never hangs a request. The
-// commit itself goes on; if it succeeds later the record is stored and may
-// also have been spilled by the caller: a duplicate, never a loss.
+// timeoutLoop fails Sync-mode appends whose commit has not reached its
+// commit point within Options.CommitTimeout, so that a slow disk never
+// hangs a request. A batch it fails is never committed (the writer rolls
+// it back), so the caller may keep the record elsewhere without making a
+// duplicate. A batch the writer already claimed is left to its commit.
 func (o *Outbox) timeoutLoop() {
 	t := time.NewTicker(max(o.opts.CommitTimeout/8, time.Millisecond))
 	defer t.Stop()
@@ -465,23 +608,29 @@ func (o *Outbox) timeoutLoop() {
 		case <-t.C:
 		}
 		deadline := time.Now().Add(-o.opts.CommitTimeout).UnixNano()
-		var late []*batch
+		// Under o.mu, so that no Append joins a batch once it failed: a
+		// failed batch leaves the queue at once.
 		o.mu.Lock()
-		if b := o.committing; b != nil && b.created < deadline {
-			late = append(late, b)
+		if b := o.committing; b != nil && b.created < deadline && b.fail(ErrTimeout) {
+			o.ctr.timeouts.Add(uint64(len(b.recs)))
 		}
+		n := 0
 		for _, b := range o.queue {
 			if b.created >= deadline {
 				break
 			}
-			late = append(late, b)
-		}
-		o.mu.Unlock()
-		for _, b := range late {
-			if b.state.Load() == 0 {
+			if b.fail(ErrTimeout) {
 				o.ctr.timeouts.Add(uint64(len(b.recs)))
 			}
-			b.finish(ErrTimeout)
+			o.queuedBytes -= b.bytes
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			n++
 		}
+		if n > 0 {
+			o.queue = append(o.queue[:0], o.queue[n:]...)
+		}
+		o.mu.Unlock()
 	}
 }

@@ -236,7 +236,9 @@ func contractClose(t *testing.T, e *ForwarderEnv) {
 }
 
 func contractSpill(t *testing.T, e *ForwarderEnv) {
-	o := Open(t, nil)
+	// A file that takes nothing (MaxBytes of one byte), so the writer
+	// cannot move the spill back into it: the forwarder must deliver it.
+	o := Open(t, &outbox.Options{MaxBytes: 1})
 	var ids []string
 	for i := range 20 {
 		id := fmt.Sprintf("spill-%d", i)
