@@ -262,7 +262,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 
 	if b != nil {
 		if err != nil && !timedOut && o.opts.Durability == Async {
-			o.rescue(b.recs, err)
+			o.rescueBatch(b, err)
 		} else {
 			for _, buf := range b.recs {
 				o.putBuf(buf)
@@ -296,7 +296,7 @@ func (o *Outbox) failQueue(err error) {
 	o.mu.Unlock()
 	for _, b := range q {
 		if o.opts.Durability == Async {
-			o.rescue(b.recs, err)
+			o.rescueBatch(b, err)
 		} else {
 			for _, buf := range b.recs {
 				o.putBuf(buf)
