@@ -48,8 +48,11 @@ next commit; a crash before it leaves the record pending and it is published
 again. A delivered record is kept for Options.Retention after its delivery,
 for replay, and then pruned, at most Options.PruneBatch per commit so that
 pruning never stalls appends for long. When Options.MaxBytes is reached,
-delivered records are evicted early, oldest first; pending records are never
-deleted by the outbox.
+delivered records are evicted early, oldest first; so they are when a
+commit fails because the disk is full (ENOSPC, EDQUOT): the writer evicts
+the oldest delivered records in a transaction of their own and tries the
+commit again, before any Append fails. Pending records are never deleted
+by the outbox.
 
 # What a reader must expect
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -305,12 +307,77 @@ func (o *Outbox) failQueue(err error) {
 
 // commit writes one batch, acks and a bounded prune step in a single
 // transaction. On failure nothing of it is applied.
-func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
+// commit writes one batch, acks and a bounded prune step in a single
+// transaction. On failure nothing of it is applied. When the disk is full
+// and delivered records are retained for replay, the oldest of them are
+// evicted and the commit tried again, before any new record is refused
+// (harden #6).
+func (o *Outbox) commit(w *writerState, b *batch, prune bool) error {
+	err := o.tryCommit(w, b, prune)
+	for try := 0; err != nil && diskFull(err) && o.retainedCount.Load() > 0 && try < 8; try++ {
+		w.arena.reset() // the failed transaction is rolled back
+		n, eerr := o.evictOldest(w, o.opts.PruneBatch<<try)
+		if eerr != nil || n == 0 {
+			break
+		}
+		o.log.Warn("outbox: disk full; evicted the oldest delivered records kept for replay", "records", n)
+		err = o.tryCommit(w, b, prune)
+	}
+	if err != nil && !errors.Is(err, errTimedOut) {
+		return o.commitFailed(err)
+	}
+	return err
+}
+
+// diskFull reports whether err says the filesystem has no room. bbolt
+// reports a failed file resize as text only.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), "no space left on device")
+}
+
+// evictOldest deletes up to n retained records, oldest first, in a
+// transaction of their own, to make room on a full disk. Deleting needs
+// no new space: the pages it rewrites come from the file's free pages.
+func (o *Outbox) evictOldest(w *writerState, n int) (int, error) {
+	tx, err := o.db.Begin(true)
+	if err != nil {
+		return 0, err
+	}
+	c := counts{
+		nextSeq:       o.nextSeq.Load(),
+		pendingCount:  o.pendingCount.Load(),
+		pendingBytes:  o.pendingBytes.Load(),
+		retainedCount: o.retainedCount.Load(),
+		retainedBytes: o.retainedBytes.Load(),
+	}
+	retained := tx.Bucket(bucketRetained)
+	evicted, err := o.pruneRetained(retained, &c, n, func(int64) bool { return true })
+	if err == nil {
+		err = c.put(tx.Bucket(bucketMeta))
+	}
+	oldestR := oldestTime(retained, true)
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		_ = tx.Rollback()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox: evict for space: %w", err)
+	}
+	o.retainedCount.Store(c.retainedCount)
+	o.retainedBytes.Store(c.retainedBytes)
+	o.oldestRetained.Store(oldestR)
+	o.ctr.evicted.Add(uint64(evicted))
+	return evicted, nil
+}
+
+func (o *Outbox) tryCommit(w *writerState, b *batch, prune bool) (err error) {
 	start := time.Now()
 	now := o.opts.Now()
 	tx, err := o.db.Begin(true)
 	if err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: begin commit: %w", err))
+		return fmt.Errorf("outbox: begin commit: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -339,7 +406,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		for _, buf := range b.recs {
 			k := w.key(c.nextSeq)
 			if err := pending.Put(k, *buf); err != nil {
-				return o.commitFailed(fmt.Errorf("outbox: commit batch: %w", err))
+				return fmt.Errorf("outbox: commit batch: %w", err)
 			}
 			c.nextSeq++
 			c.pendingCount++
@@ -349,7 +416,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 
 	acked, unknown, err := o.applyAcks(w, pending, retained, &c, now)
 	if err != nil {
-		return o.commitFailed(err)
+		return err
 	}
 
 	var pruned, evicted int
@@ -361,7 +428,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 			return delivered <= cutoff
 		})
 		if err != nil {
-			return o.commitFailed(err)
+			return err
 		}
 	}
 	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
@@ -369,17 +436,17 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 			return c.pendingBytes+c.retainedBytes > max
 		})
 		if err != nil {
-			return o.commitFailed(err)
+			return err
 		}
 	}
 
 	if hook := o.opts.beforeCommit; hook != nil {
 		if err := hook(); err != nil {
-			return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+			return fmt.Errorf("outbox: commit: %w", err)
 		}
 	}
 	if err := c.put(meta); err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: commit counters: %w", err))
+		return fmt.Errorf("outbox: commit counters: %w", err)
 	}
 	oldestP := oldestTime(pending, false)
 	oldestR := oldestTime(retained, true)
@@ -387,7 +454,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		return errTimedOut
 	}
 	if err := tx.Commit(); err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+		return fmt.Errorf("outbox: commit: %w", err)
 	}
 
 	o.nextSeq.Store(c.nextSeq)
