@@ -115,8 +115,8 @@ func (o *Outbox) writeLoop() {
 // restoreSpill moves spilled records back into the file, in one commit, as
 // soon as the file takes writes again: not during a write back-off (unless
 // final) and only as far as Options.MaxBytes leaves room. It reports
-// whether it committed any. A record moved while the forwarder had it in
-// flight is published again from the file: a duplicate, never a loss.
+// whether it committed any. Records the forwarder has in flight stay in the
+// spill (but at Close), so that none is published twice.
 func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
 	if o.spill.remaining() == 0 {
 		return false
@@ -134,7 +134,7 @@ func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
 		}
 		maxBytes = int(min(int64(maxBytes), room))
 	}
-	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes)
+	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes, final)
 	if len(seqs) == 0 {
 		return false
 	}
