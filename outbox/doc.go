@@ -55,8 +55,11 @@ Options.MaxBytes is reached, delivered records are evicted early, oldest
 first; so they are when a commit fails because the disk is full (ENOSPC,
 EDQUOT): the writer evicts the oldest delivered records (retained ones of
 a format-1 file, then from the first span on) in a transaction of their
-own and tries the commit again, before any Append fails. Pending records
-are never deleted by the outbox.
+own and tries the commit again, before any Append fails; from then on,
+until Close, every commit also evicts above 7/8 of what the outbox held
+when the disk filled, so that free pages remain for the next commits (bbolt
+copies the pages it changes). Pending records are never deleted by the
+outbox.
 
 # What a reader must expect
 

@@ -315,6 +315,9 @@ func (o *Outbox) failQueue(err error) {
 // (harden #6).
 func (o *Outbox) commit(w *writerState, b *batch, prune bool) error {
 	err := o.tryCommit(w, b, prune)
+	if err != nil && diskFull(err) && o.retainedCount.Load() > 0 {
+		o.learnSpace()
+	}
 	for try := 0; err != nil && diskFull(err) && o.retainedCount.Load() > 0 && try < 8; try++ {
 		w.arena.reset() // the failed transaction is rolled back
 		n, eerr := o.evictOldest(w, o.opts.PruneBatch<<try)
@@ -328,6 +331,34 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) error {
 		return o.commitFailed(err)
 	}
 	return err
+}
+
+// learnSpace lowers the size above which each commit evicts delivered
+// records, as Options.MaxBytes does, to 7/8 of what the outbox holds when
+// the disk is found full, until the node restarts. bbolt copies every page
+// it changes, so a commit, even one that only deletes, needs free pages:
+// in file format 2 acks free none (they extend spans), so without this
+// reserve the appends would take every page an eviction freed and the next
+// eviction could not commit. Eviction in the commit keeps about 1/8 of the
+// file free instead.
+func (o *Outbox) learnSpace() {
+	limit := (o.pendingBytes.Load() + o.retainedBytes.Load()) / 8 * 7
+	for {
+		cur := o.spaceLimit.Load()
+		if cur > 0 && cur <= limit || o.spaceLimit.CompareAndSwap(cur, limit) {
+			return
+		}
+	}
+}
+
+// evictAbove is the size above which a commit evicts delivered records:
+// Options.MaxBytes or the limit learnSpace found, the lower; 0 for none.
+func (o *Outbox) evictAbove() int64 {
+	max, learnt := o.opts.MaxBytes, o.spaceLimit.Load()
+	if learnt > 0 && (max <= 0 || learnt < max) {
+		return learnt
+	}
+	return max
 }
 
 // diskFull reports whether err says the filesystem has no room. bbolt
@@ -481,7 +512,7 @@ func (o *Outbox) tryCommit(w *writerState, b *batch, prune bool) (err error) {
 			o.pruneNow.Store(true)
 		}
 	}
-	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
+	if max := o.evictAbove(); max > 0 && c.pendingBytes+c.retainedBytes > max {
 		over := func(int64) bool { return c.pendingBytes+c.retainedBytes > max }
 		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, over)
 		if err == nil && evicted < 4*o.opts.PruneBatch {
