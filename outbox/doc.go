@@ -52,7 +52,10 @@ Options.Retention after its delivery (at most a span's window longer,
 never shorter), for replay, and then pruned, at most Options.PruneBatch per
 commit so that pruning never stalls appends for long. When
 Options.MaxBytes is reached, delivered records are evicted early, oldest
-first; pending records are never deleted by the outbox.
+first; so they are when a commit fails because the disk is full (ENOSPC,
+EDQUOT): the writer evicts the oldest delivered records in a transaction
+of their own and tries the commit again, before any Append fails. Pending
+records are never deleted by the outbox.
 
 # What a reader must expect
 

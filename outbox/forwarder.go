@@ -298,6 +298,9 @@ func (f *Forwarder) run() {
 		f.st.blocked.Store(false)
 		f.st.inFlight.Store(0)
 		sess.Close()
+		// What the session had in flight from the spill may go back into
+		// the file now.
+		f.o.releaseSpill()
 		// Only a session that delivered something resets the back-off: one
 		// that keeps failing right after it opens (a broker that accepts
 		// and then drops us) is retried ever more slowly, like a refused

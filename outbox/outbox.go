@@ -379,7 +379,10 @@ func (b *batch) fail(err error) bool {
 
 // claim makes the writer the batch's owner; false means it was failed
 // (timed out) first and must not be committed.
-func (b *batch) claim() bool { return b.state.CompareAndSwap(batchOpen, batchClaimed) }
+// A commit tried again after an eviction claims its batch a second time.
+func (b *batch) claim() bool {
+	return b.state.CompareAndSwap(batchOpen, batchClaimed) || b.state.Load() == batchClaimed
+}
 
 // end ends the batch with its commit's outcome. Only the writer calls it.
 func (b *batch) end(err error) {

@@ -31,6 +31,7 @@ type spilled struct {
 	buf    []byte
 	acked  bool // delivered, or moved into the file: gone
 	moving bool // being committed to the file; not handed to the reader
+	handed bool // read by the forwarder and maybe in flight: not moved
 }
 
 // Spill keeps r in the bounded memory spill, for a record that Append could
@@ -68,10 +69,11 @@ func (o *Outbox) ReadSpill(dst []Record, after uint64, max int) []Record {
 		return cmpUint64(e.seq, seq)
 	})
 	for ; i < len(s.recs) && max > 0; i++ {
-		e := s.recs[i]
+		e := &s.recs[i]
 		if e.acked || e.moving {
 			continue
 		}
+		e.handed = true
 		var r Record
 		if err := decodeRecord(e.buf, &r); err != nil {
 			continue // cannot happen: encoded by us, in memory
@@ -119,13 +121,17 @@ func (s *spill) trim() {
 // take marks up to maxRecs records (maxBytes in all, at least one) as
 // moving and returns their seqs and bytes, oldest first. The reader no
 // longer sees them; settle ends the move.
-func (s *spill) take(maxRecs, maxBytes int) (seqs []uint64, bufs [][]byte) {
+//
+// Records handed to the forwarder are left alone unless final (Close):
+// moving one that is in flight would publish it twice. The forwarder
+// releases them when its session ends.
+func (s *spill) take(maxRecs, maxBytes int, final bool) (seqs []uint64, bufs [][]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for i := range s.recs {
 		e := &s.recs[i]
-		if e.acked || e.moving {
+		if e.acked || e.moving || (e.handed && !final) {
 			continue
 		}
 		if len(seqs) >= maxRecs || (len(seqs) > 0 && n+len(e.buf) > maxBytes) || len(e.buf) > maxBytes {
@@ -164,6 +170,19 @@ func (s *spill) settle(seqs []uint64, committed bool) {
 		s.restored.Add(1)
 	}
 	s.trim()
+}
+
+// releaseSpill makes the spilled records the forwarder read but did not
+// get confirmed movable into the file again; the forwarder calls it when
+// a session ends.
+func (o *Outbox) releaseSpill() {
+	s := &o.spill
+	s.mu.Lock()
+	for i := range s.recs {
+		s.recs[i].handed = false
+	}
+	s.mu.Unlock()
+	o.signal() // the writer may move them now
 }
 
 // clear empties the spill and returns how many records it held.

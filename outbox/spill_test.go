@@ -1,6 +1,7 @@
 package outbox_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -115,5 +116,52 @@ func TestCloseCountsSpillLeft(t *testing.T) {
 	}
 	if st := o.Stats(); lost.Load() != 7 || st.Spill.Dropped != 7 || st.Spill.Records != 0 {
 		t.Fatalf("after Close: OnLost got %d, Spill.Dropped %d, Spill.Records %d; want 7, 7, 0", lost.Load(), st.Spill.Dropped, st.Spill.Records)
+	}
+}
+
+// harden #3: spilled records the forwarder has in flight are not moved
+// into the file (that would publish them twice); once its session ends
+// they are, and nothing was published twice.
+func TestSpillInFlightStaysUntilSessionEnds(t *testing.T) {
+	o := outboxtest.Open(t, &outbox.Options{PruneInterval: 10 * time.Millisecond})
+	for i := range 10 {
+		if err := o.Spill(outboxtest.Record(fmt.Sprintf("s-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := outboxtest.NewFakePublisher()
+	p.HoldConfirms.Store(true)
+	cfg := outbox.DefaultForwarderConfig()
+	cfg.Publisher = p
+	cfg.ReconnectMin = 10 * time.Millisecond
+	f, err := outbox.NewForwarder(o, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		f.Close(ctx)
+	}()
+	outboxtest.WaitFor(t, 5*time.Second, "10 in flight", func() bool { return f.Stats().InFlight == 10 })
+	// The writer runs (prune ticks, a commit) with the spill in flight.
+	if err := o.Append(outboxtest.Record("disk-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if st := o.Stats().Spill; st.Restored != 0 || st.Records != 10 {
+		t.Fatalf("with the spill in flight: restored %d, held %d; want 0 and 10", st.Restored, st.Records)
+	}
+	p.RefuseConnect.Store(true)
+	p.Break()
+	outboxtest.WaitFor(t, 5*time.Second, "the spill moved into the file after the session ended", func() bool {
+		return o.Stats().Spill.Restored == 10
+	})
+	for id, n := range p.Received() {
+		if n != 1 {
+			t.Fatalf("%s published %d times, want once", id, n)
+		}
 	}
 }

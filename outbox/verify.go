@@ -267,18 +267,17 @@ func (v *verifier) mark(id uint64, overflow uint32, what string) bool {
 // page returns the bytes of page id with its overflow, or nil.
 func (v *verifier) page(id uint64, what string) (p []byte, flags, count uint16) {
 	off := int64(id) * int64(v.pageSize)
-	if id >= v.hwm || off+pageHeaderSize > int64(len(v.data)) {
+	h, ok := readPageHeader(v.data, int(off))
+	if id >= v.hwm || off > int64(len(v.data)) || !ok {
 		v.problem("%s: page %d beyond the end", what, id)
 		return nil, 0, 0
 	}
-	h := v.data[off:]
-	le := binary.LittleEndian
-	if got := le.Uint64(h); got != id {
-		v.problem("%s: page %d says it is page %d", what, id, got)
+	if h.id != id {
+		v.problem("%s: page %d says it is page %d", what, id, h.id)
 		return nil, 0, 0
 	}
-	flags, count = le.Uint16(h[8:]), le.Uint16(h[10:])
-	overflow := le.Uint32(h[12:])
+	flags, count = h.flags, h.count
+	overflow := h.overflow
 	if !v.mark(id, overflow, what) {
 		return nil, 0, 0
 	}
@@ -359,22 +358,21 @@ func (v *verifier) walkBucket(name string, val []byte) {
 		v.meta = map[string]uint64{}
 	}
 	visit := func(k, val []byte, flags uint32) { v.visit(name, k, val, flags) }
-	root := binary.LittleEndian.Uint64(val)
+	root, inline, _ := bucketValue(val)
 	if root != 0 {
 		v.walkPage(root, nil, nil, "bucket "+name, visit)
 		return
 	}
-	inline := val[16:]
-	if len(inline) < pageHeaderSize {
+	h, ok := readPageHeader(inline, 0)
+	if !ok {
 		v.problem("bucket %q: inline page is %d bytes", name, len(inline))
 		return
 	}
-	flags, count := binary.LittleEndian.Uint16(inline[8:]), binary.LittleEndian.Uint16(inline[10:])
-	if flags != leafPageFlag {
-		v.problem("bucket %q: inline page has type %#x", name, flags)
+	if h.flags != leafPageFlag {
+		v.problem("bucket %q: inline page has type %#x", name, h.flags)
 		return
 	}
-	v.walkLeaf(inline, count, nil, nil, "bucket "+name+" (inline)", visit)
+	v.walkLeaf(inline, h.count, nil, nil, "bucket "+name+" (inline)", visit)
 }
 
 // walkPage walks the subtree at page id. Every key must be >= lo and < hi
@@ -384,7 +382,7 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 	if p == nil {
 		return
 	}
-	if pageHeaderSize+int(count)*elementSize > len(p) {
+	if !elementsFit(p, count) {
 		v.problem("%s: page %d has %d elements, more than fit", what, id, count)
 		return
 	}
@@ -392,12 +390,9 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 	case leafPageFlag:
 		v.walkLeaf(p, count, lo, hi, what, visit)
 	case branchPageFlag:
-		le := binary.LittleEndian
 		var prev []byte
 		for i := 0; i < int(count); i++ {
-			e := pageHeaderSize + i*elementSize
-			pos, ksize, child := int(le.Uint32(p[e:])), int(le.Uint32(p[e+4:])), le.Uint64(p[e+8:])
-			k, ok := slice(p, e+pos, ksize)
+			k, child, ok := branchElement(p, i)
 			if !ok {
 				v.problem("%s: branch page %d element %d out of the page", what, id, i)
 				return
@@ -408,8 +403,7 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 			}
 			next := hi
 			if i+1 < int(count) {
-				ne := pageHeaderSize + (i+1)*elementSize
-				if nk, ok := slice(p, ne+int(le.Uint32(p[ne:])), int(le.Uint32(p[ne+4:]))); ok {
+				if nk, _, ok := branchElement(p, i+1); ok {
 					next = nk
 				}
 			}
@@ -422,19 +416,14 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 }
 
 func (v *verifier) walkLeaf(p []byte, count uint16, lo, hi []byte, what string, visit func(k, val []byte, flags uint32)) {
-	if pageHeaderSize+int(count)*elementSize > len(p) {
+	if !elementsFit(p, count) {
 		v.problem("%s: leaf has %d elements, more than fit", what, count)
 		return
 	}
-	le := binary.LittleEndian
 	var prev []byte
 	for i := 0; i < int(count); i++ {
-		e := pageHeaderSize + i*elementSize
-		flags, pos := le.Uint32(p[e:]), int(le.Uint32(p[e+4:]))
-		ksize, vsize := int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
-		k, ok1 := slice(p, e+pos, ksize)
-		val, ok2 := slice(p, e+pos+ksize, vsize)
-		if !ok1 || !ok2 {
+		flags, k, val, ok := leafElement(p, i)
+		if !ok {
 			v.problem("%s: leaf element %d out of the page", what, i)
 			return
 		}

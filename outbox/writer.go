@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -115,8 +117,8 @@ func (o *Outbox) writeLoop() {
 // restoreSpill moves spilled records back into the file, in one commit, as
 // soon as the file takes writes again: not during a write back-off (unless
 // final) and only as far as Options.MaxBytes leaves room. It reports
-// whether it committed any. A record moved while the forwarder had it in
-// flight is published again from the file: a duplicate, never a loss.
+// whether it committed any. Records the forwarder has in flight stay in the
+// spill (but at Close), so that none is published twice.
 func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
 	if o.spill.remaining() == 0 {
 		return false
@@ -134,7 +136,7 @@ func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
 		}
 		maxBytes = int(min(int64(maxBytes), room))
 	}
-	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes)
+	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes, final)
 	if len(seqs) == 0 {
 		return false
 	}
@@ -307,13 +309,103 @@ func (o *Outbox) failQueue(err error) {
 }
 
 // commit writes one batch, acks and a bounded prune step in a single
-// transaction. On failure nothing of it is applied.
-func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
+// transaction. On failure nothing of it is applied. When the disk is full
+// and delivered records are retained for replay, the oldest of them are
+// evicted and the commit tried again, before any new record is refused
+// (harden #6).
+func (o *Outbox) commit(w *writerState, b *batch, prune bool) error {
+	err := o.tryCommit(w, b, prune)
+	// Eviction starts small, doubles after each step and halves after one
+	// that did not fit: a transaction that deletes records still writes
+	// the pages on their path, and on a full disk only the file's few free
+	// pages can take them. A small step fits and frees more than it takes;
+	// the next, twice as big, fits in what it freed. (Acks no longer churn
+	// pages, see delivered.go, so a full file has few free pages.)
+	step := 16
+	for try := 0; err != nil && diskFull(err) && o.retainedCount.Load() > 0 && try < 16; try++ {
+		w.arena.reset() // the failed transaction is rolled back
+		n, eerr := o.evictOldest(w, step)
+		if eerr != nil && diskFull(eerr) && step > 1 {
+			step /= 2
+			continue
+		}
+		if eerr != nil || n == 0 {
+			o.log.Warn("outbox: disk full; nothing more could be evicted", "err", eerr)
+			break
+		}
+		o.log.Warn("outbox: disk full; evicted the oldest delivered records kept for replay", "records", n)
+		err = o.tryCommit(w, b, prune)
+		step = min(2*step, 1<<20)
+	}
+	if err != nil && !errors.Is(err, errTimedOut) {
+		return o.commitFailed(err)
+	}
+	return err
+}
+
+// diskFull reports whether err says the filesystem has no room. bbolt
+// reports a failed file resize as text only.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), "no space left on device")
+}
+
+// evictOldest deletes up to n delivered records kept for replay, oldest
+// first (a format-1 file's retained bucket, then the delivered spans in
+// sequence order), in a transaction of their own, to make room on a full
+// disk. Deleting needs no new space: the pages it rewrites come from the
+// file's free pages.
+func (o *Outbox) evictOldest(w *writerState, n int) (int, error) {
+	tx, err := o.db.Begin(true)
+	if err != nil {
+		return 0, err
+	}
+	c := counts{
+		nextSeq:       o.nextSeq.Load(),
+		pendingCount:  o.pendingCount.Load(),
+		pendingBytes:  o.pendingBytes.Load(),
+		retainedCount: o.retainedCount.Load(),
+		retainedBytes: o.retainedBytes.Load(),
+	}
+	retained := tx.Bucket(bucketRetained)
+	all := func(int64) bool { return true }
+	evicted, err := o.pruneRetained(retained, &c, n, all)
+	spans := newSpanEdit(w.spans)
+	if err == nil && evicted < n {
+		var m int
+		m, err = o.pruneSpans(spans, tx.Bucket(bucketPending), &c, w, n-evicted, all)
+		evicted += m
+	}
+	if err == nil && spans.changed() {
+		err = spans.write(tx.Bucket(bucketDelivered), w)
+	}
+	if err == nil {
+		err = c.put(tx.Bucket(bucketMeta))
+	}
+	oldestR := oldestDelivery(retained, spans.spans)
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		_ = tx.Rollback()
+	}
+	w.arena.reset()
+	if err != nil {
+		return 0, fmt.Errorf("outbox: evict for space: %w", err)
+	}
+	w.spans = spans.spans
+	o.retainedCount.Store(c.retainedCount)
+	o.retainedBytes.Store(c.retainedBytes)
+	o.oldestRetained.Store(oldestR)
+	o.ctr.evicted.Add(uint64(evicted))
+	return evicted, nil
+}
+
+func (o *Outbox) tryCommit(w *writerState, b *batch, prune bool) (err error) {
 	start := time.Now()
 	now := o.opts.Now()
 	tx, err := o.db.Begin(true)
 	if err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: begin commit: %w", err))
+		return fmt.Errorf("outbox: begin commit: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -342,7 +434,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		for _, buf := range b.recs {
 			k := w.key(c.nextSeq)
 			if err := pending.Put(k, *buf); err != nil {
-				return o.commitFailed(fmt.Errorf("outbox: commit batch: %w", err))
+				return fmt.Errorf("outbox: commit batch: %w", err)
 			}
 			c.nextSeq++
 			c.pendingCount++
@@ -364,7 +456,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	}
 	acked, unknown, err := o.applyAcks(w, spans, pending, &c, now)
 	if err != nil {
-		return o.commitFailed(err)
+		return err
 	}
 	if o.opts.Retention < 0 && acked > 0 {
 		// Nothing is kept for replay: the records go in this commit, as
@@ -403,22 +495,22 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 			evicted += n
 		}
 		if err != nil {
-			return o.commitFailed(err)
+			return err
 		}
 	}
 	if spans != nil && spans.changed() {
 		if err := spans.write(tx.Bucket(bucketDelivered), w); err != nil {
-			return o.commitFailed(fmt.Errorf("outbox: commit acks: %w", err))
+			return fmt.Errorf("outbox: commit acks: %w", err)
 		}
 	}
 
 	if hook := o.opts.beforeCommit; hook != nil {
 		if err := hook(); err != nil {
-			return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+			return fmt.Errorf("outbox: commit: %w", err)
 		}
 	}
 	if err := c.put(meta); err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: commit counters: %w", err))
+		return fmt.Errorf("outbox: commit counters: %w", err)
 	}
 	newSpans := w.spans
 	if spans != nil {
@@ -430,7 +522,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		return errTimedOut
 	}
 	if err := tx.Commit(); err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+		return fmt.Errorf("outbox: commit: %w", err)
 	}
 	w.spans = newSpans
 
