@@ -389,6 +389,9 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-merge: %w", err)
 		}
+		// The plan of this sitting: what the rerun phases ran with (their
+		// connections, rates and targets' parameters).
+		old.Plan = p
 		b.res = old
 		b.rerun = &Rerun{Phases: o.only, Command: command, Date: time.Now().Format("2006-01-02")}
 		b.res.Reruns = append(b.res.Reruns, b.rerun)

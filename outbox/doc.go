@@ -53,13 +53,9 @@ never shorter), for replay, and then pruned, at most Options.PruneBatch per
 commit so that pruning never stalls appends for long. When
 Options.MaxBytes is reached, delivered records are evicted early, oldest
 first; so they are when a commit fails because the disk is full (ENOSPC,
-EDQUOT): the writer evicts the oldest delivered records (retained ones of
-a format-1 file, then from the first span on) in a transaction of their
-own and tries the commit again, before any Append fails; from then on,
-until Close, every commit also evicts above 7/8 of what the outbox held
-when the disk filled, so that free pages remain for the next commits (bbolt
-copies the pages it changes). Pending records are never deleted by the
-outbox.
+EDQUOT): the writer evicts the oldest delivered records in a transaction
+of their own and tries the commit again, before any Append fails. Pending
+records are never deleted by the outbox.
 
 # What a reader must expect
 

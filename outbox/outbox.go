@@ -324,7 +324,6 @@ type Outbox struct {
 	oldestRetained atomic.Int64
 	failedUntil    atomic.Int64 // unix nanos, wall clock; Appends fail fast before it
 	pruneNow       atomic.Bool
-	spaceLimit     atomic.Int64 // bytes above which commits evict, learnt on a full disk (writer.go)
 	lastBatch      atomic.Int64 // records in the last commit, to size new batches
 	lastErr        atomic.Pointer[errorAt]
 

@@ -315,50 +315,32 @@ func (o *Outbox) failQueue(err error) {
 // (harden #6).
 func (o *Outbox) commit(w *writerState, b *batch, prune bool) error {
 	err := o.tryCommit(w, b, prune)
-	if err != nil && diskFull(err) && o.retainedCount.Load() > 0 {
-		o.learnSpace()
-	}
-	for try := 0; err != nil && diskFull(err) && o.retainedCount.Load() > 0 && try < 8; try++ {
+	// Eviction starts small, doubles after each step and halves after one
+	// that did not fit: a transaction that deletes records still writes
+	// the pages on their path, and on a full disk only the file's few free
+	// pages can take them. A small step fits and frees more than it takes;
+	// the next, twice as big, fits in what it freed. (Acks no longer churn
+	// pages, see delivered.go, so a full file has few free pages.)
+	step := 16
+	for try := 0; err != nil && diskFull(err) && o.retainedCount.Load() > 0 && try < 16; try++ {
 		w.arena.reset() // the failed transaction is rolled back
-		n, eerr := o.evictOldest(w, o.opts.PruneBatch<<try)
+		n, eerr := o.evictOldest(w, step)
+		if eerr != nil && diskFull(eerr) && step > 1 {
+			step /= 2
+			continue
+		}
 		if eerr != nil || n == 0 {
+			o.log.Warn("outbox: disk full; nothing more could be evicted", "err", eerr)
 			break
 		}
 		o.log.Warn("outbox: disk full; evicted the oldest delivered records kept for replay", "records", n)
 		err = o.tryCommit(w, b, prune)
+		step = min(2*step, 1<<20)
 	}
 	if err != nil && !errors.Is(err, errTimedOut) {
 		return o.commitFailed(err)
 	}
 	return err
-}
-
-// learnSpace lowers the size above which each commit evicts delivered
-// records, as Options.MaxBytes does, to 7/8 of what the outbox holds when
-// the disk is found full, until the node restarts. bbolt copies every page
-// it changes, so a commit, even one that only deletes, needs free pages:
-// in file format 2 acks free none (they extend spans), so without this
-// reserve the appends would take every page an eviction freed and the next
-// eviction could not commit. Eviction in the commit keeps about 1/8 of the
-// file free instead.
-func (o *Outbox) learnSpace() {
-	limit := (o.pendingBytes.Load() + o.retainedBytes.Load()) / 8 * 7
-	for {
-		cur := o.spaceLimit.Load()
-		if cur > 0 && cur <= limit || o.spaceLimit.CompareAndSwap(cur, limit) {
-			return
-		}
-	}
-}
-
-// evictAbove is the size above which a commit evicts delivered records:
-// Options.MaxBytes or the limit learnSpace found, the lower; 0 for none.
-func (o *Outbox) evictAbove() int64 {
-	max, learnt := o.opts.MaxBytes, o.spaceLimit.Load()
-	if learnt > 0 && (max <= 0 || learnt < max) {
-		return learnt
-	}
-	return max
 }
 
 // diskFull reports whether err says the filesystem has no room. bbolt
@@ -368,9 +350,11 @@ func diskFull(err error) bool {
 		strings.Contains(err.Error(), "no space left on device")
 }
 
-// evictOldest deletes up to n retained records, oldest first, in a
-// transaction of their own, to make room on a full disk. Deleting needs
-// no new space: the pages it rewrites come from the file's free pages.
+// evictOldest deletes up to n delivered records kept for replay, oldest
+// first (a format-1 file's retained bucket, then the delivered spans in
+// sequence order), in a transaction of their own, to make room on a full
+// disk. Deleting needs no new space: the pages it rewrites come from the
+// file's free pages.
 func (o *Outbox) evictOldest(w *writerState, n int) (int, error) {
 	tx, err := o.db.Begin(true)
 	if err != nil {
@@ -383,16 +367,14 @@ func (o *Outbox) evictOldest(w *writerState, n int) (int, error) {
 		retainedCount: o.retainedCount.Load(),
 		retainedBytes: o.retainedBytes.Load(),
 	}
+	retained := tx.Bucket(bucketRetained)
 	all := func(int64) bool { return true }
-	retained, pending := tx.Bucket(bucketRetained), tx.Bucket(bucketPending)
-	// A format-1 file's retained records are the oldest; then the
-	// delivered spans, first sequence first (file format 2).
-	spans := newSpanEdit(w.spans)
 	evicted, err := o.pruneRetained(retained, &c, n, all)
+	spans := newSpanEdit(w.spans)
 	if err == nil && evicted < n {
-		var k int
-		k, err = o.pruneSpans(spans, pending, &c, w, n-evicted, all)
-		evicted += k
+		var m int
+		m, err = o.pruneSpans(spans, tx.Bucket(bucketPending), &c, w, n-evicted, all)
+		evicted += m
 	}
 	if err == nil && spans.changed() {
 		err = spans.write(tx.Bucket(bucketDelivered), w)
@@ -512,7 +494,7 @@ func (o *Outbox) tryCommit(w *writerState, b *batch, prune bool) (err error) {
 			o.pruneNow.Store(true)
 		}
 	}
-	if max := o.evictAbove(); max > 0 && c.pendingBytes+c.retainedBytes > max {
+	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
 		over := func(int64) bool { return c.pendingBytes+c.retainedBytes > max }
 		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, over)
 		if err == nil && evicted < 4*o.opts.PruneBatch {
