@@ -295,13 +295,30 @@ func syntheticResults() *Results {
 				Load:     LoadResult{Throughput: x, Latency: Percentiles{P99: 3000}},
 				Delivery: Delivery{OK: true}, CPU: CPUUse{Server: 0.95}})
 		}
+		r.Disk = append(r.Disk, DiskRun{Phase: "latency", Rep: rep, N: 100, Sync: Percentiles{P50: 150, P99: 400}})
+		rps64 := map[string]float64{"bare": 38000, "sync-cutoff": 32000, "async-cutoff": 36000, "sync-broker": 20000, "seed": 1500}
+		p99 := map[string]float64{"sync-broker": 5000, "seed": 60000}
+		for _, sc := range []string{"bare", "sync-cutoff", "async-cutoff", "sync-broker", "seed"} {
+			run := CapacityRun{Scenario: sc, Rep: rep, Load: LoadResult{Throughput: rps64[sc], Latency: Percentiles{P50: 1500, P99: p99[sc]}},
+				Delivery: Delivery{OK: true}}
+			if sc == "sync-broker" {
+				run.BrokerPer1k = 0.05
+			}
+			r.Capacity64 = append(r.Capacity64, run)
+		}
+		for sc, p99 := range map[string]float64{"sync-cutoff": 2000, "sync-broker": 2500, "async-cutoff": 1200, "async-broker": 3000} {
+			r.Latency = append(r.Latency, LatencyRun{Scenario: sc, Rep: rep, Rate: 4000,
+				Load: LoadResult{Requests: 1, Throughput: 4000, Latency: Percentiles{P50: 300, P99: p99}}, Delivery: Delivery{OK: true},
+				Server: &ServerLatency{P50: 200, P99: p99 / 2}})
+		}
 		for _, f := range []float64{0.25, 0.5} {
 			r.Latency = append(r.Latency, LatencyRun{Scenario: "sync-cutoff", Rep: rep, Fraction: f, Rate: int(80000 * f),
-				Load: LoadResult{Requests: 1, Throughput: 80000 * f, Latency: Percentiles{P50: 300, P99: 1500 * f * 2, P999: 4000, Max: 9000}}, Delivery: Delivery{OK: true}})
+				Load: LoadResult{Requests: 1, Throughput: 80000 * f, Latency: Percentiles{P50: 300, P99: 1500 * f * 2, P999: 4000, Max: 9000}}, Delivery: Delivery{OK: true},
+				Server: &ServerLatency{P50: 280, P99: 900}})
 			r.Latency = append(r.Latency, LatencyRun{Scenario: "bare", Rep: rep, Fraction: f, Rate: int(80000 * f),
 				Load: LoadResult{Requests: 1, Throughput: 80000 * f, Latency: Percentiles{P50: 100, P99: 500, P999: 900, Max: 2000}}, Delivery: Delivery{OK: true}})
 		}
-		r.Drain = append(r.Drain, DrainRun{Rep: rep, LiveRate: 10000, Backlog: 600000, DeliveryRate: 35000, NetRate: 25000, CaughtUp: true,
+		r.Drain = append(r.Drain, DrainRun{Rep: rep, LiveRate: 4000, Backlog: 600000, DeliveryRate: 35000, NetRate: 25000, CaughtUp: true,
 			Threshold: 2048, Phases: map[string]Percentiles{"drain": {Count: 1, P99: 4000}}, Delivery: Delivery{OK: true},
 			Series: []DrainSample{{T: 0, Pending: 0}, {T: 65, Pending: 600000}, {T: 90, Pending: 0}}})
 		r.LinkCache = append(r.LinkCache, LinkCacheRun{Links: 1_000_000, Rep: rep, LoadS: 1.5, RSS: 250e6, HeapInuse: 200e6, LookupRandomNs: 90, LookupHotNs: 20})
@@ -314,15 +331,24 @@ func TestTargets(t *testing.T) {
 	r := syntheticResults()
 	r.summarize()
 	want := map[string]bool{
-		"clickedge sync RPS, forwarder cut off":                        false, // 0.45×
-		"clickedge async RPS, forwarder cut off":                       true,  // 0.95×
-		"p99 at 50 % of bare's maximum rate (sync, forwarder cut off)": true,  // 1.5 ms
-		"drain rate while serving 10k req/s":                           true,
-		"1M links: memory (RSS after load and GC)":                     true,
-		"1M links: load time":                                          true,
-		"1M links: lookup (random codes)":                              true,
-		"click_id generation time":                                     true,
-		"click_id allocations":                                         true,
+		"clickedge sync RPS, forwarder cut off":                                     false, // 0.45×
+		"clickedge async RPS, forwarder cut off":                                    true,  // 0.95×
+		"sync p50 server latency at 50 % of bare's rate, cut off":                   true,  // 0.28 ms against 2 × 0.15
+		"sync p99 at 50 % of bare's rate, cut off (server side)":                    true,  // 0.9 ms
+		"sync p99 at 50 % of bare's rate, cut off (client side)":                    true,  // 1.5 ms
+		"sync-cutoff at 64 connections (closed model) against bare net/http":        true,  // 0.84×
+		"async-cutoff at 64 connections (closed model) against bare net/http":       false, // 0.95× against 1.0
+		"sync p99 with the forwarder live against cut off, at 4000 req/s":           true,  // 1.25×
+		"async p99 with the forwarder live against cut off, at 4000 req/s":          false, // 2.5×
+		"sync, forwarding live, against the seed's aiohttp design (64 connections)": true,  // 13×
+		"… and its p99 against the seed's":                                          true,
+		"broker CPU per 1,000 clicks: sync / async forwarding, direct, seed":        true,
+		"drain rate while serving 4k req/s":                                         true,
+		"1M links: memory (RSS after load and GC)":                                  true,
+		"1M links: load time":             true,
+		"1M links: lookup (random codes)": true,
+		"click_id generation time":        true,
+		"click_id allocations":            true,
 	}
 	if len(r.Summary.Targets) != len(want) {
 		t.Fatalf("%d targets, want %d", len(r.Summary.Targets), len(want))
@@ -396,7 +422,7 @@ func TestUsage(t *testing.T) {
 
 var smoke = flag.Bool("smoke", false, "run TestSmoke: the bench against a real clickedge and the shared RabbitMQ (about 30 s)")
 
-// TestSmoke runs the tool end to end, briefly: go test ./bench -run Smoke -smoke
+// TestSmoke runs the tool end to end, briefly: go -C bench test . -run Smoke -smoke
 func TestSmoke(t *testing.T) {
 	if !*smoke {
 		t.Skip("needs -smoke (builds clickedge, uses the shared RabbitMQ)")

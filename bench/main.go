@@ -2,14 +2,16 @@
 // redirect and a publish-and-confirm-per-click server, and writes JSON, a
 // Markdown table and charts to docs/bench/.
 //
-// Run it from the module root:
+// It is a module of its own (bench/go.mod, with a replace directive to the
+// checkout around it), so its load and plotting libraries stay out of
+// clickedge's go.mod. Run it from the repository root:
 //
-//	go run ./bench -quick          # about a minute: a smoke test of the tool
-//	go run ./bench                 # the full run, 35-45 minutes
-//	go run ./bench report          # redraw results.md and the charts from results.json
+//	go -C bench run . -quick       # about a minute: a smoke test of the tool
+//	go -C bench run .              # the full run
+//	go -C bench run . report       # redraw results.md and the charts from results.json
 //
-// The servers under test are separate processes: clickedge itself (built
-// from ./cmd/clickedge), and this binary's own "bare" and "direct"
+// or as `go run .` inside bench/. The servers under test are separate
+// processes: clickedge itself (built from the root's ./cmd/clickedge), and this binary's own "bare" and "direct"
 // subcommands. The link-cache measurement runs in a child process too, so
 // that its memory figures are its own. See docs/performance.md for what the
 // scenarios are and how to read the results.
@@ -59,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: go run ./bench [command] [flags]
+	fmt.Fprint(w, `usage: go -C bench run . [command] [flags]   (from the repository root)
 
 commands:
   run        run the benchmarks and write docs/bench/ (the default)
@@ -71,6 +73,6 @@ commands:
   gencatalog write a generated catalog of -n links to stdout
   linkcache  load a catalog file and measure it (used by run)
 
-Run 'go run ./bench run -h' for the flags.
+Run 'go -C bench run . run -h' for the flags.
 `)
 }

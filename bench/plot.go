@@ -234,6 +234,8 @@ func shortLabel(sc string) string {
 		return "async, forwarding"
 	case "direct":
 		return "direct publish"
+	case "seed":
+		return "seed (aiohttp)"
 	case "bare-fasthttp":
 		return "bare fasthttp 302"
 	case "sync-cutoff-net":

@@ -188,14 +188,17 @@ func runPostbackBench(d time.Duration, workers, rate int, pin, bin, amqpURL stri
 	if err != nil {
 		return nil, err
 	}
-	r.Appended = st.Outbox.Appended
+	if st.Counters == nil {
+		return nil, fmt.Errorf("GET /admin/outbox: no counters (not a live node?)")
+	}
+	r.Appended = st.Counters.Appended
 	answered := r.Capacity.Postback.Answered + r.Latency.Postback.Answered
 	if int64(r.Registered) != answered {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d postbacks answered 200 but %v registered", answered, r.Registered))
 	}
-	if clicks := r.Capacity.Redirect.Answered + r.Latency.Redirect.Answered; st.Outbox.Appended != uint64(answered+clicks) {
+	if clicks := r.Capacity.Redirect.Answered + r.Latency.Redirect.Answered; st.Counters.Appended != uint64(answered+clicks) {
 		r.Problems = append(r.Problems, fmt.Sprintf("outbox appended %d records for %d postbacks and %d clicks answered",
-			st.Outbox.Appended, answered, clicks))
+			st.Counters.Appended, answered, clicks))
 	}
 	if r.Forwarding {
 		clicks := r.Capacity.Redirect.Answered + r.Latency.Redirect.Answered
@@ -203,7 +206,7 @@ func runPostbackBench(d time.Duration, workers, rate int, pin, bin, amqpURL stri
 		deadline := time.Now().Add(3 * time.Minute)
 		for {
 			st, err := outboxStatus(admin)
-			if err == nil && st.Outbox.Pending == 0 || time.Now().After(deadline) {
+			if err == nil && st.Pending.Count == 0 || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(200 * time.Millisecond)

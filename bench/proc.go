@@ -213,16 +213,23 @@ func machineCPU() (busy, total int64) {
 // cpuMeter measures the CPU used by the server, by this process (the load
 // generator) and by the whole machine over an interval.
 type cpuMeter struct {
-	pid           int
-	start         time.Time
-	server, self  time.Duration
-	mBusy, mTotal int64
+	pid, broker           int
+	start                 time.Time
+	server, self, brokerT time.Duration
+	mBusy, mTotal         int64
 }
 
+// brokerProc is the broker's process on this machine (brokerPID), 0 when
+// unknown; set once before the phases run.
+var brokerProc int
+
 func newCPUMeter(pid int) *cpuMeter {
-	m := &cpuMeter{pid: pid, start: time.Now(), self: selfCPU()}
+	m := &cpuMeter{pid: pid, broker: brokerProc, start: time.Now(), self: selfCPU()}
 	if pid > 0 {
 		m.server, _ = cpuTime(pid)
+	}
+	if m.broker > 0 {
+		m.brokerT, _ = cpuTime(m.broker)
 	}
 	m.mBusy, m.mTotal = machineCPU()
 	return m
@@ -232,8 +239,9 @@ func newCPUMeter(pid int) *cpuMeter {
 type CPUUse struct {
 	Server  float64 `json:"server"`  // the server under test
 	Loadgen float64 `json:"loadgen"` // this process: load generator, proxy, consumer
+	Broker  float64 `json:"broker"`  // the RabbitMQ node on this machine (0 when not found)
 	Machine float64 `json:"machine"` // every process on the host, out of nproc
-	Other   float64 `json:"other"`   // machine minus the two: the broker, other users
+	Other   float64 `json:"other"`   // machine minus the three: other users, the kernel's threads
 }
 
 func (m *cpuMeter) read() CPUUse {
@@ -245,11 +253,16 @@ func (m *cpuMeter) read() CPUUse {
 		}
 	}
 	u.Loadgen = (selfCPU() - m.self).Seconds() / wall
+	if m.broker > 0 {
+		if t, err := cpuTime(m.broker); err == nil {
+			u.Broker = (t - m.brokerT).Seconds() / wall
+		}
+	}
 	busy, total := machineCPU()
 	if total > m.mTotal {
 		u.Machine = float64(busy-m.mBusy) / float64(total-m.mTotal) * float64(numCPU())
 	}
-	u.Other = max(0, u.Machine-u.Server-u.Loadgen)
+	u.Other = max(0, u.Machine-u.Server-u.Loadgen-u.Broker)
 	return u
 }
 

@@ -13,10 +13,11 @@ import (
 func cmdReport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("out", "docs/bench", "`directory` holding results.json; results.md and the charts are written there")
+	dir := fs.String("out", "docs/bench", "`directory` holding results.json; results.md and the charts are written there (relative: from the repository root)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	*dir = inRepo(*dir)
 	r, err := readResults(filepath.Join(*dir, "results.json"))
 	if err != nil {
 		fmt.Fprintln(stderr, "bench report:", err)
@@ -81,8 +82,13 @@ func markdown(w io.Writer, r *Results) {
 	p("| Load average (1/5/15 min) | at launch %.2f %.2f %.2f; at start %.2f %.2f %.2f (waited %.0f s; quiet: %s); at end %.2f %.2f %.2f |\n",
 		la.BeforeWait[0], la.BeforeWait[1], la.BeforeWait[2], la.Start[0], la.Start[1], la.Start[2], la.Waited, quiet, la.End[0], la.End[1], la.End[2])
 	for _, x := range r.Reruns {
-		p("| Rerun | `%s`, %s to %s, clickedge %s: load average %.2f %.2f %.2f at start, %.2f %.2f %.2f at end |\n", x.Command,
-			x.Started.Format("15:04"), x.Finished.Format("15:04 MST"), x.Commit, x.LoadAvg[0], x.LoadAvg[1], x.LoadAvg[2],
+		on := ""
+		if x.Machine != nil {
+			on = fmt.Sprintf(" on %d × %s, Linux %s, %s, RabbitMQ %s, disk %s;", x.Machine.NumCPU, x.Machine.CPUModel, x.Machine.Kernel,
+				x.Machine.GoVersion, x.Machine.RabbitMQ, x.Machine.Disk)
+		}
+		p("| Rerun (%s) | `%s`, %s to %s, clickedge %s:%s load average %.2f %.2f %.2f at start, %.2f %.2f %.2f at end |\n", x.Phases, x.Command,
+			x.Started.Format("2006-01-02 15:04"), x.Finished.Format("15:04 MST"), x.Commit, on, x.LoadAvg[0], x.LoadAvg[1], x.LoadAvg[2],
 			x.LoadAvgEnd[0], x.LoadAvgEnd[1], x.LoadAvgEnd[2])
 	}
 	pl := r.Plan
@@ -112,14 +118,14 @@ func markdown(w io.Writer, r *Results) {
 		p("%d keep-alive workers, each sending its next request as soon as the last is answered; %v per run after a %v warm-up, %d repetitions interleaved (every scenario once, then again). Ratios are taken pairwise within a repetition. `GET %s`.\n\n",
 			pl.Workers, pl.CapDuration, pl.Warmup, pl.Reps, clickPath)
 		p("![throughput relative to bare](throughput.png)\n\n")
-		p("| Scenario | req/s (median) | min–max | spread | × bare | server CPU | load-gen CPU | other CPU | p99 at saturation | delivery check |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| Scenario | req/s (median) | min–max | spread | × bare | server CPU | load-gen CPU | broker CPU | other CPU | p99 at saturation | delivery check |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, c := range r.Summary.Capacity {
 			ratio := "1"
 			if c.Scenario != "bare" {
 				ratio = fmt.Sprintf("%.2f (%.2f–%.2f)", c.Ratio.Median, c.Ratio.Min, c.Ratio.Max)
 			}
-			p("| %s | %.0f | %.0f–%.0f | %.1f%% | %s | %.2f | %.2f | %.2f | %s ms | %d/%d |\n", label(c.Scenario), c.RPS.Median, c.RPS.Min, c.RPS.Max,
-				c.RPS.Spread()*100, ratio, c.ServerCPU, c.LoadgenCPU, c.OtherCPU, ms(c.P99), c.Verified, c.Runs)
+			p("| %s | %.0f | %.0f–%.0f | %.1f%% | %s | %.2f | %.2f | %.2f | %.2f | %s ms | %d/%d |\n", label(c.Scenario), c.RPS.Median, c.RPS.Min, c.RPS.Max,
+				c.RPS.Spread()*100, ratio, c.ServerCPU, c.LoadgenCPU, c.BrokerCPU, c.OtherCPU, ms(c.P99), c.Verified, c.Runs)
 		}
 		p("\nCPU columns are cores (1.00 = one core busy) over the measured interval. *Delivery check*: runs where the distinct click ids that reached the broker equal the 302s answered (warm-up included) and the server's own count. A cut-off edge is reconnected after its run; it then delivered its backlog at (median) ")
 		var heal []string
@@ -132,6 +138,42 @@ func markdown(w io.Writer, r *Results) {
 			heal = []string{"—"}
 		}
 		p("%s.\n\n", strings.Join(heal, ", "))
+	}
+
+	if len(r.Summary.Capacity64) > 0 {
+		p("## Capacity at %d connections: closed model\n\n", pl.C64Workers)
+		p("The same closed model with %d keep-alive connections, as `wrk -c%d` would drive it: at this count sync mode is bound by its commit latency rather than the CPU. The forwarding scenarios, the direct publisher and the seed's design (aiohttp + aio-pika, a confirm per click) publish every click to the broker on this machine while they serve. *Server p50/p99* is the edge's own histogram for the run's redirects (handler time, outbox commit included). *Broker s/1k* is the broker's CPU seconds per 1,000 clicks answered.\n\n",
+			pl.C64Workers, pl.C64Workers)
+		p("| Scenario | req/s (median) | min–max | × bare | p50 | p99 | server p50 / p99 | server CPU | load-gen CPU | broker CPU | other CPU | broker s/1k | delivery check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, c := range r.Summary.Capacity64 {
+			ratio := "1"
+			if c.Scenario != "bare" {
+				ratio = fmt.Sprintf("%.2f (%.2f–%.2f)", c.Ratio.Median, c.Ratio.Min, c.Ratio.Max)
+			}
+			srv, per1k := "—", "—"
+			if c.ServerP50 > 0 {
+				srv = ms(c.ServerP50) + " / " + ms(c.ServerP99)
+			}
+			if c.BrokerPer1k > 0 {
+				per1k = fmt.Sprintf("%.3f", c.BrokerPer1k)
+			}
+			p("| %s | %.0f | %.0f–%.0f | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %s | %d/%d |\n", label(c.Scenario), c.RPS.Median, c.RPS.Min, c.RPS.Max,
+				ratio, ms(c.P50), ms(c.P99), srv, c.ServerCPU, c.LoadgenCPU, c.BrokerCPU, c.OtherCPU, per1k, c.Verified, c.Runs)
+		}
+		p("\n")
+	}
+
+	if len(r.Disk) > 0 {
+		p("## The disk\n\n")
+		p("Probed before each repetition of the phases that measure the outbox, in the directory that holds the edges' outboxes: %d writes of 4 KiB, each followed by fdatasync, as a commit writes and syncs its pages. A bbolt commit syncs twice (its pages, then its meta page). Values in ms.\n\n", r.Disk[0].N)
+		p("| before | rep | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|\n")
+		for _, d := range r.Disk {
+			p("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f |\n", d.Phase, d.Rep, d.Sync.P50/1e3, d.Sync.P90/1e3, d.Sync.P99/1e3, d.Sync.P999/1e3, d.Sync.Max/1e3)
+		}
+		if p50, p99, ok := r.diskSummary(); ok {
+			p("| **median** | | **%.3f** | | **%.3f** | | |\n", p50.Median/1e3, p99.Median/1e3)
+		}
+		p("\n")
 	}
 
 	if len(r.LoadgenCheck) > 0 {
@@ -151,22 +193,26 @@ func markdown(w io.Writer, r *Results) {
 
 	if len(r.Summary.Latency) > 0 {
 		p("## Latency: open model\n\n")
-		p("Constant offered rate for %v per run (after a %v warm-up), %d repetitions interleaved. Latency is measured from the moment each request was *due* by the schedule to the end of its response, so a stall is charged to every request it delays (no coordinated omission); recorded in an HDR histogram (3 significant digits). Values in ms: median of the repetitions, p99's min–max in brackets. *Queue wait* is the part spent before the request was sent (all %d connections busy, or the generator late). *Other CPU* is everything on the machine but the server and the load generator: RabbitMQ and anything else running.\n\n",
+		p("Constant offered rate for %v per run (after a %v warm-up), %d repetitions interleaved. Latency is measured from the moment each request was *due* by the schedule to the end of its response, so a stall is charged to every request it delays (no coordinated omission); recorded in an HDR histogram (3 significant digits). Values in ms: median of the repetitions, p99's min–max in brackets. *Queue wait* is the part spent before the request was sent (all %d connections busy, or the generator late). *Server p50 / p99* is the edge's own histogram (handler time, outbox commit included). *Broker CPU* is the RabbitMQ node's; *other CPU* everything else on the machine.\n\n",
 			pl.LatDuration, pl.Warmup, pl.Reps, pl.OpenConns)
 		p("![latency percentiles against offered rate](latency.png)\n\n")
-		p("| Scenario | offered req/s | of bare max | achieved | p50 | p90 | p99 (min–max) | p99.9 | max | queue wait p99 | server CPU | other CPU | errors | delivery check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| Scenario | offered req/s | of bare max | achieved | p50 | p90 | p99 (min–max) | p99.9 | max | queue wait p99 | server p50 / p99 | server CPU | broker CPU | other CPU | errors | delivery check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, l := range r.Summary.Latency {
 			frac := "—"
 			if l.Fraction > 0 {
 				frac = fmt.Sprintf("%.0f%%", l.Fraction*100)
 			}
 			if l.Runs == 0 {
-				p("| %s | %d | %s | %s | | | | | | | | | | |\n", label(l.Scenario), l.Rate, frac, l.Skipped)
+				p("| %s | %d | %s | %s | | | | | | | | | | | | |\n", label(l.Scenario), l.Rate, frac, l.Skipped)
 				continue
 			}
-			p("| %s | %d | %s | %.0f | %s | %s | %s (%s–%s) | %s | %s | %s | %.2f | %.2f | %d | %d/%d |\n", label(l.Scenario), l.Rate, frac, l.Throughput,
+			srv := "—"
+			if l.ServerP50.N > 0 {
+				srv = ms(l.ServerP50.Median) + " / " + ms(l.ServerP99.Median)
+			}
+			p("| %s | %d | %s | %.0f | %s | %s | %s (%s–%s) | %s | %s | %s | %s | %.2f | %.2f | %.2f | %d | %d/%d |\n", label(l.Scenario), l.Rate, frac, l.Throughput,
 				ms(l.P50.Median), ms(l.P90.Median), ms(l.P99.Median), ms(l.P99.Min), ms(l.P99.Max), ms(l.P999.Median), ms(l.Max.Median),
-				ms(l.WaitP99), l.ServerCPU, l.OtherCPU, l.Errors, l.Verified, l.Runs)
+				ms(l.WaitP99), srv, l.ServerCPU, l.BrokerCPU, l.OtherCPU, l.Errors, l.Verified, l.Runs)
 		}
 		p("\n")
 	}
@@ -196,8 +242,8 @@ func markdown(w io.Writer, r *Results) {
 			d.DeliveryRate.Median, d.NetRate.Median, d.PeakRate.Median, d.CaughtUp, d.Runs, d.Verified, d.Runs)
 		if len(r.Drain) > 0 {
 			x := r.Drain[len(r.Drain)-1]
-			p("CPU during the last drain (cores): edge %.2f, load generator + proxy %.2f, other (RabbitMQ) %.2f, machine %.2f of %d.\n\n",
-				x.CPU.Server, x.CPU.Loadgen, x.CPU.Other, x.CPU.Machine, r.Machine.NumCPU)
+			p("CPU during the last drain (cores): edge %.2f, load generator + proxy %.2f, broker %.2f, other %.2f, machine %.2f of %d.\n\n",
+				x.CPU.Server, x.CPU.Loadgen, x.CPU.Broker, x.CPU.Other, x.CPU.Machine, r.Machine.NumCPU)
 		}
 	}
 
@@ -249,7 +295,7 @@ func markdown(w io.Writer, r *Results) {
 		}
 		p("\n")
 	}
-	p("_Raw data: results.json. Regenerate this page and the charts from it with `go run ./bench report`._\n")
+	p("_Raw data: results.json. Regenerate this page and the charts from it with `go -C bench run . report`._\n")
 }
 
 func queueText(kind string) string {

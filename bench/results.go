@@ -21,7 +21,13 @@ type Results struct {
 	Started  time.Time     `json:"started"`
 	Finished time.Time     `json:"finished"`
 	Capacity []CapacityRun `json:"capacity"`
-	Latency  []LatencyRun  `json:"latency"`
+	// Capacity64 is the closed model at Plan.C64Workers connections: a
+	// count at which sync mode is bound by its latency, not the CPU.
+	Capacity64 []CapacityRun `json:"capacity64,omitempty"`
+	Latency    []LatencyRun  `json:"latency"`
+	// Disk holds the disk's own fdatasync latency, probed before each
+	// repetition of the phases that measure the outbox.
+	Disk []DiskRun `json:"disk,omitempty"`
 	// LoadgenCheck is the bare server under vegeta and under fasthttp.
 	LoadgenCheck []CapacityRun  `json:"loadgen_check"`
 	Drain        []DrainRun     `json:"drain"`
@@ -56,6 +62,9 @@ type Rerun struct {
 	LoadAvgEnd [3]float64 `json:"load_average_end"`
 	Waited     float64    `json:"waited_s"` // for a quiet machine
 	Quiet      bool       `json:"quiet"`
+	// Machine is where the rerun ran: a later sitting may get another
+	// draw of the same kind of machine.
+	Machine *Machine `json:"machine,omitempty"`
 }
 
 // CapacityRun is one closed-model run.
@@ -69,6 +78,11 @@ type CapacityRun struct {
 	// HealRate is, for a cut-off edge, the backlog divided by the time it
 	// took to deliver it after the proxy healed, with no load running.
 	HealRate float64 `json:"heal_rate,omitempty"`
+	// Server is the edge's own latency for the run's redirects.
+	Server *ServerLatency `json:"server_latency,omitempty"`
+	// BrokerPer1k is the broker's CPU seconds per 1,000 clicks answered,
+	// for the scenarios that publish while they serve.
+	BrokerPer1k float64 `json:"broker_cpu_s_per_1k,omitempty"`
 }
 
 // LatencyRun is one open-model run at a fixed rate.
@@ -81,6 +95,8 @@ type LatencyRun struct {
 	Load     LoadResult `json:"load"`
 	CPU      CPUUse     `json:"cpu"`
 	Delivery Delivery   `json:"delivery"`
+	// Server is the edge's own latency for the run's redirects.
+	Server *ServerLatency `json:"server_latency,omitempty"`
 }
 
 // Profile is a CPU profile taken during a closed-model run.
@@ -95,10 +111,11 @@ type Profile struct {
 
 // Summary holds the figures derived from the runs.
 type Summary struct {
-	Capacity []CapacitySummary `json:"capacity"`
-	Latency  []LatencySummary  `json:"latency"`
-	Drain    *DrainSummary     `json:"drain,omitempty"`
-	Targets  []Target          `json:"targets"`
+	Capacity   []CapacitySummary `json:"capacity"`
+	Capacity64 []CapacitySummary `json:"capacity64,omitempty"`
+	Latency    []LatencySummary  `json:"latency"`
+	Drain      *DrainSummary     `json:"drain,omitempty"`
+	Targets    []Target          `json:"targets"`
 }
 
 // Stat is a median with its spread over repetitions.
@@ -147,11 +164,17 @@ type CapacitySummary struct {
 	Ratio      Stat    `json:"ratio"`
 	ServerCPU  float64 `json:"server_cpu"`  // median cores used by the server
 	LoadgenCPU float64 `json:"loadgen_cpu"` // median cores used by the load generator
+	BrokerCPU  float64 `json:"broker_cpu"`  // median cores used by the broker
 	OtherCPU   float64 `json:"other_cpu"`   // median cores used by everything else
+	P50        float64 `json:"p50_us"`      // median closed-model p50
 	P99        float64 `json:"p99_us"`      // median closed-model p99 (saturated)
-	Verified   int     `json:"verified"`    // runs whose delivery check passed
-	Runs       int     `json:"runs"`
-	HealRate   Stat    `json:"heal_rate"` // cut-off only
+	// ServerP50 and ServerP99 are the edge's own latency (medians), µs.
+	ServerP50   float64 `json:"server_p50_us,omitempty"`
+	ServerP99   float64 `json:"server_p99_us,omitempty"`
+	BrokerPer1k float64 `json:"broker_cpu_s_per_1k,omitempty"`
+	Verified    int     `json:"verified"` // runs whose delivery check passed
+	Runs        int     `json:"runs"`
+	HealRate    Stat    `json:"heal_rate"` // cut-off only
 }
 
 // LatencySummary is one scenario at one offered rate.
@@ -166,12 +189,16 @@ type LatencySummary struct {
 	P999       Stat    `json:"p999_us"`
 	Max        Stat    `json:"max_us"`
 	ServerCPU  float64 `json:"server_cpu"`
+	BrokerCPU  float64 `json:"broker_cpu"`
 	OtherCPU   float64 `json:"other_cpu"`
-	WaitP99    float64 `json:"wait_p99_us"` // median p99 of due-to-sent: requests queued for a free connection
-	Errors     int64   `json:"errors"`
-	Verified   int     `json:"verified"`
-	Runs       int     `json:"runs"`
-	Skipped    string  `json:"skipped,omitempty"`
+	// ServerP50 and ServerP99 are the edge's own latency (medians), µs.
+	ServerP50 Stat    `json:"server_p50_us"`
+	ServerP99 Stat    `json:"server_p99_us"`
+	WaitP99   float64 `json:"wait_p99_us"` // median p99 of due-to-sent: requests queued for a free connection
+	Errors    int64   `json:"errors"`
+	Verified  int     `json:"verified"`
+	Runs      int     `json:"runs"`
+	Skipped   string  `json:"skipped,omitempty"`
 }
 
 // Target is one row of the issue's target table.
@@ -185,9 +212,9 @@ type Target struct {
 	Missing bool    `json:"missing,omitempty"`
 }
 
-func (r *Results) capacityRuns(sc string) []CapacityRun {
+func capacityRuns(runs []CapacityRun, sc string) []CapacityRun {
 	var out []CapacityRun
-	for _, c := range r.Capacity {
+	for _, c := range runs {
 		if c.Scenario == sc {
 			out = append(out, c)
 		}
@@ -216,38 +243,8 @@ func (r *Results) capacityOf(sc string) (CapacitySummary, bool) {
 
 func (r *Results) summarize() {
 	r.Summary = Summary{}
-	bare := map[int]float64{}
-	for _, c := range r.capacityRuns("bare") {
-		bare[c.Rep] = c.Load.Throughput
-	}
-	for _, name := range scenarioOrder {
-		runs := r.capacityRuns(name)
-		if len(runs) == 0 {
-			continue
-		}
-		var rps, ratio, scpu, lcpu, ocpu, p99, heal []float64
-		s := CapacitySummary{Scenario: name, Runs: len(runs)}
-		for _, c := range runs {
-			rps = append(rps, c.Load.Throughput)
-			if b := bare[c.Rep]; b > 0 {
-				ratio = append(ratio, c.Load.Throughput/b)
-			}
-			scpu = append(scpu, c.CPU.Server)
-			lcpu = append(lcpu, c.CPU.Loadgen)
-			ocpu = append(ocpu, c.CPU.Other)
-			p99 = append(p99, c.Load.Latency.P99)
-			if c.HealRate > 0 {
-				heal = append(heal, c.HealRate)
-			}
-			if c.Delivery.OK {
-				s.Verified++
-			}
-		}
-		s.RPS, s.Ratio, s.HealRate = statOf(rps), statOf(ratio), statOf(heal)
-		s.ServerCPU, s.LoadgenCPU, s.OtherCPU = statOf(scpu).Median, statOf(lcpu).Median, statOf(ocpu).Median
-		s.P99 = statOf(p99).Median
-		r.Summary.Capacity = append(r.Summary.Capacity, s)
-	}
+	r.Summary.Capacity = summarizeCapacity(r.Capacity)
+	r.Summary.Capacity64 = summarizeCapacity(r.Capacity64)
 
 	type key struct {
 		sc   string
@@ -271,7 +268,7 @@ func (r *Results) summarize() {
 	for _, k := range keys {
 		runs := groups[k]
 		s := LatencySummary{Scenario: k.sc, Rate: k.rate, Fraction: runs[0].Fraction, Runs: len(runs)}
-		var thr, p50, p90, p99, p999, mx, cpu, other, wait []float64
+		var thr, p50, p90, p99, p999, mx, cpu, bcpu, other, wait, sp50, sp99 []float64
 		for _, l := range runs {
 			if l.Load.Requests == 0 { // skipped
 				s.Skipped = l.Delivery.Note
@@ -285,7 +282,12 @@ func (r *Results) summarize() {
 			p999 = append(p999, l.Load.Latency.P999)
 			mx = append(mx, l.Load.Latency.Max)
 			cpu = append(cpu, l.CPU.Server)
+			bcpu = append(bcpu, l.CPU.Broker)
 			other = append(other, l.CPU.Other)
+			if l.Server != nil {
+				sp50 = append(sp50, l.Server.P50)
+				sp99 = append(sp99, l.Server.P99)
+			}
 			wait = append(wait, l.Load.Wait.P99)
 			s.Errors += l.Load.Errors
 			if l.Delivery.OK {
@@ -295,6 +297,7 @@ func (r *Results) summarize() {
 		s.Throughput = statOf(thr).Median
 		s.P50, s.P90, s.P99, s.P999, s.Max = statOf(p50), statOf(p90), statOf(p99), statOf(p999), statOf(mx)
 		s.ServerCPU, s.OtherCPU, s.WaitP99 = statOf(cpu).Median, statOf(other).Median, statOf(wait).Median
+		s.BrokerCPU, s.ServerP50, s.ServerP99 = statOf(bcpu).Median, statOf(sp50), statOf(sp99)
 		r.Summary.Latency = append(r.Summary.Latency, s)
 	}
 	r.Summary.Drain = summarizeDrain(r.Drain)
@@ -302,7 +305,7 @@ func (r *Results) summarize() {
 }
 
 // scenarioOrder is the order of tables and charts.
-var scenarioOrder = []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-broker", "async-broker", "direct"}
+var scenarioOrder = []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-broker", "async-broker", "direct", "seed"}
 
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
@@ -322,4 +325,68 @@ func readResults(path string) (*Results, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// summarizeCapacity gives each scenario's closed-model figures, with its
+// throughput over bare's taken pairwise per repetition.
+func summarizeCapacity(all []CapacityRun) []CapacitySummary {
+	var out []CapacitySummary
+	bare := map[int]float64{}
+	for _, c := range capacityRuns(all, "bare") {
+		bare[c.Rep] = c.Load.Throughput
+	}
+	for _, name := range scenarioOrder {
+		runs := capacityRuns(all, name)
+		if len(runs) == 0 {
+			continue
+		}
+		var rps, ratio, scpu, lcpu, bcpu, ocpu, p50, p99, heal, sp50, sp99, per1k []float64
+		s := CapacitySummary{Scenario: name, Runs: len(runs)}
+		for _, c := range runs {
+			rps = append(rps, c.Load.Throughput)
+			if b := bare[c.Rep]; b > 0 {
+				ratio = append(ratio, c.Load.Throughput/b)
+			}
+			scpu = append(scpu, c.CPU.Server)
+			lcpu = append(lcpu, c.CPU.Loadgen)
+			bcpu = append(bcpu, c.CPU.Broker)
+			ocpu = append(ocpu, c.CPU.Other)
+			p50 = append(p50, c.Load.Latency.P50)
+			p99 = append(p99, c.Load.Latency.P99)
+			if c.HealRate > 0 {
+				heal = append(heal, c.HealRate)
+			}
+			if c.Server != nil {
+				sp50 = append(sp50, c.Server.P50)
+				sp99 = append(sp99, c.Server.P99)
+			}
+			if c.BrokerPer1k > 0 {
+				per1k = append(per1k, c.BrokerPer1k)
+			}
+			if c.Delivery.OK {
+				s.Verified++
+			}
+		}
+		s.RPS, s.Ratio, s.HealRate = statOf(rps), statOf(ratio), statOf(heal)
+		s.ServerCPU, s.LoadgenCPU, s.BrokerCPU, s.OtherCPU = statOf(scpu).Median, statOf(lcpu).Median, statOf(bcpu).Median, statOf(ocpu).Median
+		s.P50, s.P99 = statOf(p50).Median, statOf(p99).Median
+		if len(sp50) > 0 {
+			s.ServerP50, s.ServerP99 = statOf(sp50).Median, statOf(sp99).Median
+		}
+		if len(per1k) > 0 {
+			s.BrokerPer1k = statOf(per1k).Median
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// capacity64Of is a scenario's summary at Plan.C64Workers connections.
+func (r *Results) capacity64Of(sc string) (CapacitySummary, bool) {
+	for _, c := range r.Summary.Capacity64 {
+		if c.Scenario == sc {
+			return c, true
+		}
+	}
+	return CapacitySummary{}, false
 }

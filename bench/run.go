@@ -21,81 +21,93 @@ import (
 // plan is what a run measures and for how long. The full and quick plans
 // are below; flags override single fields.
 type plan struct {
-	Reps         int           `json:"reps"`
-	Warmup       time.Duration `json:"warmup"`        // before every measured run, not counted
-	CapDuration  time.Duration `json:"cap_duration"`  // closed model
-	Workers      int           `json:"workers"`       // closed-model keep-alive connections
-	OpenConns    int           `json:"open_conns"`    // open-model connections (requests queue for a free one)
-	CapScenarios []string      `json:"cap_scenarios"` // interleaved in this order in every repetition
-	LatDuration  time.Duration `json:"lat_duration"`  // open model, per rate
-	LatFractions []float64     `json:"lat_fractions"` // of bare's median capacity
-	LatScenarios []string      `json:"lat_scenarios"` // at every fraction
-	FixedRate    int           `json:"fixed_rate"`    // one more open-model rate for every capacity scenario
-	ProfileFor   time.Duration `json:"profile_for"`   // CPU profile length
-	Profiles     []string      `json:"profiles"`      // scenarios profiled (in runs of their own)
-	DrainReps    int           `json:"drain_reps"`
-	DrainRate    int           `json:"drain_rate"` // live load during the drain runs
-	DrainWarm    time.Duration `json:"drain_warm"` // connected, before the outage
-	Outage       time.Duration `json:"outage"`     // forwarder black-holed
-	DrainMax     time.Duration `json:"drain_max"`  // give up catching up after this
-	DrainTail    time.Duration `json:"drain_tail"` // live load after catching up
-	Links        []int         `json:"links"`      // link-cache sizes
-	LinkReps     int           `json:"link_reps"`  // per size up to 1M; bigger ones once
-	MicroReps    int           `json:"micro_reps"`
-	ServerCPUs   string        `json:"server_cpus"`  // taskset list for the server under test; "" = unpinned
-	ServerProcs  int           `json:"server_procs"` // its GOMAXPROCS; 0 = default
-	LoadgenCPUs  string        `json:"loadgen_cpus"` // the bench process's CPUs; "" = unpinned
-	LoadgenProcs int           `json:"loadgen_procs"`
-	Client       string        `json:"client"` // load-generator client
-	Queue        string        `json:"queue"`  // the bench's queue: transient, classic or quorum
+	Reps          int           `json:"reps"`
+	Warmup        time.Duration `json:"warmup"`        // before every measured run, not counted
+	CapDuration   time.Duration `json:"cap_duration"`  // closed model
+	Workers       int           `json:"workers"`       // closed-model keep-alive connections
+	OpenConns     int           `json:"open_conns"`    // open-model connections (requests queue for a free one)
+	CapScenarios  []string      `json:"cap_scenarios"` // interleaved in this order in every repetition
+	C64Workers    int           `json:"c64_workers"`   // the second closed-model run's connections
+	C64Scenarios  []string      `json:"c64_scenarios"` // at C64Workers, interleaved
+	LiveRate      int           `json:"live_rate"`     // open model: forwarder live against cut off at this rate
+	LiveScenarios []string      `json:"live_scenarios"`
+	LatDuration   time.Duration `json:"lat_duration"`  // open model, per rate
+	LatFractions  []float64     `json:"lat_fractions"` // of bare's median capacity
+	LatScenarios  []string      `json:"lat_scenarios"` // at every fraction
+	FixedRate     int           `json:"fixed_rate"`    // one more open-model rate for every capacity scenario
+	ProfileFor    time.Duration `json:"profile_for"`   // CPU profile length
+	Profiles      []string      `json:"profiles"`      // scenarios profiled (in runs of their own)
+	DrainReps     int           `json:"drain_reps"`
+	DrainRate     int           `json:"drain_rate"` // live load during the drain runs
+	DrainWarm     time.Duration `json:"drain_warm"` // connected, before the outage
+	Outage        time.Duration `json:"outage"`     // forwarder black-holed
+	DrainMax      time.Duration `json:"drain_max"`  // give up catching up after this
+	DrainTail     time.Duration `json:"drain_tail"` // live load after catching up
+	Links         []int         `json:"links"`      // link-cache sizes
+	LinkReps      int           `json:"link_reps"`  // per size up to 1M; bigger ones once
+	MicroReps     int           `json:"micro_reps"`
+	ServerCPUs    string        `json:"server_cpus"`  // taskset list for the server under test; "" = unpinned
+	ServerProcs   int           `json:"server_procs"` // its GOMAXPROCS; 0 = default
+	LoadgenCPUs   string        `json:"loadgen_cpus"` // the bench process's CPUs; "" = unpinned
+	LoadgenProcs  int           `json:"loadgen_procs"`
+	Client        string        `json:"client"` // load-generator client
+	Queue         string        `json:"queue"`  // the bench's queue: transient, classic or quorum
 }
 
 var fullPlan = plan{
-	Reps:         3,
-	Warmup:       time.Second,
-	CapDuration:  8 * time.Second,
-	Workers:      256,
-	OpenConns:    256,
-	CapScenarios: []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-broker", "async-broker", "direct"},
-	LatDuration:  5 * time.Second,
-	LatFractions: []float64{0.25, 0.5, 0.75, 0.9},
-	LatScenarios: []string{"bare", "sync-cutoff", "async-cutoff"},
-	FixedRate:    1000,
-	ProfileFor:   8 * time.Second,
-	Profiles:     []string{"bare", "sync-cutoff", "async-cutoff", "sync-broker"},
-	DrainReps:    3,
-	DrainRate:    10000,
-	DrainWarm:    5 * time.Second,
-	Outage:       60 * time.Second,
-	DrainMax:     120 * time.Second,
-	DrainTail:    3 * time.Second,
-	Links:        []int{1_000_000, 10_000_000},
-	LinkReps:     3,
-	MicroReps:    3,
+	Reps:          3,
+	Warmup:        time.Second,
+	CapDuration:   8 * time.Second,
+	Workers:       256,
+	OpenConns:     256,
+	CapScenarios:  []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-broker", "async-broker", "direct"},
+	C64Workers:    64,
+	C64Scenarios:  []string{"bare", "sync-cutoff", "async-cutoff", "sync-broker", "async-broker", "seed", "direct"},
+	LiveRate:      4000,
+	LiveScenarios: []string{"sync-cutoff", "sync-broker", "async-cutoff", "async-broker"},
+	LatDuration:   5 * time.Second,
+	LatFractions:  []float64{0.25, 0.5, 0.75, 0.9},
+	LatScenarios:  []string{"bare", "sync-cutoff", "async-cutoff"},
+	FixedRate:     1000,
+	ProfileFor:    8 * time.Second,
+	Profiles:      []string{"bare", "sync-cutoff", "async-cutoff", "sync-broker"},
+	DrainReps:     3,
+	DrainRate:     4000,
+	DrainWarm:     5 * time.Second,
+	Outage:        60 * time.Second,
+	DrainMax:      120 * time.Second,
+	DrainTail:     3 * time.Second,
+	Links:         []int{1_000_000, 10_000_000},
+	LinkReps:      3,
+	MicroReps:     3,
 }
 
 var quickPlan = plan{
-	Reps:         1,
-	Warmup:       300 * time.Millisecond,
-	CapDuration:  time.Second,
-	Workers:      256,
-	OpenConns:    256,
-	CapScenarios: []string{"bare", "sync-cutoff", "async-cutoff", "direct"},
-	LatDuration:  time.Second,
-	LatFractions: []float64{0.25},
-	LatScenarios: []string{"bare", "sync-cutoff", "async-cutoff"},
-	FixedRate:    500,
-	ProfileFor:   time.Second,
-	Profiles:     []string{"sync-cutoff"},
-	DrainReps:    1,
-	DrainRate:    2000,
-	DrainWarm:    time.Second,
-	Outage:       3 * time.Second,
-	DrainMax:     30 * time.Second,
-	DrainTail:    300 * time.Millisecond,
-	Links:        []int{50_000},
-	LinkReps:     1,
-	MicroReps:    1,
+	Reps:          1,
+	Warmup:        300 * time.Millisecond,
+	CapDuration:   time.Second,
+	Workers:       256,
+	OpenConns:     256,
+	CapScenarios:  []string{"bare", "sync-cutoff", "async-cutoff", "direct"},
+	C64Workers:    64,
+	C64Scenarios:  []string{"bare", "sync-cutoff", "sync-broker"},
+	LiveRate:      1000,
+	LiveScenarios: []string{"sync-cutoff", "sync-broker"},
+	LatDuration:   time.Second,
+	LatFractions:  []float64{0.25},
+	LatScenarios:  []string{"bare", "sync-cutoff", "async-cutoff"},
+	FixedRate:     500,
+	ProfileFor:    time.Second,
+	Profiles:      []string{"sync-cutoff"},
+	DrainReps:     1,
+	DrainRate:     2000,
+	DrainWarm:     time.Second,
+	Outage:        3 * time.Second,
+	DrainMax:      30 * time.Second,
+	DrainTail:     300 * time.Millisecond,
+	Links:         []int{50_000},
+	LinkReps:      1,
+	MicroReps:     1,
 }
 
 type runOptions struct {
@@ -119,6 +131,8 @@ type runOptions struct {
 	client      string
 	serverProcs int
 	scenarios   string
+	c64         string
+	fractions   string
 	queue       string
 	merge       bool
 }
@@ -147,6 +161,9 @@ func (b *bencher) clearPhases() {
 	r := b.res
 	if b.want("capacity") {
 		r.Capacity = nil
+	}
+	if b.want("capacity64") {
+		r.Capacity64 = nil
 	}
 	if b.want("loadgen") {
 		r.LoadgenCheck = nil
@@ -207,9 +224,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.quick, "quick", false, "a smoke test of about a minute: short runs, one repetition, small catalog")
-	fs.StringVar(&o.out, "out", "docs/bench", "output `directory` (results.json, results.md, charts, profiles)")
+	fs.StringVar(&o.out, "out", "docs/bench", "output `directory` (results.json, results.md, charts, profiles); a relative path is taken from the repository root")
 	fs.StringVar(&o.amqpURL, "amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `URL` (host:port spelled out); the bench declares its own exchange and queue")
-	fs.StringVar(&o.only, "only", "", "comma-separated `phases` to run: capacity, profile, latency, drain, linkcache, micro (default all; latency needs capacity)")
+	fs.StringVar(&o.only, "only", "", "comma-separated `phases` to run: capacity, capacity64, loadgen, profile, latency, drain, linkcache, micro (default all; latency needs capacity)")
 	fs.StringVar(&o.pin, "pin", "split", "CPU placement: split (server on the last CPU with GOMAXPROCS=1, load generator on the others) or none")
 	fs.StringVar(&o.clickedge, "clickedge", "", "clickedge `binary` to test (default: go build ./cmd/clickedge)")
 	fs.DurationVar(&o.waitQuiet, "wait-quiet", 30*time.Minute, "wait up to this long for the 1-minute load average to fall under -max-load (0: do not wait; -quick does not wait)")
@@ -226,6 +243,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.client, "client", clientFast, "load-generator client: fasthttp or vegeta (see load.go)")
 	fs.IntVar(&o.serverProcs, "server-procs", 2, "GOMAXPROCS of the servers under test with -pin split")
 	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated capacity `scenarios` (default: the plan's): bare, bare-fasthttp, sync-cutoff, async-cutoff, sync-cutoff-net, async-cutoff-net, sync-broker, async-broker, direct")
+	fs.StringVar(&o.c64, "c64-scenarios", "", "comma-separated `scenarios` of the capacity64 phase (default: the plan's); seed is the aiohttp design")
+	fs.StringVar(&o.fractions, "fractions", "", "comma-separated open-model `fractions` of bare's capacity (default: the plan's, 0.25,0.5,0.75,0.9)")
 	fs.StringVar(&o.queue, "queue", "classic", "the bench's queue on the broker: transient (not durable), classic (durable) or quorum")
 	fs.BoolVar(&o.merge, "merge", false, "with -only: replace just those phases in the existing results.json of -out (the rest is kept, and the rerun is noted)")
 	fs.StringVar(&o.links, "links", "", "comma-separated link-cache `sizes` (default: the plan's)")
@@ -237,7 +256,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.linkLimit = int64(linkLimit * (1 << 30))
-	b, err := newBencher(o, stderr, "go run ./bench "+strings.Join(args, " "))
+	o.out = inRepo(o.out)
+	b, err := newBencher(o, stderr, "go -C bench run . "+strings.Join(args, " "))
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
@@ -308,6 +328,26 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 			p.CapScenarios = append(p.CapScenarios, s)
 		}
 	}
+	if o.fractions != "" {
+		p.LatFractions = nil
+		for _, s := range strings.Split(o.fractions, ",") {
+			f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || f <= 0 || f > 1 {
+				return nil, fmt.Errorf("-fractions: bad fraction %q", s)
+			}
+			p.LatFractions = append(p.LatFractions, f)
+		}
+	}
+	if o.c64 != "" {
+		p.C64Scenarios = nil
+		for _, s := range strings.Split(o.c64, ",") {
+			s = strings.TrimSpace(s)
+			if _, ok := scenarios[s]; !ok {
+				return nil, fmt.Errorf("-c64-scenarios: unknown scenario %q", s)
+			}
+			p.C64Scenarios = append(p.C64Scenarios, s)
+		}
+	}
 	switch o.pin {
 	case "split":
 		n := numCPU()
@@ -349,8 +389,11 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-merge: %w", err)
 		}
+		// The plan of this sitting: what the rerun phases ran with (their
+		// connections, rates and targets' parameters).
+		old.Plan = p
 		b.res = old
-		b.rerun = &Rerun{Phases: o.only, Command: command, Date: b.res.Date}
+		b.rerun = &Rerun{Phases: o.only, Command: command, Date: time.Now().Format("2006-01-02")}
 		b.res.Reruns = append(b.res.Reruns, b.rerun)
 	}
 	return b, nil
@@ -383,12 +426,14 @@ func (b *bencher) runAll() error {
 	if err := mkdir(filepath.Join(b.out, "profiles")); err != nil {
 		return err
 	}
+	m := machineInfo(b.opts.amqpURL)
 	if b.rerun == nil {
 		b.res.LoadAvg.BeforeWait = loadAvg()
-		b.res.Machine = machineInfo(b.opts.amqpURL)
+		b.res.Machine = m
+	} else {
+		b.rerun.Machine = &m
 	}
-	b.logf("machine: %d CPUs, %s, Linux %s, %s, RabbitMQ %s", b.res.Machine.NumCPU, b.res.Machine.CPUModel,
-		b.res.Machine.Kernel, b.res.Machine.GoVersion, b.res.Machine.RabbitMQ)
+	b.logf("machine: %d CPUs, %s, Linux %s, %s, RabbitMQ %s", m.NumCPU, m.CPUModel, m.Kernel, m.GoVersion, m.RabbitMQ)
 
 	// Build before pinning: the compiler gets every CPU.
 	if b.edgeBin = b.opts.clickedge; b.edgeBin == "" {
@@ -401,6 +446,11 @@ func (b *bencher) runAll() error {
 	var err error
 	if b.sink, err = newSink(b.opts.amqpURL, b.opts.queue); err != nil {
 		return err
+	}
+	if brokerProc = brokerPID(b.opts.amqpURL); brokerProc > 0 {
+		b.logf("broker: pid %d (%s), its CPU measured apart", brokerProc, procName(brokerProc))
+	} else {
+		b.logf("broker: no local process listens on %s; its CPU counts as other", redactURL(b.opts.amqpURL))
 	}
 	b.waitForQuiet()
 	if b.plan.LoadgenCPUs != "" {
@@ -425,6 +475,7 @@ func (b *bencher) runAll() error {
 		fn   func() error
 	}{
 		{"capacity", b.capacity},
+		{"capacity64", b.capacity64},
 		{"loadgen", b.loadgenCheck},
 		{"profile", b.profiles},
 		{"latency", b.latency},
@@ -496,8 +547,9 @@ func (b *bencher) waitForQuiet() {
 func (b *bencher) capacity() error {
 	p := b.plan
 	for rep := 1; rep <= p.Reps; rep++ {
+		b.diskProbe("capacity", rep)
 		for _, name := range p.CapScenarios {
-			r, err := b.capacityRun(scenarios[name], rep)
+			r, err := b.capacityRun(scenarios[name], rep, p.Workers)
 			if err != nil {
 				b.problem("capacity %s rep %d: %v", name, rep, err)
 			}
@@ -512,31 +564,59 @@ func (b *bencher) capacity() error {
 	return nil
 }
 
-func (b *bencher) capacityRun(sc scenario, rep int) (CapacityRun, error) {
+// capacity64 runs the closed model again at Plan.C64Workers connections,
+// where sync mode is bound by its commit latency rather than the CPU, with
+// the seed's design and the direct publisher beside the edge.
+func (b *bencher) capacity64() error {
+	p := b.plan
+	for rep := 1; rep <= p.Reps; rep++ {
+		b.diskProbe("capacity64", rep)
+		for _, name := range p.C64Scenarios {
+			r, err := b.capacityRun(scenarios[name], rep, p.C64Workers)
+			if err != nil {
+				b.problem("capacity64 %s rep %d: %v", name, rep, err)
+			}
+			if r.Load.Requests > 0 {
+				b.res.Capacity64 = append(b.res.Capacity64, r)
+			}
+		}
+		if err := b.save(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bencher) capacityRun(sc scenario, rep, workers int) (CapacityRun, error) {
 	p := b.plan
 	r := CapacityRun{Scenario: sc.Name, Rep: rep, At: time.Now()}
 	s, err := b.start(sc)
 	if err != nil {
 		return r, err
 	}
-	warm := closedLoad(s.addr, b.opts.client, p.Workers, p.Warmup)
+	warm := closedLoad(s.addr, b.opts.client, workers, p.Warmup)
+	before := s.serverHist()
 	cpu := newCPUMeter(s.p.pid())
-	r.Load = closedLoad(s.addr, b.opts.client, p.Workers, p.CapDuration)
+	r.Load = closedLoad(s.addr, b.opts.client, workers, p.CapDuration)
 	r.CPU = cpu.read()
+	r.Server = s.serverLatency(before)
+	if sc.publishes() && r.Load.Answered > 0 {
+		r.BrokerPer1k = r.CPU.Broker * r.Load.Duration / float64(r.Load.Answered) * 1000
+	}
 	answered := warm.Answered + r.Load.Answered
 	var pending int64
 	if sc.cutoff {
 		if st, err := outboxStatus(s.admin); err == nil {
-			pending = st.Outbox.Pending
+			pending = st.Pending.Count
 		}
 	}
 	r.Delivery, err = s.finish(answered)
 	if sc.cutoff && r.Delivery.Wait > 0 {
 		r.HealRate = float64(pending) / r.Delivery.Wait
 	}
-	b.logf("  %-13s rep %d: %8.0f req/s  p99 %6.2f ms  cpu server %.2f loadgen %.2f other %.2f  delivered %d/%d %s",
-		sc.Name, rep, r.Load.Throughput, r.Load.Latency.P99/1e3, r.CPU.Server, r.CPU.Loadgen, r.CPU.Other,
-		r.Delivery.Delivered, r.Delivery.Answered, okText(r.Delivery.OK))
+	b.logf("  %-13s c%d rep %d: %8.0f req/s  p50 %6.2f p99 %6.2f ms%s  cpu server %.2f loadgen %.2f broker %.2f other %.2f  delivered %d/%d %s",
+		sc.Name, workers, rep, r.Load.Throughput, r.Load.Latency.P50/1e3, r.Load.Latency.P99/1e3, serverText(r.Server), r.CPU.Server, r.CPU.Loadgen,
+		r.CPU.Broker, r.CPU.Other, r.Delivery.Delivered, r.Delivery.Answered, okText(r.Delivery.OK))
 	if r.Load.Errors > 0 {
 		b.problem("capacity %s rep %d: %d errors: %v", sc.Name, rep, r.Load.Errors, r.Load.ErrorSample)
 	}
@@ -654,7 +734,13 @@ func (b *bencher) latency() error {
 			points = append(points, point{sc, 0, p.FixedRate})
 		}
 	}
+	if p.LiveRate > 0 {
+		for _, sc := range p.LiveScenarios {
+			points = append(points, point{sc, 0, p.LiveRate})
+		}
+	}
 	for rep := 1; rep <= p.Reps; rep++ {
+		b.diskProbe("latency", rep)
 		for _, pt := range points {
 			r := LatencyRun{Scenario: pt.sc, Rep: rep, At: time.Now(), Fraction: pt.fraction, Rate: pt.rate}
 			// An open-model rate above what the server can do only measures
@@ -686,13 +772,15 @@ func (b *bencher) latencyRun(r *LatencyRun) error {
 		return err
 	}
 	warm := openLoad(s.addr, openOpts{rate: r.Rate, d: p.Warmup, conns: p.OpenConns, client: b.opts.client})
+	before := s.serverHist()
 	cpu := newCPUMeter(s.p.pid())
 	r.Load = openLoad(s.addr, openOpts{rate: r.Rate, d: p.LatDuration, conns: p.OpenConns, client: b.opts.client})
 	r.CPU = cpu.read()
+	r.Server = s.serverLatency(before)
 	r.Delivery, err = s.finish(warm.Answered + r.Load.Answered)
-	b.logf("  %-13s %6d/s rep %d: p50 %6.3f p99 %7.3f p99.9 %7.3f max %8.3f ms  cpu %.2f  %s",
+	b.logf("  %-13s %6d/s rep %d: p50 %6.3f p99 %7.3f p99.9 %7.3f max %8.3f ms%s  cpu %.2f broker %.2f  %s",
 		r.Scenario, r.Rate, r.Rep, r.Load.Latency.P50/1e3, r.Load.Latency.P99/1e3, r.Load.Latency.P999/1e3,
-		r.Load.Latency.Max/1e3, r.CPU.Server, okText(r.Delivery.OK))
+		r.Load.Latency.Max/1e3, serverText(r.Server), r.CPU.Server, r.CPU.Broker, okText(r.Delivery.OK))
 	if r.Load.Errors > 0 {
 		b.problem("latency %s at %d/s rep %d: %d errors: %v", r.Scenario, r.Rate, r.Rep, r.Load.Errors, r.Load.ErrorSample)
 	}

@@ -11,7 +11,9 @@ import (
 	"net/http"
 	_ "net/http/pprof" // the baselines' profiles, on -pprof only
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -267,4 +269,20 @@ func cmdDirect(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench direct: close:", err)
 	}
 	return code
+}
+
+// seedPython returns a Python interpreter that has aiohttp and aio-pika
+// (Debian: python3-aiohttp python3-aio-pika) and the seed server's script.
+func seedPython() (python, script string, err error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", "", err
+	}
+	script = filepath.Join(root, "bench", "seed", "seed.py")
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(py, "-c", "import aiohttp, aio_pika").Run() == nil {
+			return py, script, nil
+		}
+	}
+	return "", "", errors.New("the seed scenario needs python3 with aiohttp and aio-pika (apt-get install python3-aiohttp python3-aio-pika)")
 }

@@ -54,12 +54,18 @@ func machineInfo(amqpURL string) Machine {
 // gitCommit names the checkout clickedge is built from, with the time, as
 // the working tree may differ from the commit.
 func gitCommit() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	root, _ := repoRoot()
+	git := func(args ...string) ([]byte, error) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = root
+		return cmd.Output()
+	}
+	out, err := git("rev-parse", "--short", "HEAD")
 	if err != nil {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(out))
-	if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(out) > 0 {
+	if out, err := git("status", "--porcelain", "--untracked-files=no"); err == nil && len(out) > 0 {
 		c += " with uncommitted changes"
 	}
 	return c + ", built " + time.Now().UTC().Format("2006-01-02 15:04 MST")

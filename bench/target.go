@@ -36,6 +36,7 @@ var scenarios = map[string]scenario{
 	"sync-broker":  {Name: "sync-broker", Label: "clickedge sync, forwarding to the local broker", kind: "edge", dur: "sync"},
 	"async-broker": {Name: "async-broker", Label: "clickedge async, forwarding to the local broker", kind: "edge", dur: "async"},
 	"direct":       {Name: "direct", Label: "direct publish + confirm per click", kind: "direct"},
+	"seed":         {Name: "seed", Label: "the seed's design: aiohttp + aio-pika, confirm per click", kind: "seed"},
 }
 
 // sut is a running server under test.
@@ -76,6 +77,13 @@ func (b *bencher) start(sc scenario) (*sut, error) {
 	case "bare":
 		spec.argv = []string{b.self, "bare", "-listen", addr, "-pprof", admin, "-server", sc.server}
 		spec.readyURL = "http://" + admin + "/debug/pprof/"
+	case "seed":
+		py, script, err := seedPython()
+		if err != nil {
+			return nil, err
+		}
+		spec.argv = []string{py, script, "--listen", addr, "--amqp", b.opts.amqpURL, "--exchange", b.sink.exchange, "--region", "bench"}
+		spec.readyURL = "http://" + addr + "/stats"
 	case "direct":
 		spec.argv = []string{b.self, "direct", "-listen", addr, "-pprof", admin,
 			"-amqp", b.opts.amqpURL, "-exchange", b.sink.exchange, "-region", "bench"}
@@ -126,7 +134,7 @@ func (s *sut) waitConnected(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		st, err := outboxStatus(s.admin)
-		if err == nil && st.Forwarder.Connected {
+		if err == nil && st.Forwarder != nil && st.Forwarder.Connected {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -165,7 +173,7 @@ func (s *sut) finish(answered int64) (Delivery, error) {
 		d.OK = len(errs) == 0
 		d.Note = "baseline: records nothing"
 		return d, errorsJoin(errs)
-	case "direct":
+	case "direct", "seed":
 		var st directStats
 		if err := getJSON("http://"+s.addr+"/stats", &st); err != nil {
 			fail("stats: %v", err)
@@ -235,4 +243,10 @@ func errorsJoin(errs []string) error {
 		return nil
 	}
 	return fmt.Errorf("%s", strings.Join(errs, "; "))
+}
+
+// publishes tells whether the scenario's server sends clicks to the broker
+// while it is measured.
+func (sc scenario) publishes() bool {
+	return sc.kind == "direct" || sc.kind == "seed" || (sc.kind == "edge" && !sc.cutoff)
 }

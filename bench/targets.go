@@ -20,7 +20,10 @@ func (r *Results) targets() []Target {
 	}
 	add := func(t Target, ok bool) {
 		if !ok || math.IsNaN(t.Value) {
-			t.Missing, t.Met, t.Shown, t.Margin = true, false, "not measured", ""
+			t.Missing, t.Met, t.Margin = true, false, ""
+			if t.Shown == "" {
+				t.Shown = "not measured"
+			}
 		}
 		ts = append(ts, t)
 	}
@@ -40,42 +43,7 @@ func (r *Results) targets() []Target {
 		add(t, ok && s.Ratio.N > 0)
 	}
 
-	{
-		t := Target{Measure: "p99 at 50 % of bare's maximum rate (sync, forwarder cut off)", Target: "≤ 2 ms"}
-		var found bool
-		for _, l := range r.Summary.Latency {
-			if l.Scenario != "sync-cutoff" || l.Fraction != 0.5 {
-				continue
-			}
-			found = true
-			if l.Runs == 0 {
-				// The rate is beyond what sync serves at all: no latency
-				// to show, and not met.
-				t.Shown = l.Skipped
-				t.Margin = "—"
-				continue
-			}
-			t.Value = l.P99.Median / 1e3
-			t.Shown = fmt.Sprintf("%.2f ms (%.2f–%.2f) at %d req/s", t.Value, l.P99.Min/1e3, l.P99.Max/1e3, l.Rate)
-			atMost(&t, 2)
-		}
-		add(t, found)
-	}
-
-	{
-		t := Target{Measure: fmt.Sprintf("drain rate while serving %s req/s", rateText(r.Plan.DrainRate)), Target: "≥ 30k msg/s"}
-		d := r.Summary.Drain
-		if d != nil {
-			t.Value = d.DeliveryRate.Median
-			t.Shown = fmt.Sprintf("%.1fk msg/s (%.1fk–%.1fk); backlog shrinks at %.1fk/s", d.DeliveryRate.Median/1e3,
-				d.DeliveryRate.Min/1e3, d.DeliveryRate.Max/1e3, d.NetRate.Median/1e3)
-			atLeast(&t, 30000)
-			if d.LiveRate < 10000 {
-				t.Shown += fmt.Sprintf(" (live load %d req/s, not 10k)", d.LiveRate)
-			}
-		}
-		add(t, d != nil)
-	}
+	r.issue17Targets(atLeast, atMost, add)
 
 	lc := r.linkCacheAt(1_000_000)
 	{

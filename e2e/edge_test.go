@@ -45,6 +45,7 @@ type edgeConfig struct {
 	MaxBytes        string // outbox.max_bytes; "" = 0 (the disk is the limit)
 	SpillBytes      string // outbox.spill_bytes; "" = the edge's default
 	ShutdownTimeout string // forwarder.shutdown_timeout; "" = 5s
+	Durability      string // outbox.durability; "" = sync
 }
 
 // windowSize is forwarder.window in every scenario: the duplicate budget
@@ -72,8 +73,8 @@ func (c edgeConfig) yaml() string {
 	fmt.Fprintf(&b, "node:\n  id: %q\n  region: %s\n", def(c.NodeID, "e2e-edge"), edgeRegion)
 	fmt.Fprintf(&b, "http:\n  listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n")
 	fmt.Fprintf(&b, "data_dir: %q\n", c.DataDir)
-	fmt.Fprintf(&b, "outbox:\n  durability: sync\n  on_error: spill\n  retention: %s\n  max_bytes: %s\n",
-		def(c.Retention, "30s"), def(c.MaxBytes, "0"))
+	fmt.Fprintf(&b, "outbox:\n  durability: %s\n  on_error: spill\n  retention: %s\n  max_bytes: %s\n",
+		def(c.Durability, "sync"), def(c.Retention, "30s"), def(c.MaxBytes, "0"))
 	if c.SpillBytes != "" {
 		fmt.Fprintf(&b, "  spill_bytes: %s\n", c.SpillBytes)
 	}

@@ -138,6 +138,67 @@ func BenchmarkAppendLatency(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendLatencyLive is issue 17's "forwarding costs the edge
+// nothing" at the outbox: sync appends at a fixed rate with nothing read
+// (forwarder cut off) and with a reader that acknowledges every record a
+// millisecond after its commit (a live forwarder whose broker confirms at
+// once), so that every commit carries the acks of the one before.
+//
+//	go test -run '^$' -bench AppendLatencyLive -benchtime 1x ./outbox/
+func BenchmarkAppendLatencyLive(b *testing.B) {
+	for _, rate := range []int{4000, 10000} {
+		for _, live := range []bool{false, true} {
+			b.Run(fmt.Sprintf("rate=%d/live=%v", rate, live), func(b *testing.B) {
+				o, err := Open(filepath.Join(b.TempDir(), "o.db"), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer o.Close()
+				stop := make(chan struct{})
+				var wg sync.WaitGroup
+				if live {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var after uint64
+						var buf []Record
+						var err error
+						t := time.NewTicker(time.Millisecond)
+						defer t.Stop()
+						for {
+							select {
+							case <-stop:
+								return
+							case <-t.C:
+							}
+							buf, err = o.ReadPending(buf[:0], after, 4096, 0)
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							for _, r := range buf {
+								o.Ack(r.Seq)
+								after = r.Seq
+							}
+						}
+					}()
+				}
+				h, svc := openLoop(b, rate, 3*time.Second, func(i int) error { return o.Append(benchRecord(i)) })
+				close(stop)
+				wg.Wait()
+				b.ReportMetric(float64(h.ValueAtQuantile(50))/1e3, "p50-µs")
+				b.ReportMetric(float64(h.ValueAtQuantile(99))/1e3, "p99-µs")
+				b.ReportMetric(float64(svc.ValueAtQuantile(50))/1e3, "svc-p50-µs")
+				b.ReportMetric(float64(svc.ValueAtQuantile(99))/1e3, "svc-p99-µs")
+				st := o.Stats()
+				b.ReportMetric(st.CommitLatency.Quantile(0.5)*1e6, "commit-p50-µs")
+				b.ReportMetric(st.CommitLatency.Quantile(0.99)*1e6, "commit-p99-µs")
+				b.ReportMetric(float64(st.Acked), "acked")
+			})
+		}
+	}
+}
+
 // openLoop calls fn at rate per second for d, each call on its own
 // goroutine, and returns two latency histograms in ns: from each call's
 // scheduled start (coordinated-omission free: a stall delays every call

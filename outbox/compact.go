@@ -95,8 +95,8 @@ func Compact(path string, opts *CompactOptions) (*CompactReport, error) {
 		if m == nil {
 			return fmt.Errorf("%s is not an outbox (no meta bucket)", path)
 		}
-		if f := getUint64(m, metaFormat); f != fileFormat {
-			return fmt.Errorf("%s has file format %d; this build reads format %d", path, f, fileFormat)
+		if f := getUint64(m, metaFormat); !formatKnown(f) {
+			return fmt.Errorf("%s has file format %d; this build reads formats %d to %d", path, f, oldestFileFormat, fileFormat)
 		}
 		want = counts{
 			nextSeq:       getUint64(m, metaNextSeq),

@@ -33,6 +33,10 @@ func TestMain(m *testing.M) {
 		crashChild(path, os.Getenv("OUTBOX_CRASH_PREFIX"))
 		return
 	}
+	if path := os.Getenv(ackCrashChildEnv); path != "" {
+		ackCrashChild(path)
+		return
+	}
 	os.Exit(m.Run())
 }
 

@@ -25,10 +25,12 @@ it is committed within Options.FlushInterval plus one commit (see the
 CommitLatency histogram), and that is the loss window on a crash. bbolt's
 NoSync is never used.
 
-Append never blocks for longer than Options.CommitTimeout. Any error from
-Append means the record is not known to be stored: ErrFull, ErrOverloaded,
-ErrWrite and ErrInvalidRecord mean it certainly is not; ErrTimeout means it
-may still be committed later.
+Any error from Append means the record is not stored. A batch's fate has
+one owner: the timeout loop fails a batch that has not reached its commit
+point within Options.CommitTimeout (ErrTimeout), and the writer then rolls
+it back; once the writer has claimed a batch (just before bbolt writes and
+fsyncs it) its appenders wait for that commit's outcome, so Append blocks
+longer than CommitTimeout only while a disk hangs inside one fsync.
 
 # Sequence and order
 
@@ -43,11 +45,17 @@ records in sequence order.
 A record leaves the pending set only through Ack, which the forwarder calls
 after the broker's basic.ack for it (and no basic.return). Acks ride in the
 next commit; a crash before it leaves the record pending and it is published
-again. A delivered record is kept for Options.Retention after its delivery,
-for replay, and then pruned, at most Options.PruneBatch per commit so that
-pruning never stalls appends for long. When Options.MaxBytes is reached,
-delivered records are evicted early, oldest first; pending records are never
-deleted by the outbox.
+again. An ack neither moves nor rewrites the record: its sequence joins a
+span of delivered sequences (delivered.go), so a commit that carries
+thousands of acks writes a few pages. A delivered record is kept for
+Options.Retention after its delivery (at most a span's window longer,
+never shorter), for replay, and then pruned, at most Options.PruneBatch per
+commit so that pruning never stalls appends for long. When
+Options.MaxBytes is reached, delivered records are evicted early, oldest
+first; so they are when a commit fails because the disk is full (ENOSPC,
+EDQUOT): the writer evicts the oldest delivered records in a transaction
+of their own and tries the commit again, before any Append fails. Pending
+records are never deleted by the outbox.
 
 # What a reader must expect
 
@@ -66,6 +74,13 @@ a crash of the process. They carry sequence numbers of their own and
 Record.Spilled is set. When the spill is full, Spill returns ErrSpillFull
 and counts the record in Stats.Spill.Dropped: nothing is dropped without
 being counted.
+
+The writer moves spilled records back into the file as soon as it takes
+writes again (after a write back-off, and within Options.MaxBytes), so
+they become durable; one the forwarder had in flight is then published
+again (a duplicate). Close tries once more and counts what is left as
+lost (Stats.Spill.Dropped, Options.OnLost). In Async mode, the records of
+a commit that failed are moved to the spill, or counted the same way.
 
 # The index
 

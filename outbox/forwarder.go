@@ -49,7 +49,8 @@ type ForwarderConfig struct {
 	PublishTimeout time.Duration
 
 	// ReconnectMin and ReconnectMax bound the exponential back-off, with
-	// jitter, between failed connection attempts. Defaults 100ms and 30s.
+	// jitter, between failed connection attempts, and between sessions
+	// that ended without delivering a record. Defaults 100ms and 30s.
 	ReconnectMin, ReconnectMax time.Duration
 
 	// RetryMin and RetryMax bound the back-off after a nack or a return.
@@ -281,7 +282,6 @@ func (f *Forwarder) run() {
 			backoff = min(2*backoff, f.cfg.ReconnectMax)
 			continue
 		}
-		backoff = f.cfg.ReconnectMin
 		f.lastLogged = ""
 		if sessions++; sessions > 1 {
 			f.st.reconnects.Add(1)
@@ -291,20 +291,32 @@ func (f *Forwarder) run() {
 		f.st.connected.Store(true)
 		f.log.Info("forwarder connected", "broker", addr)
 
+		confirmed := f.st.confirmed.Load()
 		err = f.serve(sess)
 
 		f.st.connected.Store(false)
 		f.st.blocked.Store(false)
 		f.st.inFlight.Store(0)
 		sess.Close()
+		// What the session had in flight from the spill may go back into
+		// the file now.
+		f.o.releaseSpill()
+		// Only a session that delivered something resets the back-off: one
+		// that keeps failing right after it opens (a broker that accepts
+		// and then drops us) is retried ever more slowly, like a refused
+		// connection (harden #5).
+		if f.st.confirmed.Load() > confirmed {
+			backoff = f.cfg.ReconnectMin
+		}
 		if err != nil {
 			f.st.sessionErrors.Add(1)
 			f.setErr(err)
 			f.log.Warn("forwarder session ended; unconfirmed records will be published again", "broker", addr, "err", err)
 			f.lastLogged = err.Error()
-			if !f.sleep(jitter(f.cfg.ReconnectMin)) {
+			if !f.sleep(jitter(backoff)) {
 				return
 			}
+			backoff = min(2*backoff, f.cfg.ReconnectMax)
 		}
 	}
 }
@@ -361,9 +373,13 @@ type session struct {
 	inSet    map[flightKey]struct{}
 	pass     pass
 	paused   bool // after a failure, until pass.retryAt
-	acks     []uint64
-	spillAck []uint64
-	buf      []Record
+	// passDue, when set, is when to try again a backlog pass that could
+	// not start (its acks did not commit); passProbe is its mode.
+	passDue   time.Time
+	passProbe bool
+	acks      []uint64
+	spillAck  []uint64
+	buf       []Record
 }
 
 // serve runs one session until it fails or the forwarder closes. It returns
@@ -378,6 +394,10 @@ func (f *Forwarder) serve(s Session) error {
 	// session: publish it again, from the oldest.
 	f.startPass(ss, false)
 	f.spillAfter = 0
+	// However the session ends, the confirms it already delivered count
+	// (harden #5): without this, records confirmed just before a
+	// connection dropped were published again.
+	defer f.takeConfirms(ss)
 
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -399,7 +419,6 @@ func (f *Forwarder) serve(s Session) error {
 			}
 			f.flushAcks(ss)
 		case <-s.Done():
-			f.flushAcks(ss)
 			return fmt.Errorf("session: %w", s.Err())
 		case <-f.o.Notify():
 		case <-tick.C:
@@ -412,12 +431,44 @@ func (f *Forwarder) serve(s Session) error {
 	}
 }
 
+// takeConfirms applies every confirm the session has already delivered and
+// acknowledges them. The channel is never closed, so it reads until empty.
+func (f *Forwarder) takeConfirms(ss *session) {
+	for {
+		select {
+		case c := <-ss.s.Confirms():
+			f.confirm(ss, c)
+			continue
+		default:
+		}
+		break
+	}
+	f.flushAcks(ss)
+}
+
 // startPass begins a backlog pass over the pending records up to the live
 // cursor. After a failure it starts in probe mode.
 func (f *Forwarder) startPass(ss *session, probe bool) {
-	// Acks of earlier confirms may not be committed yet; without this the
-	// pass would publish them again.
-	_ = f.o.Sync()
+	// Acks of earlier confirms may not be committed yet; a pass started
+	// before they are would publish those records again. If the commit
+	// fails, the pass waits for a retry (harden #5).
+	if err := f.o.commitAcks(); err != nil {
+		// Live records and the spill keep flowing meanwhile: a failing disk
+		// is when the spill matters most.
+		delay := f.nextRetry(ss)
+		err = fmt.Errorf("commit the acks before a backlog pass: %w", err)
+		f.setErr(err)
+		if ss.passDue.IsZero() {
+			f.log.Warn("forwarder: backlog pass postponed; the outbox cannot commit acks", "err", err,
+				"retry_in", delay.String())
+		}
+		ss.pass.active = false
+		ss.pass.retryDelay = delay
+		ss.passDue = time.Now().Add(delay)
+		ss.passProbe = probe
+		return
+	}
+	ss.passDue = time.Time{}
 	ss.pass = pass{
 		end:        f.live,
 		republish:  f.maxPublished,
@@ -446,6 +497,8 @@ func (f *Forwarder) fill(ss *session) error {
 		f.st.retrying.Store(false)
 		f.spillAfter = 0
 		f.startPass(ss, true)
+	} else if !ss.passDue.IsZero() && !time.Now().Before(ss.passDue) {
+		f.startPass(ss, ss.passProbe)
 	}
 	for {
 		if f.closed() {
@@ -692,8 +745,7 @@ func (f *Forwarder) finish(ss *session) error {
 		case c := <-ss.s.Confirms():
 			f.confirm(ss, c)
 		case <-ss.s.Done():
-			f.flushAcks(ss)
-			return nil
+			return nil // serve takes what was delivered
 		case <-ctx.Done():
 			f.flushAcks(ss)
 			f.log.Warn("forwarder closed with publishes unconfirmed; they stay pending", "in_flight", len(ss.inflight))

@@ -93,8 +93,10 @@ func (o *Outbox) IndexGet(key [IndexKeyLen]byte) (e IndexEntry, ok bool, err err
 //
 // It always waits for the commit, in Async mode too (where the commit may
 // start up to Options.FlushInterval later): the caller's answer depends on
-// it. Its other errors are Append's; ErrTimeout means the record and the
-// entry may still be committed later, together.
+// it. Its other errors are Append's, and mean that neither the record nor
+// the entry is stored: a batch's fate has one owner, so ErrTimeout is
+// never followed by a late commit. In Async mode a failed commit does not
+// move the record to the spill (its caller was told), unlike Append's.
 func (o *Outbox) AppendIndexed(r *Record, u IndexUpdate) error {
 	op := &indexOp{u: u}
 	if err := o.append(r, op); err != nil {
@@ -113,6 +115,7 @@ func (o *Outbox) applyIndex(w *writerState, tx *bolt.Tx, b *batch, now time.Time
 	}
 	idx, exp := tx.Bucket(bucketIndex), tx.Bucket(bucketIndexExpiry)
 	for _, op := range b.index {
+		op.err = nil // a commit tried before may have set it, and rolled back
 		k := op.u.Key[:]
 		raw := idx.Get(k)
 		cur, ok := liveEntry(raw, now)
@@ -143,6 +146,31 @@ func (o *Outbox) applyIndex(w *writerState, tx *bolt.Tx, b *batch, now time.Time
 }
 
 var zero8 [8]byte
+
+// rescueBatch is rescue for an Async batch whose commit failed. The
+// records of AppendIndexed waited for the commit and their callers are told
+// it failed, so they are not spilled (a spilled one would be delivered
+// although its caller was told it is not stored, and its entry was not
+// written); the others were answered already and go to the spill.
+func (o *Outbox) rescueBatch(b *batch, cause error) {
+	if len(b.index) == 0 {
+		o.rescue(b.recs, cause)
+		return
+	}
+	waited := make(map[int]bool, len(b.index))
+	for _, op := range b.index {
+		waited[op.rec] = true
+	}
+	answered := make([]*[]byte, 0, len(b.recs)-len(waited))
+	for i, buf := range b.recs {
+		if waited[i] {
+			o.putBuf(buf)
+			continue
+		}
+		answered = append(answered, buf)
+	}
+	o.rescue(answered, cause)
+}
 
 // pruneIndex deletes up to limit entries that expired by now, oldest
 // first.

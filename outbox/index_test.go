@@ -141,6 +141,40 @@ func TestIndexFailedCommitStoresNothing(t *testing.T) {
 	}
 }
 
+// In Async mode a failed commit moves its answered records to the spill
+// (harden #2), but not a record of AppendIndexed: its caller waited for the
+// commit and was told it failed, so spilling it would deliver an action
+// whose caller was told "not stored" (and whose entry was not written).
+func TestIndexAsyncFailedCommitSpillsOnlyAnswered(t *testing.T) {
+	var lost atomic.Int64
+	opts := &outbox.Options{
+		Durability: outbox.Async, FlushInterval: 300 * time.Millisecond, MaxBatchRecords: 1000,
+		OnLost: func(n int) { lost.Add(int64(n)) },
+	}
+	outbox.SetBeforeCommit(opts, func() error { return syscall.ENOSPC })
+	o := outboxtest.Open(t, opts)
+	for i := range 3 {
+		if err := o.Append(outboxtest.Record(fmt.Sprintf("plain-%d", i))); err != nil {
+			t.Fatalf("async Append = %v", err)
+		}
+	}
+	err := o.AppendIndexed(outboxtest.Record("indexed"),
+		outbox.IndexUpdate{Key: indexKey("a"), New: outbox.IndexEntry{Value: 1, Expires: time.Now().Add(time.Hour)}})
+	if !errors.Is(err, outbox.ErrWrite) {
+		t.Fatalf("AppendIndexed on a failing disk = %v, want ErrWrite", err)
+	}
+	var got []string
+	for _, r := range o.ReadSpill(nil, 0, 100) {
+		got = append(got, r.MessageID)
+	}
+	if want := "plain-0 plain-1 plain-2"; strings.Join(got, " ") != want || lost.Load() != 0 {
+		t.Fatalf("spill holds [%s], %d lost; want [%s], 0 lost", strings.Join(got, " "), lost.Load(), want)
+	}
+	if _, ok := mustGet(t, o, "a"); ok {
+		t.Fatal("the index holds an entry whose commit failed")
+	}
+}
+
 // Entries vanish for IndexGet at their expiry and are deleted by the
 // prune step; a renewed entry survives the prune of its old expiry.
 func TestIndexExpiry(t *testing.T) {

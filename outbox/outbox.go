@@ -31,9 +31,10 @@ var (
 	ErrWrite = errors.New("outbox: write failed")
 
 	// ErrTimeout is returned by Append in Sync mode when the commit holding
-	// the record did not finish within Options.CommitTimeout. The record may
-	// still be committed later: a caller that keeps a copy elsewhere (the
-	// spill) may cause a duplicate, never a loss.
+	// the record did not reach its commit point within
+	// Options.CommitTimeout. The record was not stored: the writer rolls
+	// such a batch back, so a caller that keeps a copy elsewhere (the
+	// spill) makes no duplicate.
 	ErrTimeout = errors.New("outbox: commit timed out")
 
 	// ErrOverloaded is returned by Append when more than
@@ -171,6 +172,16 @@ type Options struct {
 	// Logger receives rare events (write errors, recovery). Nil discards.
 	Logger *slog.Logger
 
+	// OnLost, when set, is called with the count of records that were
+	// accepted and are now lost: in Async mode, records of a failed commit
+	// that the spill could not take (harden #2); at Close, records still in
+	// the spill that the file could not take back (harden #3). They are
+	// counted in Stats.Spill.Dropped and logged too. Records that Spill
+	// refuses are not reported here: Spill's caller gets ErrSpillFull. It
+	// is called from the writer goroutine and from Close, must be
+	// thread-safe and must not block or call back into the Outbox.
+	OnLost func(n int)
+
 	// Now returns the current time. Nil means time.Now. Tests use it to
 	// drive retention without sleeping.
 	Now func() time.Time
@@ -261,7 +272,18 @@ var (
 	metaRetainedBytes = []byte("retained_bytes")
 )
 
-const fileFormat = 1
+// fileFormat 2 keeps delivered records in place, named by the spans of the
+// delivered bucket (delivered.go); format 1 moved each one to the retained
+// bucket. A format-1 file is upgraded when opened for writing (its retained
+// records stay where they are); a build that reads only format 1 refuses a
+// format-2 file rather than publish its delivered records again.
+const (
+	fileFormat       = 2
+	oldestFileFormat = 1
+)
+
+// formatKnown reports whether this build reads file format f.
+func formatKnown(f uint64) bool { return f >= oldestFileFormat && f <= fileFormat }
 
 // Outbox is a durable queue of records in one bbolt file. It is safe for
 // concurrent use: any number of goroutines may Append and Spill; one
@@ -308,6 +330,10 @@ type Outbox struct {
 	spill spill
 	ctr   counters
 
+	// spans are the delivered spans as of the last commit (delivered.go):
+	// set by load, then owned by the writer.
+	spans []span
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -319,6 +345,12 @@ type errorAt struct {
 
 // batch is a group of records committed together. Appenders waiting for it
 // block on done; err is set before done is closed.
+//
+// A batch's fate has one owner (harden #4): either the timeout loop fails
+// it while it is still queued or being prepared (fail), and the writer then
+// rolls its transaction back; or the writer claims it just before the
+// commit point (claim), and its appenders learn the commit's outcome,
+// however long the disk takes. So ErrTimeout always means "not stored".
 type batch struct {
 	recs    []*[]byte
 	bytes   int
@@ -329,11 +361,39 @@ type batch struct {
 	index   []*indexOp // conditional index changes of some records (index.go)
 }
 
-func (b *batch) finish(err error) {
-	if b.state.CompareAndSwap(0, 1) {
-		b.err = err
-		close(b.done)
+const (
+	batchOpen    uint32 = iota // queued or being prepared
+	batchDone                  // done is closed
+	batchClaimed               // the writer passed the commit point
+)
+
+// fail ends an open batch with err. It reports false when the writer had
+// claimed the batch or it had ended already.
+func (b *batch) fail(err error) bool {
+	if !b.state.CompareAndSwap(batchOpen, batchDone) {
+		return false
 	}
+	b.err = err
+	close(b.done)
+	return true
+}
+
+// claim makes the writer the batch's owner; false means it was failed
+// (timed out) first and must not be committed.
+// A commit tried again after an eviction claims its batch a second time.
+func (b *batch) claim() bool {
+	return b.state.CompareAndSwap(batchOpen, batchClaimed) || b.state.Load() == batchClaimed
+}
+
+// end ends the batch with its commit's outcome. Only the writer calls it.
+func (b *batch) end(err error) {
+	if b.state.Load() == batchClaimed {
+		b.err = err
+		b.state.Store(batchDone)
+		close(b.done)
+		return
+	}
+	b.fail(err)
 }
 
 // Open opens or creates the outbox file at path. The file is checked before
@@ -362,9 +422,13 @@ func Open(path string, opts *Options) (*Outbox, error) {
 		return nil, err
 	}
 	if !o.opts.ReadOnly {
-		o.wg.Add(2)
+		o.wg.Add(1)
 		go func() { defer o.wg.Done(); o.writeLoop() }()
-		go func() { defer o.wg.Done(); o.timeoutLoop() }()
+		if o.opts.Durability == Sync {
+			// In Async mode nobody waits for a commit: nothing to time out.
+			o.wg.Add(1)
+			go func() { defer o.wg.Done(); o.timeoutLoop() }()
+		}
 	}
 	return o, nil
 }
@@ -422,7 +486,11 @@ func corruptError(path string, cause error) error {
 // existing one.
 func (o *Outbox) load() error {
 	init := func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained} {
+		m := tx.Bucket(bucketMeta)
+		if m != nil && m.Get(metaFormat) != nil && !formatKnown(getUint64(m, metaFormat)) {
+			return nil // refused below, untouched
+		}
+		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained, bucketDelivered} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -430,12 +498,15 @@ func (o *Outbox) load() error {
 		if err := createIndexBuckets(tx); err != nil {
 			return err
 		}
-		m := tx.Bucket(bucketMeta)
+		m = tx.Bucket(bucketMeta)
 		if m.Get(metaFormat) == nil {
 			if err := putUint64(m, metaFormat, fileFormat); err != nil {
 				return err
 			}
 			return putUint64(m, metaNextSeq, 1)
+		}
+		if getUint64(m, metaFormat) != fileFormat {
+			return putUint64(m, metaFormat, fileFormat) // format 1: upgraded
 		}
 		return nil
 	}
@@ -452,16 +523,21 @@ func (o *Outbox) load() error {
 			}
 			return corruptError(o.path, errors.New("meta bucket missing"))
 		}
-		if f := getUint64(m, metaFormat); f != fileFormat {
-			return fmt.Errorf("outbox: %s has file format %d; this build reads format %d", o.path, f, fileFormat)
+		if f := getUint64(m, metaFormat); !formatKnown(f) {
+			return fmt.Errorf("outbox: %s has file format %d; this build reads formats %d to %d", o.path, f, oldestFileFormat, fileFormat)
 		}
+		spans, err := loadSpans(tx.Bucket(bucketDelivered))
+		if err != nil {
+			return corruptError(o.path, err)
+		}
+		o.spans = spans
 		o.nextSeq.Store(getUint64(m, metaNextSeq))
 		o.pendingCount.Store(int64(getUint64(m, metaPendingCount)))
 		o.pendingBytes.Store(int64(getUint64(m, metaPendingBytes)))
 		o.retainedCount.Store(int64(getUint64(m, metaRetainedCount)))
 		o.retainedBytes.Store(int64(getUint64(m, metaRetainedBytes)))
-		o.oldestPending.Store(oldestTime(tx.Bucket(bucketPending), false))
-		o.oldestRetained.Store(oldestTime(tx.Bucket(bucketRetained), true))
+		o.oldestPending.Store(firstPendingTime(tx.Bucket(bucketPending), spans))
+		o.oldestRetained.Store(oldestDelivery(tx.Bucket(bucketRetained), spans))
 		return nil
 	})
 }
@@ -490,9 +566,10 @@ func (o *Outbox) Path() string { return o.path }
 // returns, so the caller may reuse it. Append sets r.Time when zero.
 //
 // The errors ErrFull, ErrWrite, ErrTimeout, ErrOverloaded and
-// ErrInvalidRecord mean the record is not (known to be) stored; the caller
-// decides whether to Spill it. Append never blocks for longer than
-// Options.CommitTimeout.
+// ErrInvalidRecord mean the record is not stored; the caller decides
+// whether to Spill it. Append blocks for at most Options.CommitTimeout
+// unless its commit has already passed its commit point (the write and
+// fsync of the transaction), whose outcome it then waits for.
 func (o *Outbox) Append(r *Record) error { return o.append(r, nil) }
 
 // append is Append, with an index change committed with the record when op
@@ -679,6 +756,23 @@ func (o *Outbox) Sync() error {
 			return b.err
 		}
 	}
+}
+
+// commitAcks makes sure every ack queued so far is committed, for the
+// forwarder before a backlog pass. It returns at once when there is
+// nothing to commit, and fails fast, without waiting for a commit, during
+// a write back-off.
+func (o *Outbox) commitAcks() error {
+	o.mu.Lock()
+	done := o.ackDone >= o.ackQueued
+	o.mu.Unlock()
+	if done {
+		return nil
+	}
+	if time.Now().UnixNano() < o.failedUntil.Load() {
+		return o.writeError()
+	}
+	return o.Sync()
 }
 
 // Prune runs a retention step now (rather than at the next

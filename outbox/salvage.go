@@ -261,6 +261,10 @@ type salvager struct {
 	// the page scan found: next_seq only grows, so it is the latest.
 	scanNextSeq uint64
 	maxSeq      uint64
+	// spans are the delivered spans read from the tree (format 2): the
+	// records they cover are written delivered. Spans the walk could not
+	// read leave their records pending, to be published again.
+	spans []span
 }
 
 func (s *salvager) problem(format string, args ...any) {
@@ -384,14 +388,13 @@ func pageSizeCandidates() []int {
 // id and a known type.
 func (s *salvager) guessPageSize() int {
 	best, bestScore := 4096, -1
-	le := binary.LittleEndian
 	for _, ps := range pageSizeCandidates() {
 		score := 0
 		for id := 2; id*ps+pageHeaderSize <= len(s.data); id++ {
-			h := s.data[id*ps:]
-			switch le.Uint16(h[8:]) {
+			h, _ := readPageHeader(s.data, id*ps)
+			switch h.flags {
 			case branchPageFlag, leafPageFlag, freelistPageFlag:
-				if le.Uint64(h) == uint64(id) {
+				if h.id == uint64(id) {
 					score++
 				}
 			}
@@ -466,23 +469,23 @@ func (s *salvager) walkBucket(name string, val []byte) {
 		s.counters = map[string]uint64{}
 	}
 	visit := func(k, v []byte, flags uint32, lo, hi bound) bool { return s.visitTree(name, k, v, flags, lo, hi) }
-	if len(val) < 16 {
+	root, inline, ok := bucketValue(val)
+	if !ok {
 		s.problem("%s: header is %d bytes", what, len(val))
 		s.loseRange(bound{}, bound{})
 		return
 	}
-	root := binary.LittleEndian.Uint64(val)
 	if root != 0 {
 		s.walkPage(root, bound{}, bound{}, 0, what, visit)
 		return
 	}
-	inline := val[16:]
-	if len(inline) < pageHeaderSize || binary.LittleEndian.Uint16(inline[8:]) != leafPageFlag {
+	count, ok := inlineLeaf(inline)
+	if !ok {
 		s.problem("%s: inline page damaged", what)
 		s.loseRange(bound{}, bound{})
 		return
 	}
-	s.walkLeaf(inline, binary.LittleEndian.Uint16(inline[10:]), bound{}, bound{}, what+" (inline)", visit)
+	s.walkLeaf(inline, count, bound{}, bound{}, what+" (inline)", visit)
 }
 
 // visitTree takes one element of an outbox bucket found in the tree.
@@ -499,6 +502,14 @@ func (s *salvager) visitTree(bucket string, k, v []byte, flags uint32, lo, hi bo
 	if bucket == "meta" {
 		if len(v) == 8 {
 			s.counters[string(k)] = binary.BigEndian.Uint64(v)
+		}
+		return true
+	}
+	if bucket == string(bucketDelivered) {
+		if !s.takeSpan(k, v) {
+			// Its records come back pending: published again, not lost.
+			s.problem("bucket %q: damaged span at key %x", bucket, k)
+			return false
 		}
 		return true
 	}
@@ -574,7 +585,6 @@ func (s *salvager) walkPage(id uint64, lo, hi bound, depth int, what string,
 		return false
 	}
 	s.rep.TreePages++
-	le := binary.LittleEndian
 	switch flags {
 	case leafPageFlag:
 		if s.walkLeaf(p, count, lo, hi, what, visit) {
@@ -585,17 +595,14 @@ func (s *salvager) walkPage(id uint64, lo, hi bound, depth int, what string,
 	case branchPageFlag:
 		all := true
 		for i := 0; i < int(count); i++ {
-			e := pageHeaderSize + i*elementSize
-			pos, ksize, child := int(le.Uint32(p[e:])), int(le.Uint32(p[e+4:])), le.Uint64(p[e+8:])
-			k, ok := slice(p, e+pos, ksize)
+			k, child, ok := branchElement(p, i)
 			clo := lo
 			if ok && len(k) == 8 && i > 0 {
 				clo = bound{keySeq(k), true}
 			}
 			chi := hi
 			if i+1 < int(count) {
-				ne := pageHeaderSize + (i+1)*elementSize
-				if nk, ok := slice(p, ne+int(le.Uint32(p[ne:])), int(le.Uint32(p[ne+4:]))); ok && len(nk) == 8 {
+				if nk, _, ok := branchElement(p, i+1); ok && len(nk) == 8 {
 					chi = bound{keySeq(nk), true}
 				} else {
 					chi = hi
@@ -624,16 +631,9 @@ func (s *salvager) walkPage(id uint64, lo, hi bound, depth int, what string,
 // overflow pages its elements' data reaches into (not the overflow its
 // header claims, which may be a flipped bit): the page scan skips them.
 func (s *salvager) markClean(id uint64, p []byte, count uint16, leaf bool) {
-	le := binary.LittleEndian
 	extent := pageHeaderSize + int(count)*elementSize
 	for i := 0; i < int(count); i++ {
-		e := pageHeaderSize + i*elementSize
-		// Elements: leaf flags, pos, ksize, vsize; branch pos, ksize, pgid.
-		end := e + int(le.Uint32(p[e:])) + int(le.Uint32(p[e+4:]))
-		if leaf {
-			end = e + int(le.Uint32(p[e+4:])) + int(le.Uint32(p[e+8:])) + int(le.Uint32(p[e+12:]))
-		}
-		extent = max(extent, end)
+		extent = max(extent, elementEnd(p, i, leaf))
 	}
 	for i := range uint64((extent + s.pageSize - 1) / s.pageSize) {
 		setBit(s.clean, id+i)
@@ -658,22 +658,21 @@ func (s *salvager) treePage(id uint64, depth int, what string) (p []byte, flags,
 	}
 	setBit(s.visited, id)
 	off := int(id) * s.pageSize
-	if off+pageHeaderSize > len(s.data) {
+	h, ok := readPageHeader(s.data, off)
+	if !ok {
 		s.problem("%s: page %d is cut off by the end of the file", what, id)
 		return nil, 0, 0, false
 	}
-	le := binary.LittleEndian
-	h := s.data[off:]
-	if got := le.Uint64(h); got != id {
-		s.problem("%s: page %d says it is page %d", what, id, got)
+	if h.id != id {
+		s.problem("%s: page %d says it is page %d", what, id, h.id)
 		return nil, 0, 0, false
 	}
-	flags, count = le.Uint16(h[8:]), le.Uint16(h[10:])
+	flags, count = h.flags, h.count
 	if flags != leafPageFlag && flags != branchPageFlag {
 		s.problem("%s: page %d has type %#x, want a branch or leaf page", what, id, flags)
 		return nil, 0, 0, false
 	}
-	overflow := uint64(le.Uint32(h[12:]))
+	overflow := uint64(h.overflow)
 	end := off + s.pageSize
 	if overflow > 0 {
 		if id+overflow >= s.pages {
@@ -684,7 +683,7 @@ func (s *salvager) treePage(id uint64, depth int, what string) (p []byte, flags,
 	}
 	end = min(end, len(s.data))
 	p = s.data[off:end]
-	if pageHeaderSize+int(count)*elementSize > len(p) {
+	if !elementsFit(p, count) {
 		s.problem("%s: page %d has %d elements, more than fit", what, id, count)
 		return nil, 0, 0, false
 	}
@@ -695,19 +694,14 @@ func (s *salvager) treePage(id uint64, depth int, what string) (p []byte, flags,
 // every element was read and used.
 func (s *salvager) walkLeaf(p []byte, count uint16, lo, hi bound, what string,
 	visit func(k, v []byte, flags uint32, lo, hi bound) bool) bool {
-	le := binary.LittleEndian
 	all := true
 	n := min(int(count), (len(p)-pageHeaderSize)/elementSize)
 	if n < int(count) {
 		all = false
 	}
 	for i := 0; i < n; i++ {
-		e := pageHeaderSize + i*elementSize
-		flags, pos := le.Uint32(p[e:]), int(le.Uint32(p[e+4:]))
-		ksize, vsize := int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
-		k, ok1 := slice(p, e+pos, ksize)
-		v, ok2 := slice(p, e+pos+ksize, vsize)
-		if !ok1 || !ok2 {
+		flags, k, v, ok := leafElement(p, i)
+		if !ok {
 			all = false
 			continue
 		}
@@ -724,26 +718,25 @@ func (s *salvager) walkLeaf(p []byte, count uint16, lo, hi bound, what string,
 
 // scanPages reads every page that the tree walk did not read cleanly.
 func (s *salvager) scanPages() {
-	le := binary.LittleEndian
 	for id := uint64(2); id < s.pages; id++ {
 		if hasBit(s.clean, id) {
 			continue
 		}
 		s.rep.PagesScanned++
 		off := int(id) * s.pageSize
-		if off+pageHeaderSize > len(s.data) {
+		h, ok := readPageHeader(s.data, off)
+		if !ok {
 			continue
 		}
-		h := s.data[off:]
-		flags, count := le.Uint16(h[8:]), le.Uint16(h[10:])
-		overflow := uint64(le.Uint32(h[12:]))
+		flags, count := h.flags, h.count
+		overflow := uint64(h.overflow)
 		end := off + s.pageSize
 		if overflow > 0 && overflow < s.pages {
 			end = off + int(overflow+1)*s.pageSize
 		}
 		end = min(end, len(s.data))
 		p := s.data[off:end]
-		sane := le.Uint64(h) == id && pageHeaderSize+int(count)*elementSize <= len(p)
+		sane := h.id == id && elementsFit(p, count)
 		switch {
 		case sane && flags == leafPageFlag:
 			tier := uint8(tierStale)
@@ -769,36 +762,33 @@ func (s *salvager) scanPages() {
 // descending into inline buckets. It reports whether every element was
 // sound.
 func (s *salvager) scanLeaf(p []byte, count uint16, depth int, tier uint8) bool {
-	le := binary.LittleEndian
 	sound := true
 	records, counters := 0, 0
 	for i := 0; i < int(count); i++ {
-		e := pageHeaderSize + i*elementSize
-		if e+elementSize > len(p) {
+		if pageHeaderSize+(i+1)*elementSize > len(p) {
 			return false
 		}
-		flags, pos := le.Uint32(p[e:]), int(le.Uint32(p[e+4:]))
-		ksize, vsize := int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
-		k, ok1 := slice(p, e+pos, ksize)
-		v, ok2 := slice(p, e+pos+ksize, vsize)
-		if !ok1 || !ok2 {
+		flags, k, v, ok := leafElement(p, i)
+		if !ok {
 			sound = false
 			continue
 		}
 		if flags&bucketLeafFlag != 0 && !(len(k) == 8 && len(v) >= recordFixedLen && v[0] == recordVersion) {
-			if depth == 0 && len(v) >= 16+pageHeaderSize && le.Uint64(v) == 0 {
-				inline := v[16:]
+			if root, inline, ok := bucketValue(v); depth == 0 && ok && root == 0 && len(inline) >= pageHeaderSize {
 				if string(k) == "meta" {
 					s.scanMeta(inline)
 					continue
 				}
-				if le.Uint16(inline[8:]) == leafPageFlag && !s.scanLeaf(inline, le.Uint16(inline[10:]), depth+1, tier) {
+				if n, ok := inlineLeaf(inline); ok && !s.scanLeaf(inline, n, depth+1, tier) {
 					sound = false
 				}
 			}
 			continue
 		}
 		switch {
+		case len(k) == 8 && len(v) == spanValueLen && s.takeSpan(k, v):
+			// A delivered span, current or stale: a sequence once
+			// delivered stays delivered, so any intact copy is true.
 		case len(k) == 8 && len(v) >= recordFixedLen:
 			if s.take(keySeq(k), v, tier) {
 				records++
@@ -818,19 +808,16 @@ func (s *salvager) scanLeaf(p []byte, count uint16, depth int, tier uint8) bool 
 
 // scanMeta reads next_seq from an inline copy of the meta bucket.
 func (s *salvager) scanMeta(p []byte) {
-	le := binary.LittleEndian
-	if len(p) < pageHeaderSize || le.Uint16(p[8:]) != leafPageFlag {
+	count, ok := inlineLeaf(p)
+	if !ok {
 		return
 	}
-	for i := 0; i < int(le.Uint16(p[10:])); i++ {
-		e := pageHeaderSize + i*elementSize
-		if e+elementSize > len(p) {
+	for i := 0; i < int(count); i++ {
+		if pageHeaderSize+(i+1)*elementSize > len(p) {
 			return
 		}
-		pos, ksize, vsize := int(le.Uint32(p[e+4:])), int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
-		k, ok1 := slice(p, e+pos, ksize)
-		v, ok2 := slice(p, e+pos+ksize, vsize)
-		if ok1 && ok2 && string(k) == string(metaNextSeq) && len(v) == 8 {
+		_, k, v, ok := leafElement(p, i)
+		if ok && string(k) == string(metaNextSeq) && len(v) == 8 {
 			s.scanNextSeq = max(s.scanNextSeq, binary.BigEndian.Uint64(v))
 		}
 	}
@@ -991,6 +978,20 @@ func (s *salvager) pick() []picked {
 		}
 		if len(eligible) > 0 {
 			out, moved = s.pickScanned(eligible, out, moved)
+		}
+	}
+	// Records a delivered span covers are delivered: written with the
+	// span's time, into the retained bucket of the fresh file. Only those
+	// that kept their sequence: a moved one's old sequence is not its own.
+	s.spans = unionSpans(s.spans)
+	for i := range out {
+		p := &out[i]
+		if p.c.delivered {
+			continue
+		}
+		if j := spanIndex(s.spans, p.seq); j >= 0 && s.spans[j].last >= p.seq {
+			p.c.v = markDelivered(nil, p.c.v, fromUnixNano(s.spans[j].at))
+			p.c.delivered = true
 		}
 	}
 	// Give the records that lost their sequence new ones.
@@ -1257,4 +1258,30 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// takeSpan keeps an intact delivered span found in the tree or a page.
+func (s *salvager) takeSpan(k, v []byte) bool {
+	sp, err := decodeSpan(k, v)
+	if err != nil {
+		return false
+	}
+	s.spans = append(s.spans, sp)
+	return true
+}
+
+// unionSpans sorts spans and merges those that overlap (copies of one span
+// from several versions of the file), keeping the latest delivery time.
+func unionSpans(spans []span) []span {
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.first, b.first) })
+	var out []span
+	for _, sp := range spans {
+		if n := len(out); n > 0 && sp.first <= out[n-1].last {
+			p := &out[n-1]
+			p.last, p.at = max(p.last, sp.last), max(p.at, sp.at)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
 }

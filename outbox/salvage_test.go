@@ -236,15 +236,39 @@ func salvage(t *testing.T, src string) (*SalvageReport, map[uint64]string) {
 
 func diffContents(t *testing.T, got, want map[uint64]string) {
 	t.Helper()
+	diffContentsDemoted(t, got, want, false)
+}
+
+// demoted reports whether got is the delivered record want come back
+// pending. Since format 2 a record's delivery lives in a span (delivered.go)
+// beside its bytes, not in them: damage that destroys every copy of the
+// span leaves the record's bytes intact, and salvage returns it pending, to
+// be published again. The reverse, a pending record come back delivered,
+// would be a loss and is never allowed.
+func demoted(want, got string) bool {
+	i := strings.IndexByte(want, '|')
+	return strings.HasPrefix(want, "D@") && i > 0 && got == "P"+want[i:]
+}
+
+// diffContentsDemoted is diffContents, taking a demoted record (see
+// demoted) as recovered when allowDemoted is set; it logs how many.
+func diffContentsDemoted(t *testing.T, got, want map[uint64]string, allowDemoted bool) {
+	t.Helper()
 	var missing, extra, changed []uint64
+	nDemoted := 0
 	for seq, w := range want {
 		g, ok := got[seq]
 		switch {
 		case !ok:
 			missing = append(missing, seq)
+		case g != w && allowDemoted && demoted(w, g):
+			nDemoted++
 		case g != w:
 			changed = append(changed, seq)
 		}
+	}
+	if nDemoted > 0 {
+		t.Logf("%d delivered records came back pending: their spans were lost", nDemoted)
 	}
 	for seq := range got {
 		if _, ok := want[seq]; !ok {
@@ -297,7 +321,7 @@ func TestSalvageTruncated(t *testing.T) {
 	mustRefuse(t, path)
 
 	rep, got := salvage(t, path)
-	diffContents(t, got, want)
+	diffContentsDemoted(t, got, want, true)
 	if rep.TreeComplete {
 		t.Errorf("report says the tree is complete after a truncation")
 	}
@@ -442,7 +466,8 @@ func TestSalvagePrunedRecords(t *testing.T) {
 }
 
 // Random damage: never a panic, and every record whose bytes survived is
-// recovered as it was, under its sequence or (a flipped key) another.
+// recovered as it was, or pending where its delivered span was destroyed
+// (see demoted), under its sequence or (a flipped key) another.
 // Nothing is recovered that never was: old copies come back only as an
 // earlier state of a record. CLICKEDGE_SALVAGE_SEEDS runs more seeds.
 func TestSalvageRandomDamage(t *testing.T) {
@@ -496,7 +521,7 @@ func TestSalvageRandomDamage(t *testing.T) {
 						continue // its bytes were hit
 					}
 					id := strings.Split(w, "|")[4]
-					if byID[id] != w {
+					if byID[id] != w && !demoted(w, byID[id]) {
 						t.Fatalf("seed %d: record %d (%s) survived intact but was not recovered as it was (got %q); problems %q",
 							seed, seq, id, byID[id], rep.Problems)
 					}

@@ -89,7 +89,7 @@ func (o *Outbox) Scan(opts *ScanOptions, fn func(*Record) error) error {
 	after := so.After
 	for {
 		var batch []Record
-		last, done, err := o.walk(so.State, after, so.Batch, func(seq uint64, bucket []byte, v []byte) error {
+		last, done, err := o.walk(so.State, after, so.Batch, func(seq uint64, bucket []byte, v []byte, delivered int64) error {
 			if err := checkRecord(v); err != nil {
 				return corruptError(o.path, fmt.Errorf("record %d in %s: %w", seq, bucket, err))
 			}
@@ -101,6 +101,9 @@ func (o *Outbox) Scan(opts *ScanOptions, fn func(*Record) error) error {
 			r := &batch[len(batch)-1]
 			if err := decodeRecord(v, r); err != nil {
 				return corruptError(o.path, fmt.Errorf("record %d in %s: %w", seq, bucket, err))
+			}
+			if delivered != 0 && r.Delivered.IsZero() {
+				r.Delivered = fromUnixNano(delivered)
 			}
 			return nil
 		})
@@ -120,69 +123,128 @@ func (o *Outbox) Scan(opts *ScanOptions, fn func(*Record) error) error {
 }
 
 // walk visits up to limit records with Seq > after in one read transaction,
-// in sequence order across the buckets that state selects. visit's value is
-// valid only during the call. walk returns the last sequence visited and
-// whether no record is left after it.
-func (o *Outbox) walk(state State, after uint64, limit int, visit func(seq uint64, bucket, v []byte) error) (last uint64, done bool, err error) {
+// in sequence order, of the states state selects: the pending bucket's
+// records, each delivered when a span covers it (delivered is then the
+// span's last delivery), and the delivered records a format-1 file moved
+// to the retained bucket (delivered is the record's own). delivered is 0
+// for a pending record. visit's value is valid only during the call. walk
+// returns the last sequence visited and whether no record is left after
+// it.
+func (o *Outbox) walk(state State, after uint64, limit int, visit func(seq uint64, bucket, v []byte, delivered int64) error) (last uint64, done bool, err error) {
 	if state == 0 {
 		state = StateAll
 	}
 	last = after
 	err = o.db.View(func(tx *bolt.Tx) error {
-		start := seqKey(after + 1)
 		if after == ^uint64(0) {
 			done = true
 			return nil
 		}
-		type cur struct {
-			name []byte
-			c    *bolt.Cursor
-			k, v []byte
+		spans, err := loadSpans(tx.Bucket(bucketDelivered))
+		if err != nil {
+			return corruptError(o.path, err)
 		}
-		var curs []*cur
-		for _, s := range []struct {
-			st   State
-			name []byte
-		}{{StatePending, bucketPending}, {StateDelivered, bucketRetained}} {
-			if state&s.st == 0 {
-				continue
-			}
-			b := tx.Bucket(s.name)
-			if b == nil {
-				continue
-			}
-			c := &cur{name: s.name, c: b.Cursor()}
-			c.k, c.v = c.c.Seek(start[:])
-			curs = append(curs, c)
+		var p *recordCursor
+		if b := tx.Bucket(bucketPending); b != nil {
+			p = &recordCursor{c: b.Cursor(), spans: spans, want: state}
+			p.seek(after + 1)
+		}
+		var rc *bolt.Cursor
+		var rk, rv []byte
+		if b := tx.Bucket(bucketRetained); b != nil && state&StateDelivered != 0 {
+			rc = b.Cursor()
+			start := seqKey(after + 1)
+			rk, rv = rc.Seek(start[:])
 		}
 		for n := 0; ; n++ {
-			var next *cur
-			for _, c := range curs {
-				if c.k != nil && (next == nil || string(c.k) < string(next.k)) {
-					next = c
-				}
-			}
-			if next == nil {
+			fromPending := p != nil && p.k != nil && (rk == nil || string(p.k) < string(rk))
+			if !fromPending && rk == nil {
 				done = true
 				return nil
 			}
 			if n == limit {
 				return nil
 			}
-			if len(next.k) != 8 {
-				return corruptError(o.path, fmt.Errorf("%s: key %x is not a sequence number", next.name, next.k))
+			if fromPending {
+				if len(p.k) != 8 {
+					return corruptError(o.path, fmt.Errorf("%s: key %x is not a sequence number", bucketPending, p.k))
+				}
+				last = keySeq(p.k)
+				if err := visit(last, bucketPending, p.v, p.at); err != nil {
+					return err
+				}
+				p.next()
+				continue
 			}
-			last = keySeq(next.k)
-			if err := visit(last, next.name, next.v); err != nil {
+			if len(rk) != 8 {
+				return corruptError(o.path, fmt.Errorf("%s: key %x is not a sequence number", bucketRetained, rk))
+			}
+			last = keySeq(rk)
+			var delivered int64
+			if checkRecord(rv) == nil {
+				_, delivered = recordTimes(rv)
+			}
+			if err := visit(last, bucketRetained, rv, max(delivered, 1)); err != nil {
 				return err
 			}
-			next.k, next.v = next.c.Next()
+			rk, rv = rc.Next()
 		}
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		err = ErrClosed
 	}
 	return last, done, err
+}
+
+// recordCursor walks the pending bucket, classifying each record by the
+// delivered spans and skipping, a span at a time, the records of a state
+// not wanted.
+type recordCursor struct {
+	c     *bolt.Cursor
+	spans []span
+	want  State
+	i     int // the first span whose last is >= the current sequence
+	k, v  []byte
+	at    int64 // the covering span's last delivery; 0 when pending
+}
+
+func (r *recordCursor) seek(seq uint64) {
+	k := seqKey(seq)
+	r.k, r.v = r.c.Seek(k[:])
+	r.settle()
+}
+
+func (r *recordCursor) next() {
+	r.k, r.v = r.c.Next()
+	r.settle()
+}
+
+// settle moves forward from the cursor's record to the first one of a
+// wanted state.
+func (r *recordCursor) settle() {
+	for r.k != nil && len(r.k) == 8 {
+		seq := keySeq(r.k)
+		for r.i < len(r.spans) && r.spans[r.i].last < seq {
+			r.i++
+		}
+		in := r.i < len(r.spans) && r.spans[r.i].first <= seq
+		switch {
+		case in && r.want&StateDelivered != 0:
+			r.at = r.spans[r.i].at
+			return
+		case !in && r.want&StatePending != 0:
+			r.at = 0
+			return
+		case in:
+			k := seqKey(r.spans[r.i].last + 1)
+			r.k, r.v = r.c.Seek(k[:])
+		case r.i < len(r.spans):
+			k := seqKey(r.spans[r.i].first)
+			r.k, r.v = r.c.Seek(k[:])
+		default:
+			r.k, r.v = nil, nil
+		}
+	}
 }
 
 // Span describes one set of records: pending or delivered.
@@ -251,11 +313,11 @@ func (o *Outbox) Summarize() (*Summary, error) {
 	s := &Summary{Path: o.path}
 	var after uint64
 	for {
-		last, done, err := o.walk(StateAll, after, 16*DefaultScanBatch, func(seq uint64, bucket, v []byte) error {
+		last, done, err := o.walk(StateAll, after, 16*DefaultScanBatch, func(seq uint64, bucket, v []byte, delivered int64) error {
 			if err := checkRecord(v); err != nil {
 				return corruptError(o.path, fmt.Errorf("record %d in %s: %w", seq, bucket, err))
 			}
-			appended, delivered := recordTimes(v)
+			appended, _ := recordTimes(v)
 			s.countExchange(v, delivered != 0)
 			if delivered == 0 {
 				s.Pending.add(seq, len(v), appended, 0)

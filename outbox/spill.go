@@ -10,7 +10,9 @@ import (
 // (size limit, write error, overload, timeout). The forwarder publishes it
 // directly, before the file's backlog, since it does not survive the
 // process. Records in it are not durable: a crash loses them, and Stats
-// says how many are at risk.
+// says how many are at risk. So the writer moves them back into the file as
+// soon as it accepts writes again, and Close tries once more and counts
+// what is left as lost (harden #3).
 
 type spill struct {
 	max int // bytes; <= 0 disables
@@ -21,13 +23,15 @@ type spill struct {
 	bytes   int
 	nextSeq uint64
 
-	spilled, delivered, dropped atomic.Uint64
+	spilled, delivered, dropped, restored atomic.Uint64
 }
 
 type spilled struct {
-	seq   uint64
-	buf   []byte
-	acked bool
+	seq    uint64
+	buf    []byte
+	acked  bool // delivered, or moved into the file: gone
+	moving bool // being committed to the file; not handed to the reader
+	handed bool // read by the forwarder and maybe in flight: not moved
 }
 
 // Spill keeps r in the bounded memory spill, for a record that Append could
@@ -45,17 +49,12 @@ func (o *Outbox) Spill(r *Record) error {
 	}
 	s := &o.spill
 	s.mu.Lock()
-	if s.max <= 0 || s.bytes+n > s.max {
-		s.mu.Unlock()
+	full := s.max <= 0 || s.bytes+n > s.max
+	s.mu.Unlock()
+	if full || !s.put(appendRecord(make([]byte, 0, n), r)) {
 		s.dropped.Add(1)
 		return ErrSpillFull
 	}
-	s.nextSeq++
-	s.recs = append(s.recs, spilled{seq: s.nextSeq, buf: appendRecord(make([]byte, 0, n), r)})
-	s.count++
-	s.bytes += n
-	s.mu.Unlock()
-	s.spilled.Add(1)
 	o.notifyReader()
 	return nil
 }
@@ -70,10 +69,11 @@ func (o *Outbox) ReadSpill(dst []Record, after uint64, max int) []Record {
 		return cmpUint64(e.seq, seq)
 	})
 	for ; i < len(s.recs) && max > 0; i++ {
-		e := s.recs[i]
-		if e.acked {
+		e := &s.recs[i]
+		if e.acked || e.moving {
 			continue
 		}
+		e.handed = true
 		var r Record
 		if err := decodeRecord(e.buf, &r); err != nil {
 			continue // cannot happen: encoded by us, in memory
@@ -103,7 +103,12 @@ func (o *Outbox) AckSpill(seqs ...uint64) {
 		s.recs[i].buf = nil
 		s.delivered.Add(1)
 	}
-	// Drop the acked head; acks come mostly in order.
+	s.trim()
+	s.mu.Unlock()
+}
+
+// trim drops the acked head; acks come mostly in order. s.mu is held.
+func (s *spill) trim() {
 	n := 0
 	for n < len(s.recs) && s.recs[n].acked {
 		n++
@@ -111,7 +116,89 @@ func (o *Outbox) AckSpill(seqs ...uint64) {
 	if n > 0 {
 		s.recs = slices.Delete(s.recs, 0, n)
 	}
+}
+
+// take marks up to maxRecs records (maxBytes in all, at least one) as
+// moving and returns their seqs and bytes, oldest first. The reader no
+// longer sees them; settle ends the move.
+//
+// Records handed to the forwarder are left alone unless final (Close):
+// moving one that is in flight would publish it twice. The forwarder
+// releases them when its session ends.
+func (s *spill) take(maxRecs, maxBytes int, final bool) (seqs []uint64, bufs [][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for i := range s.recs {
+		e := &s.recs[i]
+		if e.acked || e.moving || (e.handed && !final) {
+			continue
+		}
+		if len(seqs) >= maxRecs || (len(seqs) > 0 && n+len(e.buf) > maxBytes) || len(e.buf) > maxBytes {
+			break
+		}
+		e.moving = true
+		seqs = append(seqs, e.seq)
+		bufs = append(bufs, e.buf)
+		n += len(e.buf)
+	}
+	return seqs, bufs
+}
+
+// settle ends a move: committed records leave the spill, the others are
+// readable again. A record the reader had acked meanwhile stays counted
+// as delivered.
+func (s *spill) settle(seqs []uint64, committed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, seq := range seqs {
+		i, ok := slices.BinarySearchFunc(s.recs, seq, func(e spilled, seq uint64) int {
+			return cmpUint64(e.seq, seq)
+		})
+		if !ok {
+			continue
+		}
+		e := &s.recs[i]
+		e.moving = false
+		if !committed || e.acked {
+			continue
+		}
+		e.acked = true
+		s.count--
+		s.bytes -= len(e.buf)
+		e.buf = nil
+		s.restored.Add(1)
+	}
+	s.trim()
+}
+
+// releaseSpill makes the spilled records the forwarder read but did not
+// get confirmed movable into the file again; the forwarder calls it when
+// a session ends.
+func (o *Outbox) releaseSpill() {
+	s := &o.spill
+	s.mu.Lock()
+	for i := range s.recs {
+		s.recs[i].handed = false
+	}
 	s.mu.Unlock()
+	o.signal() // the writer may move them now
+}
+
+// clear empties the spill and returns how many records it held.
+func (s *spill) clear() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.count
+	s.recs, s.count, s.bytes = nil, 0, 0
+	return n
+}
+
+// remaining reports the records still in the spill.
+func (s *spill) remaining() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
 }
 
 func (s *spill) stats() SpillStats {
@@ -121,6 +208,7 @@ func (s *spill) stats() SpillStats {
 	st.Spilled = s.spilled.Load()
 	st.Delivered = s.delivered.Load()
 	st.Dropped = s.dropped.Load()
+	st.Restored = s.restored.Load()
 	return st
 }
 
@@ -132,4 +220,56 @@ func cmpUint64(a, b uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// rescue takes the records of an Async-mode batch whose commit failed
+// (harden #2). Their Appends returned nil, so the clicks were answered: each
+// goes to the spill, and one that does not fit is counted as dropped,
+// reported to Options.OnLost and logged. Nothing vanishes uncounted.
+func (o *Outbox) rescue(recs []*[]byte, cause error) {
+	lost := 0
+	for _, buf := range recs {
+		// The buffer changes hands: the spill keeps it.
+		if o.spill.put(*buf) {
+			o.ctr.rescued.Add(1)
+		} else {
+			lost++
+		}
+	}
+	if len(recs) > lost {
+		o.notifyReader()
+	}
+	o.lost(lost, "async commit failed and the memory spill is full", cause)
+}
+
+// lost counts n answered records that are neither stored nor spilled.
+func (o *Outbox) lost(n int, why string, cause error) {
+	if n <= 0 {
+		return
+	}
+	o.spill.dropped.Add(uint64(n))
+	if cause != nil {
+		o.log.Error("outbox: answered records LOST: "+why, "records", n, "err", cause)
+	} else {
+		o.log.Error("outbox: answered records LOST: "+why, "records", n)
+	}
+	if f := o.opts.OnLost; f != nil {
+		f(n)
+	}
+}
+
+// put adds an encoded record to the spill, reporting false when it does
+// not fit.
+func (s *spill) put(buf []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.max <= 0 || s.bytes+len(buf) > s.max {
+		return false
+	}
+	s.nextSeq++
+	s.recs = append(s.recs, spilled{seq: s.nextSeq, buf: buf})
+	s.count++
+	s.bytes += len(buf)
+	s.spilled.Add(1)
+	return true
 }

@@ -35,6 +35,7 @@ type Stats struct {
 	Full         uint64 // Appends refused with ErrFull
 	Overloaded   uint64 // Appends refused with ErrOverloaded
 	Timeouts     uint64 // Appends that returned ErrTimeout
+	Rescued      uint64 // Async records of failed commits moved to the spill
 
 	LastError   string // the last write error, "" when none
 	LastErrorAt time.Time
@@ -62,7 +63,8 @@ type SpillStats struct {
 	Limit     int    // Options.SpillBytes; <= 0 when disabled
 	Spilled   uint64 // records taken since Open
 	Delivered uint64 // records acked by the forwarder
-	Dropped   uint64 // records refused because the spill was full: lost
+	Restored  uint64 // records moved back into the file once it took writes again
+	Dropped   uint64 // records lost: refused by a full spill, or accepted and then neither stored nor spilled (Options.OnLost)
 }
 
 // Stats returns a snapshot. It does not touch the write path.
@@ -85,6 +87,7 @@ func (o *Outbox) Stats() Stats {
 		Full:          o.ctr.full.Load(),
 		Overloaded:    o.ctr.overloaded.Load(),
 		Timeouts:      o.ctr.timeouts.Load(),
+		Rescued:       o.ctr.rescued.Load(),
 		Failing:       o.failedUntil.Load() > time.Now().UnixNano(),
 		Spill:         o.spill.stats(),
 		BatchSize:     o.ctr.batchSize.snapshot(),
@@ -112,7 +115,7 @@ func (o *Outbox) Stats() Stats {
 type counters struct {
 	appended, acked, ackUnknown, pruned, evicted atomic.Uint64
 	commits, commitErrors                        atomic.Uint64
-	full, overloaded, timeouts                   atomic.Uint64
+	full, overloaded, timeouts, rescued          atomic.Uint64
 	retry                                        atomic.Int64 // current write back-off, ns
 
 	batchSize     *histogram

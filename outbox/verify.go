@@ -125,6 +125,15 @@ type verifier struct {
 	hwm       uint64
 	reachable []uint64 // bitset of page ids
 	meta      map[string]uint64
+
+	// The delivered spans (visited before the pending bucket: buckets are
+	// walked in name order) and, while the pending bucket is walked, the
+	// records found of the current one.
+	spans        []span
+	spanAt       int
+	spanRecords  int64
+	spanBytes    int64
+	pendingBegun bool
 }
 
 func (v *verifier) problem(format string, args ...any) {
@@ -258,18 +267,17 @@ func (v *verifier) mark(id uint64, overflow uint32, what string) bool {
 // page returns the bytes of page id with its overflow, or nil.
 func (v *verifier) page(id uint64, what string) (p []byte, flags, count uint16) {
 	off := int64(id) * int64(v.pageSize)
-	if id >= v.hwm || off+pageHeaderSize > int64(len(v.data)) {
+	h, ok := readPageHeader(v.data, int(off))
+	if id >= v.hwm || off > int64(len(v.data)) || !ok {
 		v.problem("%s: page %d beyond the end", what, id)
 		return nil, 0, 0
 	}
-	h := v.data[off:]
-	le := binary.LittleEndian
-	if got := le.Uint64(h); got != id {
-		v.problem("%s: page %d says it is page %d", what, id, got)
+	if h.id != id {
+		v.problem("%s: page %d says it is page %d", what, id, h.id)
 		return nil, 0, 0
 	}
-	flags, count = le.Uint16(h[8:]), le.Uint16(h[10:])
-	overflow := le.Uint32(h[12:])
+	flags, count = h.flags, h.count
+	overflow := h.overflow
 	if !v.mark(id, overflow, what) {
 		return nil, 0, 0
 	}
@@ -321,7 +329,7 @@ func (v *verifier) walkRoot(root uint64) {
 			return
 		}
 		switch {
-		case name == "meta", name == "pending", name == "retained", isIndexBucket(name):
+		case name == "meta", name == "pending", name == "retained", name == "delivered", isIndexBucket(name):
 		default:
 			v.problem("root: unexpected bucket %q: not an outbox file?", name)
 			return
@@ -350,22 +358,21 @@ func (v *verifier) walkBucket(name string, val []byte) {
 		v.meta = map[string]uint64{}
 	}
 	visit := func(k, val []byte, flags uint32) { v.visit(name, k, val, flags) }
-	root := binary.LittleEndian.Uint64(val)
+	root, inline, _ := bucketValue(val)
 	if root != 0 {
 		v.walkPage(root, nil, nil, "bucket "+name, visit)
 		return
 	}
-	inline := val[16:]
-	if len(inline) < pageHeaderSize {
+	h, ok := readPageHeader(inline, 0)
+	if !ok {
 		v.problem("bucket %q: inline page is %d bytes", name, len(inline))
 		return
 	}
-	flags, count := binary.LittleEndian.Uint16(inline[8:]), binary.LittleEndian.Uint16(inline[10:])
-	if flags != leafPageFlag {
-		v.problem("bucket %q: inline page has type %#x", name, flags)
+	if h.flags != leafPageFlag {
+		v.problem("bucket %q: inline page has type %#x", name, h.flags)
 		return
 	}
-	v.walkLeaf(inline, count, nil, nil, "bucket "+name+" (inline)", visit)
+	v.walkLeaf(inline, h.count, nil, nil, "bucket "+name+" (inline)", visit)
 }
 
 // walkPage walks the subtree at page id. Every key must be >= lo and < hi
@@ -375,7 +382,7 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 	if p == nil {
 		return
 	}
-	if pageHeaderSize+int(count)*elementSize > len(p) {
+	if !elementsFit(p, count) {
 		v.problem("%s: page %d has %d elements, more than fit", what, id, count)
 		return
 	}
@@ -383,12 +390,9 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 	case leafPageFlag:
 		v.walkLeaf(p, count, lo, hi, what, visit)
 	case branchPageFlag:
-		le := binary.LittleEndian
 		var prev []byte
 		for i := 0; i < int(count); i++ {
-			e := pageHeaderSize + i*elementSize
-			pos, ksize, child := int(le.Uint32(p[e:])), int(le.Uint32(p[e+4:])), le.Uint64(p[e+8:])
-			k, ok := slice(p, e+pos, ksize)
+			k, child, ok := branchElement(p, i)
 			if !ok {
 				v.problem("%s: branch page %d element %d out of the page", what, id, i)
 				return
@@ -399,8 +403,7 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 			}
 			next := hi
 			if i+1 < int(count) {
-				ne := pageHeaderSize + (i+1)*elementSize
-				if nk, ok := slice(p, ne+int(le.Uint32(p[ne:])), int(le.Uint32(p[ne+4:]))); ok {
+				if nk, _, ok := branchElement(p, i+1); ok {
 					next = nk
 				}
 			}
@@ -413,19 +416,14 @@ func (v *verifier) walkPage(id uint64, lo, hi []byte, what string, visit func(k,
 }
 
 func (v *verifier) walkLeaf(p []byte, count uint16, lo, hi []byte, what string, visit func(k, val []byte, flags uint32)) {
-	if pageHeaderSize+int(count)*elementSize > len(p) {
+	if !elementsFit(p, count) {
 		v.problem("%s: leaf has %d elements, more than fit", what, count)
 		return
 	}
-	le := binary.LittleEndian
 	var prev []byte
 	for i := 0; i < int(count); i++ {
-		e := pageHeaderSize + i*elementSize
-		flags, pos := le.Uint32(p[e:]), int(le.Uint32(p[e+4:]))
-		ksize, vsize := int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
-		k, ok1 := slice(p, e+pos, ksize)
-		val, ok2 := slice(p, e+pos+ksize, vsize)
-		if !ok1 || !ok2 {
+		flags, k, val, ok := leafElement(p, i)
+		if !ok {
 			v.problem("%s: leaf element %d out of the page", what, i)
 			return
 		}
@@ -470,6 +468,23 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 		}
 		return
 	}
+	if bucket == "delivered" {
+		if v.pendingBegun {
+			v.problem("delivered: walked after the pending bucket")
+			return
+		}
+		sp, err := decodeSpan(k, val)
+		if err != nil {
+			v.problem("%v", err)
+			return
+		}
+		if n := len(v.spans); n > 0 && sp.first <= v.spans[n-1].last {
+			v.problem("delivered: span %d-%d overlaps %d-%d", sp.first, sp.last, v.spans[n-1].first, v.spans[n-1].last)
+			return
+		}
+		v.spans = append(v.spans, sp)
+		return
+	}
 	if bucket == "meta" {
 		if len(val) == 8 {
 			v.meta[string(k)] = binary.BigEndian.Uint64(val)
@@ -490,8 +505,20 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 	_, delivered := recordTimes(val)
 	switch bucket {
 	case "pending":
+		v.pendingBegun = true
 		if delivered != 0 {
 			v.problem("pending: record %d is marked delivered", seq)
+		}
+		for v.spanAt < len(v.spans) && v.spans[v.spanAt].last < seq {
+			v.endSpan()
+		}
+		if v.spanAt < len(v.spans) && v.spans[v.spanAt].first <= seq {
+			// Delivered in place: kept for replay.
+			v.spanRecords++
+			v.spanBytes += int64(len(val))
+			v.rep.Retained++
+			v.rep.RetainedBytes += int64(len(val))
+			break
 		}
 		v.rep.Pending++
 		v.rep.PendingBytes += int64(len(val))
@@ -507,7 +534,24 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 	}
 }
 
+// endSpan checks that the current span named exactly the records found in
+// it, and moves to the next.
+func (v *verifier) endSpan() {
+	sp := v.spans[v.spanAt]
+	// Pruning deletes a span's records from its first on and moves the
+	// span's start in the same commit, so every sequence in it is there.
+	if v.spanRecords != sp.count() || v.spanBytes != sp.bytes {
+		v.problem("delivered: span %d-%d names %d records (%d bytes), the pending bucket holds %d (%d bytes)",
+			sp.first, sp.last, sp.count(), sp.bytes, v.spanRecords, v.spanBytes)
+	}
+	v.spanAt++
+	v.spanRecords, v.spanBytes = 0, 0
+}
+
 func (v *verifier) checkCounters() {
+	for v.spanAt < len(v.spans) {
+		v.endSpan()
+	}
 	if v.meta == nil {
 		return
 	}

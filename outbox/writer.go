@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -45,6 +47,7 @@ const (
 type writerState struct {
 	arena     arena // keys and rewritten values of the current transaction
 	acks      []uint64
+	spans     []span // delivered spans as committed (delivered.go)
 	lastPrune time.Time
 	lastBatch int       // records in the previous commit
 	lastEnd   time.Time // when the previous commit ended
@@ -74,7 +77,8 @@ func (a *arena) alloc(n int) []byte {
 func (a *arena) reset() { a.cur = a.cur[:0] }
 
 func (o *Outbox) writeLoop() {
-	var w writerState
+	w := writerState{spans: o.spans}
+	o.spans = nil // the writer's from now on
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	prune := time.NewTicker(o.opts.PruneInterval)
@@ -86,6 +90,15 @@ func (o *Outbox) writeLoop() {
 		case <-prune.C:
 		case <-o.closing:
 			o.drain(&w)
+			// The spill dies with the process: one last try to keep it,
+			// then count what is left (harden #3).
+			for o.restoreSpill(&w, true) {
+			}
+			var cause error
+			if e := o.lastErr.Load(); e != nil {
+				cause = e.err
+			}
+			o.lost(o.spill.clear(), "still in the memory spill at close; the file could not take them", cause)
 			return
 		}
 		for {
@@ -94,11 +107,52 @@ func (o *Outbox) writeLoop() {
 				timer.Reset(wait)
 				break
 			}
-			if !more {
+			if !more && !o.restoreSpill(&w, false) {
 				break
 			}
 		}
 	}
+}
+
+// restoreSpill moves spilled records back into the file, in one commit, as
+// soon as the file takes writes again: not during a write back-off (unless
+// final) and only as far as Options.MaxBytes leaves room. It reports
+// whether it committed any. Records the forwarder has in flight stay in the
+// spill (but at Close), so that none is published twice.
+func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
+	if o.spill.remaining() == 0 {
+		return false
+	}
+	if !final && time.Now().UnixNano() < o.failedUntil.Load() {
+		return false
+	}
+	maxBytes := o.opts.MaxBatchBytes
+	if limit := o.opts.MaxBytes; limit > 0 {
+		o.mu.Lock()
+		room := limit - o.pendingBytes.Load() - int64(o.queuedBytes)
+		o.mu.Unlock()
+		if room <= 0 {
+			return false
+		}
+		maxBytes = int(min(int64(maxBytes), room))
+	}
+	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes, final)
+	if len(seqs) == 0 {
+		return false
+	}
+	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{}), recs: make([]*[]byte, len(bufs))}
+	for i := range bufs {
+		b.recs[i] = &bufs[i]
+		b.bytes += len(bufs[i])
+	}
+	w.acks = w.acks[:0] // the last commit's, applied already
+	err := o.commit(w, b, false)
+	w.arena.reset()
+	o.spill.settle(seqs, err == nil)
+	if err == nil {
+		o.log.Info("outbox: spilled records moved back into the file", "records", len(seqs))
+	}
+	return err == nil
 }
 
 // drain commits everything still queued, for Close.
@@ -154,9 +208,23 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.queue[0] = nil
 		o.queue = o.queue[1:]
 		o.queuedBytes -= b.bytes
-		o.committing = b
-		w.lastBatch = len(b.recs)
-		o.lastBatch.Store(int64(len(b.recs)))
+		if b.state.Load() != batchOpen {
+			// Timed out while queued: its appenders were told it is not
+			// stored, so it must not be (harden #4).
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			b = nil
+		} else {
+			o.committing = b
+			w.lastBatch = len(b.recs)
+			o.lastBatch.Store(int64(len(b.recs)))
+		}
+	}
+	if b == nil && len(o.acks) == 0 && !pruneDue {
+		more = len(o.queue) > 0
+		o.mu.Unlock()
+		return 0, more
 	}
 	n := min(len(o.acks), maxAcksPerCommit)
 	w.acks = append(w.acks[:0], o.acks[:n]...)
@@ -174,6 +242,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	err := o.commit(w, b, pruneDue)
 	w.arena.reset()
 	w.lastEnd = time.Now()
+	timedOut := errors.Is(err, errTimedOut)
 
 	o.mu.Lock()
 	o.committing = nil
@@ -194,17 +263,30 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	o.mu.Unlock()
 
 	if b != nil {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if err != nil && !timedOut && o.opts.Durability == Async {
+			o.rescueBatch(b, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.end(err)
+	}
+	if timedOut {
+		// Nothing was written; the acks wait for the next commit.
+		return 0, true
 	}
 	if err != nil {
 		o.failQueue(err)
 		return 0, false
 	}
-	return 0, more
+	// A prune step that hit its bound goes on in the next commit.
+	return 0, more || o.pruneNow.Load()
 }
+
+// errTimedOut is returned by commit when the timeout loop failed the batch
+// before the writer could claim it; the transaction was rolled back.
+var errTimedOut = errors.New("outbox: batch timed out before its commit")
 
 // failQueue fails every queued batch after a write error: they would meet
 // the same disk.
@@ -215,21 +297,115 @@ func (o *Outbox) failQueue(err error) {
 	o.queuedBytes = 0
 	o.mu.Unlock()
 	for _, b := range q {
-		for _, buf := range b.recs {
-			o.putBuf(buf)
+		if o.opts.Durability == Async {
+			o.rescueBatch(b, err)
+		} else {
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
 		}
-		b.finish(err)
+		b.fail(err)
 	}
 }
 
 // commit writes one batch, acks and a bounded prune step in a single
-// transaction. On failure nothing of it is applied.
-func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
+// transaction. On failure nothing of it is applied. When the disk is full
+// and delivered records are retained for replay, the oldest of them are
+// evicted and the commit tried again, before any new record is refused
+// (harden #6).
+func (o *Outbox) commit(w *writerState, b *batch, prune bool) error {
+	err := o.tryCommit(w, b, prune)
+	// Eviction starts small, doubles after each step and halves after one
+	// that did not fit: a transaction that deletes records still writes
+	// the pages on their path, and on a full disk only the file's few free
+	// pages can take them. A small step fits and frees more than it takes;
+	// the next, twice as big, fits in what it freed. (Acks no longer churn
+	// pages, see delivered.go, so a full file has few free pages.)
+	step := 16
+	for try := 0; err != nil && diskFull(err) && o.retainedCount.Load() > 0 && try < 16; try++ {
+		w.arena.reset() // the failed transaction is rolled back
+		n, eerr := o.evictOldest(w, step)
+		if eerr != nil && diskFull(eerr) && step > 1 {
+			step /= 2
+			continue
+		}
+		if eerr != nil || n == 0 {
+			o.log.Warn("outbox: disk full; nothing more could be evicted", "err", eerr)
+			break
+		}
+		o.log.Warn("outbox: disk full; evicted the oldest delivered records kept for replay", "records", n)
+		err = o.tryCommit(w, b, prune)
+		step = min(2*step, 1<<20)
+	}
+	if err != nil && !errors.Is(err, errTimedOut) {
+		return o.commitFailed(err)
+	}
+	return err
+}
+
+// diskFull reports whether err says the filesystem has no room. bbolt
+// reports a failed file resize as text only.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), "no space left on device")
+}
+
+// evictOldest deletes up to n delivered records kept for replay, oldest
+// first (a format-1 file's retained bucket, then the delivered spans in
+// sequence order), in a transaction of their own, to make room on a full
+// disk. Deleting needs no new space: the pages it rewrites come from the
+// file's free pages.
+func (o *Outbox) evictOldest(w *writerState, n int) (int, error) {
+	tx, err := o.db.Begin(true)
+	if err != nil {
+		return 0, err
+	}
+	c := counts{
+		nextSeq:       o.nextSeq.Load(),
+		pendingCount:  o.pendingCount.Load(),
+		pendingBytes:  o.pendingBytes.Load(),
+		retainedCount: o.retainedCount.Load(),
+		retainedBytes: o.retainedBytes.Load(),
+	}
+	retained := tx.Bucket(bucketRetained)
+	all := func(int64) bool { return true }
+	evicted, err := o.pruneRetained(retained, &c, n, all)
+	spans := newSpanEdit(w.spans)
+	if err == nil && evicted < n {
+		var m int
+		m, err = o.pruneSpans(spans, tx.Bucket(bucketPending), &c, w, n-evicted, all)
+		evicted += m
+	}
+	if err == nil && spans.changed() {
+		err = spans.write(tx.Bucket(bucketDelivered), w)
+	}
+	if err == nil {
+		err = c.put(tx.Bucket(bucketMeta))
+	}
+	oldestR := oldestDelivery(retained, spans.spans)
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		_ = tx.Rollback()
+	}
+	w.arena.reset()
+	if err != nil {
+		return 0, fmt.Errorf("outbox: evict for space: %w", err)
+	}
+	w.spans = spans.spans
+	o.retainedCount.Store(c.retainedCount)
+	o.retainedBytes.Store(c.retainedBytes)
+	o.oldestRetained.Store(oldestR)
+	o.ctr.evicted.Add(uint64(evicted))
+	return evicted, nil
+}
+
+func (o *Outbox) tryCommit(w *writerState, b *batch, prune bool) (err error) {
 	start := time.Now()
 	now := o.opts.Now()
 	tx, err := o.db.Begin(true)
 	if err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: begin commit: %w", err))
+		return fmt.Errorf("outbox: begin commit: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -256,7 +432,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 	}
 	skip, err := o.applyIndex(w, tx, b, now)
 	if err != nil {
-		return o.commitFailed(err)
+		return err
 	}
 	nrec -= len(skip)
 	if b != nil {
@@ -266,7 +442,7 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 			}
 			k := w.key(c.nextSeq)
 			if err := pending.Put(k, *buf); err != nil {
-				return o.commitFailed(fmt.Errorf("outbox: commit batch: %w", err))
+				return fmt.Errorf("outbox: commit batch: %w", err)
 			}
 			c.nextSeq++
 			c.pendingCount++
@@ -274,9 +450,26 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		}
 	}
 
-	acked, unknown, err := o.applyAcks(w, pending, retained, &c, now)
+	// Acks and pruning change the delivered spans; the edit is kept only
+	// if the transaction commits.
+	var spans *spanEdit
+	edit := func() *spanEdit {
+		if spans == nil {
+			spans = newSpanEdit(w.spans)
+		}
+		return spans
+	}
+	if len(w.acks) > 0 {
+		edit()
+	}
+	acked, unknown, err := o.applyAcks(w, spans, pending, &c, now)
 	if err != nil {
-		return o.commitFailed(err)
+		return err
+	}
+	if o.opts.Retention < 0 && acked > 0 {
+		// Nothing is kept for replay: the records go in this commit, as
+		// many as a prune step takes (the rest in the next ones).
+		prune = true
 	}
 
 	var pruned, evicted int
@@ -284,40 +477,67 @@ func (o *Outbox) commit(w *writerState, b *batch, prune bool) (err error) {
 		// A negative retention keeps nothing: delivered records another
 		// process left (a replay tool, a node run with retention) go too.
 		cutoff := now.Add(-max(o.opts.Retention, 0)).UnixNano()
-		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, func(delivered int64) bool {
-			return delivered <= cutoff
-		})
+		expired := func(delivered int64) bool { return delivered <= cutoff }
+		pruned, err = o.pruneRetained(retained, &c, o.opts.PruneBatch, expired)
+		if err == nil && pruned < o.opts.PruneBatch {
+			var n int
+			n, err = o.pruneSpans(edit(), pending, &c, w, o.opts.PruneBatch-pruned, expired)
+			pruned += n
+		}
 		if err != nil {
-			return o.commitFailed(err)
+			return err
+		}
+		if pruned == o.opts.PruneBatch {
+			// More may have expired: go on in the next commit rather than
+			// wait for the next interval (a negative retention, a backlog
+			// confirmed at once).
+			o.pruneNow.Store(true)
+		}
+	}
+	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
+		over := func(int64) bool { return c.pendingBytes+c.retainedBytes > max }
+		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, over)
+		if err == nil && evicted < 4*o.opts.PruneBatch {
+			var n int
+			n, err = o.pruneSpans(edit(), pending, &c, w, 4*o.opts.PruneBatch-evicted, over)
+			evicted += n
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if prune {
 		if _, err := o.pruneIndex(tx, now, o.opts.PruneBatch); err != nil {
-			return o.commitFailed(err)
+			return err
 		}
 	}
-	if max := o.opts.MaxBytes; max > 0 && c.pendingBytes+c.retainedBytes > max {
-		evicted, err = o.pruneRetained(retained, &c, 4*o.opts.PruneBatch, func(int64) bool {
-			return c.pendingBytes+c.retainedBytes > max
-		})
-		if err != nil {
-			return o.commitFailed(err)
+	if spans != nil && spans.changed() {
+		if err := spans.write(tx.Bucket(bucketDelivered), w); err != nil {
+			return fmt.Errorf("outbox: commit acks: %w", err)
 		}
 	}
 
 	if hook := o.opts.beforeCommit; hook != nil {
 		if err := hook(); err != nil {
-			return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+			return fmt.Errorf("outbox: commit: %w", err)
 		}
 	}
 	if err := c.put(meta); err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: commit counters: %w", err))
+		return fmt.Errorf("outbox: commit counters: %w", err)
 	}
-	oldestP := oldestTime(pending, false)
-	oldestR := oldestTime(retained, true)
+	newSpans := w.spans
+	if spans != nil {
+		newSpans = spans.spans
+	}
+	oldestP := firstPendingTime(pending, newSpans)
+	oldestR := oldestDelivery(retained, newSpans)
+	if b != nil && !b.claim() {
+		return errTimedOut
+	}
 	if err := tx.Commit(); err != nil {
-		return o.commitFailed(fmt.Errorf("outbox: commit: %w", err))
+		return fmt.Errorf("outbox: commit: %w", err)
 	}
+	w.spans = newSpans
 
 	o.nextSeq.Store(c.nextSeq)
 	o.pendingCount.Store(c.pendingCount)
@@ -361,37 +581,51 @@ func (o *Outbox) commitFailed(err error) error {
 	return fmt.Errorf("%w: %w", ErrWrite, err)
 }
 
-// applyAcks moves acknowledged records from pending to retained (or deletes
-// them when nothing is retained).
-func (o *Outbox) applyAcks(w *writerState, pending, retained *bolt.Bucket, c *counts, now time.Time) (acked, unknown int, err error) {
+// applyAcks marks acknowledged records delivered by adding their sequences
+// to the delivered spans (delivered.go). A record is neither moved nor
+// rewritten: per commit, the acks cost a lookup of each record's size in
+// pages the forwarder has just read, and the write of the one or few span
+// values they extend.
+func (o *Outbox) applyAcks(w *writerState, spans *spanEdit, pending *bolt.Bucket, c *counts, now time.Time) (acked, unknown int, err error) {
 	if len(w.acks) == 0 {
 		return 0, 0, nil
 	}
 	slices.Sort(w.acks)
 	w.acks = slices.Compact(w.acks)
+	window := spanWindow(o.opts.Retention)
+	at := now.UnixNano()
+	var runFirst, runLast uint64
+	var runBytes int64
+	flush := func() {
+		if runFirst != 0 {
+			spans.add(runFirst, runLast, runBytes, at, window)
+			runFirst = 0
+		}
+	}
 	for _, seq := range w.acks {
-		k := w.key(seq)
-		v := pending.Get(k)
+		if spanIndex(spans.spans, seq) >= 0 {
+			unknown++ // delivered already
+			continue
+		}
+		v := pending.Get(w.key(seq))
 		if v == nil {
 			unknown++
 			continue
 		}
 		n := int64(len(v))
-		if o.opts.Retention > 0 {
-			nv := markDelivered(w.arena.alloc(len(v))[:0], v, now)
-			if err := retained.Put(k, nv); err != nil {
-				return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
-			}
-			c.retainedCount++
-			c.retainedBytes += n
-		}
-		if err := pending.Delete(k); err != nil {
-			return 0, 0, fmt.Errorf("outbox: commit acks: %w", err)
+		if runFirst != 0 && seq == runLast+1 {
+			runLast, runBytes = seq, runBytes+n
+		} else {
+			flush()
+			runFirst, runLast, runBytes = seq, seq, n
 		}
 		c.pendingCount--
 		c.pendingBytes -= n
+		c.retainedCount++
+		c.retainedBytes += n
 		acked++
 	}
+	flush()
 	return acked, unknown, nil
 }
 
@@ -451,10 +685,11 @@ func (c *counts) put(m *bolt.Bucket) error {
 	)
 }
 
-// timeoutLoop fails Sync-mode appends whose commit takes longer than
-// Options.CommitTimeout, so that a hung disk never hangs a request. The
-// commit itself goes on; if it succeeds later the record is stored and may
-// also have been spilled by the caller: a duplicate, never a loss.
+// timeoutLoop fails Sync-mode appends whose commit has not reached its
+// commit point within Options.CommitTimeout, so that a slow disk never
+// hangs a request. A batch it fails is never committed (the writer rolls
+// it back), so the caller may keep the record elsewhere without making a
+// duplicate. A batch the writer already claimed is left to its commit.
 func (o *Outbox) timeoutLoop() {
 	t := time.NewTicker(max(o.opts.CommitTimeout/8, time.Millisecond))
 	defer t.Stop()
@@ -465,23 +700,29 @@ func (o *Outbox) timeoutLoop() {
 		case <-t.C:
 		}
 		deadline := time.Now().Add(-o.opts.CommitTimeout).UnixNano()
-		var late []*batch
+		// Under o.mu, so that no Append joins a batch once it failed: a
+		// failed batch leaves the queue at once.
 		o.mu.Lock()
-		if b := o.committing; b != nil && b.created < deadline {
-			late = append(late, b)
+		if b := o.committing; b != nil && b.created < deadline && b.fail(ErrTimeout) {
+			o.ctr.timeouts.Add(uint64(len(b.recs)))
 		}
+		n := 0
 		for _, b := range o.queue {
 			if b.created >= deadline {
 				break
 			}
-			late = append(late, b)
-		}
-		o.mu.Unlock()
-		for _, b := range late {
-			if b.state.Load() == 0 {
+			if b.fail(ErrTimeout) {
 				o.ctr.timeouts.Add(uint64(len(b.recs)))
 			}
-			b.finish(ErrTimeout)
+			o.queuedBytes -= b.bytes
+			for _, buf := range b.recs {
+				o.putBuf(buf)
+			}
+			n++
 		}
+		if n > 0 {
+			o.queue = append(o.queue[:0], o.queue[n:]...)
+		}
+		o.mu.Unlock()
 	}
 }

@@ -152,7 +152,7 @@ func TestOutboxDataDefault(t *testing.T) {
 // sends it, and says what is missing without it.
 func TestOutboxStatsAdminToken(t *testing.T) {
 	srv := httptest.NewServer(edge.NewAdmin(edge.AdminConfig{Token: "tok", OutboxStatus: func() any {
-		return map[string]any{"node": "eu-1", "region": "eu-central"}
+		return map[string]any{"node": "eu-1", "region": "eu-central", "path": "/var/lib/clickedge/outbox.db"}
 	}}))
 	defer srv.Close()
 	code, _, stderr := runCmd(t, nil, "outbox", "stats", "-admin", srv.URL)

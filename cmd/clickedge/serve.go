@@ -59,6 +59,9 @@ type node struct {
 	createdOutbox  string
 	createdCatalog string // the replicated catalog's directory
 	createdDirs    []string
+	// lostSrv is srv for the outbox's OnLost, which may run before srv is
+	// set and after stop began.
+	lostSrv atomic.Pointer[edge.Server]
 
 	public              publicServer
 	admin               *http.Server
@@ -149,7 +152,9 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	if _, err := os.Lstat(obPath); errors.Is(err, os.ErrNotExist) {
 		n.createdOutbox = obPath
 	}
-	n.o, err = outbox.Open(obPath, outboxOptions(cfg, logger))
+	oo := outboxOptions(cfg, logger)
+	oo.OnLost = n.countLost
+	n.o, err = outbox.Open(obPath, oo)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +164,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 		return nil, err
 	}
 	n.lk.attach(n.srv, n.o)
+	n.lostSrv.Store(n.srv)
 	n.lastReload.Store(time.Now().Unix())
 	if err := n.startPostback(advs); err != nil {
 		return nil, err
@@ -302,15 +308,9 @@ func (n *node) ready() error {
 
 // outboxStatus is GET /admin/outbox.
 func (n *node) outboxStatus() any {
-	os := n.o.Stats()
-	now := time.Now()
-	return map[string]any{
-		"node":                       n.cfg.Node.ID,
-		"region":                     n.cfg.Node.Region,
-		"outbox":                     os,
-		"oldest_pending_age_seconds": os.OldestPendingAge(now).Seconds(),
-		"forwarder":                  n.f.Stats(),
-	}
+	st := n.o.Status(n.f, time.Now())
+	st.Node, st.Region = n.cfg.Node.ID, n.cfg.Node.Region
+	return st
 }
 
 // reloadCatalog loads the catalog file again; a bad one is refused and the
@@ -382,11 +382,11 @@ func (n *node) stop() int {
 		code = 1 // a drain promises exit 0 only with nothing pending
 	}
 	n.leaveCluster()
-	st := n.o.Stats()
 	if err := n.o.Close(); err != nil {
 		n.log.Error("outbox close failed", "err", err)
 		code = 1
 	}
+	st := n.o.Stats() // after Close, which counts what it could not keep
 	n.o = nil
 	if n.drainReply != nil {
 		ho.Code, ho.Pending, ho.Spilled = code, st.Pending, st.Spill.Records
@@ -397,8 +397,16 @@ func (n *node) stop() int {
 	_ = n.admin.Shutdown(actx)
 	n.admin = nil
 	n.closeAll()
-	n.log.Info("clickedge stopped", "pending", st.Pending, "spill_unsent", st.Spill.Records)
+	n.log.Info("clickedge stopped", "pending", st.Pending, "spill_unsent", st.Spill.Records, "dropped", st.Spill.Dropped)
 	return code
+}
+
+// countLost is the outbox's OnLost: answered clicks lost after they were
+// answered count in clickedge_clicks_total{outcome="dropped"} too.
+func (n *node) countLost(k int) {
+	if s := n.lostSrv.Load(); s != nil {
+		s.CountLost(k)
+	}
 }
 
 // closeAll closes whatever is still open; for failed starts and the end of

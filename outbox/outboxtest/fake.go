@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/clickedge/clickedge/outbox"
 )
@@ -21,12 +22,25 @@ type FakePublisher struct {
 	HoldConfirms atomic.Bool
 	// RefuseConnect makes Connect fail.
 	RefuseConnect atomic.Bool
+	// DropSessions makes every session fail right after Connect returned
+	// it: a broker that accepts connections and then drops them.
+	DropSessions atomic.Bool
 
 	mu       sync.Mutex
 	received map[string]int // message id -> publishes that reached the "broker"
 	cur      *FakeSession
 	sessions int
+	connects []time.Time  // every Connect call, refused or not
+	waiting  atomic.Int32 // Publish calls waiting while blocked
+	waits    atomic.Int64 // Publish calls that have waited on a block
 }
+
+// BlockedWaits counts the Publish calls that found the session blocked
+// and waited.
+func (p *FakePublisher) BlockedWaits() int { return int(p.waits.Load()) }
+
+// WaitingPublishes counts Publish calls waiting on a blocked session.
+func (p *FakePublisher) WaitingPublishes() int { return int(p.waiting.Load()) }
 
 // NewFakePublisher returns a fake broker that confirms everything.
 func NewFakePublisher() *FakePublisher {
@@ -35,6 +49,9 @@ func NewFakePublisher() *FakePublisher {
 
 // Connect implements outbox.Publisher.
 func (p *FakePublisher) Connect(ctx context.Context) (outbox.Session, error) {
+	p.mu.Lock()
+	p.connects = append(p.connects, time.Now())
+	p.mu.Unlock()
 	if p.RefuseConnect.Load() {
 		return nil, errors.New("fake: connection refused")
 	}
@@ -43,7 +60,37 @@ func (p *FakePublisher) Connect(ctx context.Context) (outbox.Session, error) {
 	p.cur = s
 	p.sessions++
 	p.mu.Unlock()
+	if p.DropSessions.Load() {
+		s.fail(errors.New("fake: connection dropped after open"))
+	}
 	return s, nil
+}
+
+// ConnectTimes returns when each Connect call happened.
+func (p *FakePublisher) ConnectTimes() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time(nil), p.connects...)
+}
+
+// ReleaseAndBreak hands the held confirms of the current session to its
+// Confirms channel and fails the session at once, before the forwarder
+// can take them: confirms that were delivered when the session ended.
+func (p *FakePublisher) ReleaseAndBreak() {
+	p.mu.Lock()
+	s := p.cur
+	p.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, c := range held {
+		s.confirms <- c
+	}
+	s.fail(errors.New("fake: connection broken after its confirms"))
 }
 
 // Received returns how many times each message id reached the fake broker
@@ -131,6 +178,9 @@ func (s *FakeSession) Publish(ctx context.Context, r *outbox.Record) (uint64, er
 	default:
 	}
 	if s.blocked.Load() {
+		s.p.waiting.Add(1)
+		s.p.waits.Add(1)
+		defer s.p.waiting.Add(-1)
 		select {
 		case <-ctx.Done():
 			return 0, outbox.ErrBlocked

@@ -24,7 +24,9 @@ import (
 // delivers it to the shared broker with publisher confirms, for several
 // windows. Window 1 waits for each confirm before the next publish.
 // RABBIT_BENCH_RECORDS sets the backlog (default 200k; the documented run
-// uses 1M); RABBIT_BENCH_WINDOWS the windows (default 1,1024).
+// uses 1M); RABBIT_BENCH_WINDOWS the windows (default 1,1024);
+// When the broker runs on this machine its CPU is reported per 1,000
+// messages (broker-cpu-ms/1k).
 //
 //	RABBIT_BENCH_RECORDS=1000000 go test -run '^$' -bench Drain -benchtime 1x -timeout 30m ./outbox/rabbit/
 func BenchmarkDrain(b *testing.B) {
@@ -67,6 +69,8 @@ func BenchmarkDrain(b *testing.B) {
 			fc.Publisher = p
 			fc.Window = window
 			b.ResetTimer()
+			broker := brokertest.LocalPID(shared)
+			brokerStart := brokertest.CPUTime(broker)
 			start := time.Now()
 			f, err := outbox.NewForwarder(o, fc)
 			if err != nil {
@@ -76,12 +80,16 @@ func BenchmarkDrain(b *testing.B) {
 				return f.Stats().Confirmed >= uint64(records)
 			})
 			d := time.Since(start)
+			brokerCPU := brokertest.CPUTime(broker) - brokerStart
 			b.StopTimer()
 			f.Close(context.Background())
 			st := f.Stats()
 			b.ReportMetric(float64(records)/d.Seconds(), "msg/s")
 			b.ReportMetric(st.ConfirmLatency.Quantile(0.5)*1e3, "confirm-p50-ms")
 			b.ReportMetric(st.ConfirmLatency.Quantile(0.99)*1e3, "confirm-p99-ms")
+			if broker > 0 {
+				b.ReportMetric(brokerCPU.Seconds()*1e3/float64(records)*1000, "broker-cpu-ms/1k")
+			}
 			if o.Sync(); o.Stats().Pending != 0 {
 				b.Fatalf("%d records still pending after the drain", o.Stats().Pending)
 			}
