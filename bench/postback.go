@@ -169,15 +169,16 @@ func runPostbackBench(d time.Duration, workers, rate int, pin, bin, amqpURL stri
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(logw, "%s bench postback: %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
+	// Latency first, on a small outbox; then capacity, which fills it.
 	gen := newPostbackGen(public)
-	logf("capacity: postback, %d connections, %v", workers, d)
-	r.Capacity.Postback = closedPostbacks(public, gen, workers, d)
-	logf("capacity: redirect, %d connections, %v", workers, d)
-	r.Capacity.Redirect = closedLoad(public, clientFast, workers, d)
 	logf("latency: postback at %d/s, %v", rate, d)
 	r.Latency.Postback = openPostbacks(public, gen, rate, d)
 	logf("latency: redirect at %d/s, %v", rate, d)
 	r.Latency.Redirect = openLoad(public, openOpts{rate: rate, d: d, conns: 64, client: clientFast})
+	logf("capacity: postback, %d connections, %v", workers, d)
+	r.Capacity.Postback = closedPostbacks(public, gen, workers, d)
+	logf("capacity: redirect, %d connections, %v", workers, d)
+	r.Capacity.Redirect = closedLoad(public, clientFast, workers, d)
 
 	m, err := scrape(admin, "clickedge_postbacks_total")
 	if err != nil {
