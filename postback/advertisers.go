@@ -20,6 +20,10 @@ const DefaultWindow = 720 * time.Hour
 
 // Limits on an advertisers file.
 const (
+	// MinSecretBytes is the shortest secret or token that is not reported
+	// as weak (Advertisers.Weak): a shorter one can be brute-forced offline
+	// from one signed URL. It is accepted, so that a file that worked keeps
+	// working, but serve warns about it at every load.
 	MinSecretBytes = 16
 	MaxWindow      = 400 * 24 * time.Hour
 )
@@ -47,6 +51,16 @@ type Advertisers struct {
 	name      string
 	byID      map[string]*Advertiser
 	maxWindow time.Duration
+	weak      []string // ids whose secret or token is under MinSecretBytes
+}
+
+// Weak returns the ids of the advertisers whose secret or token is shorter
+// than MinSecretBytes, in file order.
+func (a *Advertisers) Weak() []string {
+	if a == nil {
+		return nil
+	}
+	return a.weak
 }
 
 // Lookup returns the advertiser with id, or nil.
@@ -136,15 +150,14 @@ func ParseAdvertisers(name string, data []byte) (*Advertisers, error) {
 			bad("secret", "an advertiser needs a secret (signed postbacks) or a token")
 		case r.Secret != "" && r.Token != "":
 			bad("token", "give a secret or a token, not both")
-		case r.Secret != "" && len(r.Secret) < MinSecretBytes:
-			bad("secret", "must be at least %d bytes", MinSecretBytes)
-		case r.Token != "" && len(r.Token) < MinSecretBytes:
-			bad("token", "must be at least %d bytes", MinSecretBytes)
 		case r.Token != "" && !printable(r.Token):
 			bad("token", "must not contain whitespace or control characters")
 		}
 		if r.Secret != "" {
 			a.Secret = []byte(r.Secret)
+		}
+		if r.ID != "" && (r.Secret != "" && len(r.Secret) < MinSecretBytes || r.Token != "" && len(r.Token) < MinSecretBytes) {
+			set.weak = append(set.weak, r.ID)
 		}
 		for j, s := range r.Allow {
 			p, err := parsePrefix(s)

@@ -211,9 +211,9 @@ func TestCheckRefuses(t *testing.T) {
 			return []string{"CLICKEDGE_CATALOG_FILE="}
 		}, []string{"cluster.keyring_file", "keyring.json"}},
 		{"bad advertisers", func(t *testing.T) []string {
-			os.WriteFile(filepath.Join(dir, "eu-central", "secrets", "advertisers.yaml"), []byte("- id: acme\n  secret: short\n"), 0o600)
+			os.WriteFile(filepath.Join(dir, "eu-central", "secrets", "advertisers.yaml"), []byte("- id: acme\n  secret: short\n  allow: [bogus]\n"), 0o600)
 			return []string{"CLICKEDGE_CATALOG_FILE=", "CLICKEDGE_NODE_ROLES=postback", "CLICKEDGE_POSTBACK_ADVERTISERS=secrets/advertisers.yaml"}
-		}, []string{"postback.advertisers", "advertisers.yaml", "acme", "secret"}},
+		}, []string{"postback.advertisers", "advertisers.yaml", "acme", "allow[0]"}},
 		{"missing advertisers", func(t *testing.T) []string {
 			os.Remove(filepath.Join(dir, "eu-central", "secrets", "advertisers.yaml"))
 			return []string{"CLICKEDGE_CATALOG_FILE=", "CLICKEDGE_NODE_ROLES=postback", "CLICKEDGE_POSTBACK_ADVERTISERS=secrets/advertisers.yaml"}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -130,6 +131,7 @@ func (n *node) startPostback(advs *postback.Advertisers) error {
 		return err
 	}
 	h.SetAdvertisers(advs)
+	warnWeak(n.log, advs)
 	if advs.Len() == 0 {
 		n.log.Warn("postback role without advertisers: every postback is refused 401 (set postback.advertisers)")
 	}
@@ -155,6 +157,7 @@ func (n *node) reloadAdvertisers() error {
 	n.pb.h.SetAdvertisers(advs)
 	n.pb.reloads.Add(1)
 	n.log.Info("advertisers reloaded", "file", advs.Name(), "advertisers", advs.Len())
+	warnWeak(n.log, advs)
 	return nil
 }
 
@@ -365,4 +368,13 @@ func cmdPostbackSign(args []string, stdout, stderr io.Writer, env []string) int 
 	}
 	fmt.Fprintf(stdout, "%s?%s\n", u, query)
 	return 0
+}
+
+// warnWeak says which advertisers sign with a secret (or token) short
+// enough to be brute-forced from one signed URL.
+func warnWeak(log *slog.Logger, advs *postback.Advertisers) {
+	if weak := advs.Weak(); len(weak) > 0 {
+		log.Warn("postback advertisers with a secret or token under the recommended length; give them a longer one",
+			"file", advs.Name(), "advertisers", weak, "min_bytes", postback.MinSecretBytes)
+	}
 }

@@ -149,14 +149,14 @@ func TestRolesRouting(t *testing.T) {
 func TestAdvertisersLoadAndReload(t *testing.T) {
 	dir := t.TempDir()
 	advs := filepath.Join(dir, "advertisers.yaml")
-	os.WriteFile(advs, []byte("- {id: acme, secret: short}\n"), 0o600)
+	os.WriteFile(advs, []byte("- {id: acme, secret: short, window: forever}\n"), 0o600)
 	cfg := filepath.Join(dir, "clickedge.yaml")
 	os.WriteFile(cfg, []byte(unreachableMQ+postbackOnlyNd+"postback:\n  advertisers: advertisers.yaml\n"), 0o600)
 	var out, errb bytes.Buffer
 	data := filepath.Join(dir, "data")
 	code := run([]string{"serve", "-config", cfg}, &out, &errb, []string{"CLICKEDGE_HTTP_LISTEN=127.0.0.1:0", "CLICKEDGE_ADMIN_LISTEN=127.0.0.1:0",
 		"CLICKEDGE_DATA_DIR=" + data})
-	if code != 1 || !strings.Contains(errb.String(), advs) || !strings.Contains(errb.String(), `entry 1 (id "acme"): secret`) {
+	if code != 1 || !strings.Contains(errb.String(), advs) || !strings.Contains(errb.String(), `entry 1 (id "acme"): window`) {
 		t.Fatalf("serve with a bad advertisers file: exit %d, stderr %q; want 1 naming the file and entry", code, errb.String())
 	}
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
@@ -168,7 +168,7 @@ func TestAdvertisersLoadAndReload(t *testing.T) {
 	tokenURL := func(order string) string {
 		return "http://" + p.http + "/postback?adv=tok&token=" + pbToken + "&order_id=" + order + "&click_id=" + clickid.New().String()
 	}
-	os.WriteFile(advs, []byte("- {id: tok, token: x}\n"), 0o600)
+	os.WriteFile(advs, []byte("- {id: tok, token: x, allow: [bogus]}\n"), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitLog(t, p, "advertisers reload refused")
 	if code, _ := pbGet(t, tokenURL("1")); code != 200 {
