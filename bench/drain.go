@@ -154,8 +154,8 @@ func (b *bencher) drainRun(rep int, profile bool) (DrainRun, error) {
 		if err != nil {
 			return DrainSample{T: time.Since(begin).Seconds(), Pending: -1}
 		}
-		d := DrainSample{T: time.Since(begin).Seconds(), Pending: st.Outbox.Pending,
-			Confirmed: st.Forwarder.Confirmed, Appended: st.Outbox.Appended}
+		d := DrainSample{T: time.Since(begin).Seconds(), Pending: st.Pending.Count,
+			Confirmed: st.Forwarder.Confirmed, Appended: st.Counters.Appended}
 		series = append(series, d)
 		return d
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clickedge/clickedge/outbox"
 )
 
 // benchLinks is the catalog every clickedge under test serves. tv-sale is
@@ -92,25 +94,8 @@ log:
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
 
-// edgeStatus is the part of GET /admin/outbox the bench reads.
-type edgeStatus struct {
-	Outbox struct {
-		Pending  int64
-		Appended uint64
-		Acked    uint64
-		Spill    struct {
-			Records int
-			Dropped uint64
-		}
-		FileSize int64
-	} `json:"outbox"`
-	Forwarder struct {
-		Connected  bool
-		Published  uint64
-		Confirmed  uint64
-		Reconnects uint64
-	} `json:"forwarder"`
-}
+// edgeStatus is GET /admin/outbox: the one status shape, outbox.Status.
+type edgeStatus = outbox.Status
 
 func getJSON(url string, v any) error {
 	c := &http.Client{Timeout: 5 * time.Second}
@@ -176,12 +161,12 @@ func waitPending(admin string, timeout time.Duration) (time.Duration, edgeStatus
 	start := time.Now()
 	for {
 		st, err := outboxStatus(admin)
-		if err == nil && st.Outbox.Pending == 0 && st.Outbox.Spill.Records == 0 {
+		if err == nil && st.Pending.Count == 0 && st.Spill.Records == 0 {
 			return time.Since(start), st, nil
 		}
 		if time.Since(start) > timeout {
 			if err == nil {
-				err = fmt.Errorf("%d records still pending after %v", st.Outbox.Pending, timeout)
+				err = fmt.Errorf("%d records still pending after %v", st.Pending.Count, timeout)
 			}
 			return time.Since(start), st, err
 		}

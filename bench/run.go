@@ -607,7 +607,7 @@ func (b *bencher) capacityRun(sc scenario, rep, workers int) (CapacityRun, error
 	var pending int64
 	if sc.cutoff {
 		if st, err := outboxStatus(s.admin); err == nil {
-			pending = st.Outbox.Pending
+			pending = st.Pending.Count
 		}
 	}
 	r.Delivery, err = s.finish(answered)

@@ -134,7 +134,7 @@ func (s *sut) waitConnected(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		st, err := outboxStatus(s.admin)
-		if err == nil && st.Forwarder.Connected {
+		if err == nil && st.Forwarder != nil && st.Forwarder.Connected {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -68,7 +68,9 @@ func TestForwarderPausesWhileBlocked(t *testing.T) {
 	p.SetBlocked(true)
 	o.Append(outboxtest.Record("blocked-1"))
 	outboxtest.WaitFor(t, 5*time.Second, "blocked state", func() bool { return f.Stats().Blocked })
-	time.Sleep(200 * time.Millisecond) // several publish timeouts pass
+	// harden #9: wait for several publish timeouts to have passed (each
+	// retried Publish waits on the block again), not for a fixed sleep.
+	outboxtest.WaitFor(t, 5*time.Second, "three blocked publishes", func() bool { return p.BlockedWaits() >= 3 })
 	if fs := f.Stats(); fs.Published != 0 || p.Sessions() != 1 {
 		t.Fatalf("while blocked: published %d, sessions %d; want 0 and 1", fs.Published, p.Sessions())
 	}

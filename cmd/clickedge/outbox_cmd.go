@@ -286,70 +286,11 @@ func linkMatcher(code string) func(*outbox.Record) bool {
 
 // ---- stats
 
-// obStats is what stats prints, offline or from a live node.
-type obStats struct {
-	Node                    string       `json:"node,omitempty"`
-	Region                  string       `json:"region,omitempty"`
-	Path                    string       `json:"path"`
-	FileSize                int64        `json:"file_size"`
-	NextSeq                 uint64       `json:"next_seq"`
-	Pending                 obSpan       `json:"pending"`
-	Delivered               obSpan       `json:"delivered"`
-	OldestPendingAgeSeconds float64      `json:"oldest_pending_age_seconds"`
-	Forwarder               *obForwarder `json:"forwarder,omitempty"`
-	Spill                   *obSpill     `json:"spill,omitempty"`
-}
+// obStats is what stats prints, offline or from a live node: the one
+// status shape, outbox.Status.
+type obStats = outbox.Status
 
-type obSpan struct {
-	Count          int64      `json:"count"`
-	Bytes          int64      `json:"bytes"`
-	FirstSeq       uint64     `json:"first_seq,omitempty"`
-	LastSeq        uint64     `json:"last_seq,omitempty"`
-	OldestAppend   *time.Time `json:"oldest_append,omitempty"`
-	NewestAppend   *time.Time `json:"newest_append,omitempty"`
-	OldestDelivery *time.Time `json:"oldest_delivery,omitempty"`
-	NewestDelivery *time.Time `json:"newest_delivery,omitempty"`
-}
-
-type obForwarder struct {
-	Connected     bool       `json:"connected"`
-	Addr          string     `json:"addr,omitempty"`
-	Blocked       bool       `json:"blocked"`
-	Retrying      bool       `json:"retrying"`
-	InFlight      int        `json:"in_flight"`
-	Published     uint64     `json:"published"`
-	Confirmed     uint64     `json:"confirmed"`
-	Nacked        uint64     `json:"nacked"`
-	Returned      uint64     `json:"returned"`
-	Republished   uint64     `json:"republished"`
-	Reconnects    uint64     `json:"reconnects"`
-	ConnectErrors uint64     `json:"connect_errors"`
-	SessionErrors uint64     `json:"session_errors"`
-	LastError     string     `json:"last_error,omitempty"`
-	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
-}
-
-type obSpill struct {
-	Records int    `json:"records"`
-	Bytes   int    `json:"bytes"`
-	Dropped uint64 `json:"dropped"`
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	t = t.UTC()
-	return &t
-}
-
-func spanOf(s outbox.Span) obSpan {
-	return obSpan{
-		Count: s.Count, Bytes: s.Bytes, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq,
-		OldestAppend: timePtr(s.OldestAppend), NewestAppend: timePtr(s.NewestAppend),
-		OldestDelivery: timePtr(s.OldestDelivery), NewestDelivery: timePtr(s.NewestDelivery),
-	}
-}
+type obSpan = outbox.StatusSpan
 
 func cmdOutboxStats(args []string, stdout, stderr io.Writer, env []string) int {
 	fs := obFlagSet("stats", "clickedge outbox stats -data DIR [-json]\n       clickedge outbox stats -admin URL [-json]", `
@@ -399,23 +340,8 @@ func obFileStats(data string, now time.Time) (*obStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &obStats{
-		Path: s.Path, FileSize: s.FileSize, NextSeq: s.NextSeq,
-		Pending: spanOf(s.Pending), Delivered: spanOf(s.Delivered),
-	}
-	if !s.Pending.OldestAppend.IsZero() {
-		st.OldestPendingAgeSeconds = now.Sub(s.Pending.OldestAppend).Seconds()
-	}
-	return st, nil
-}
-
-// adminOutbox is the JSON of GET /admin/outbox.
-type adminOutbox struct {
-	Node      string                `json:"node"`
-	Region    string                `json:"region"`
-	Outbox    outbox.Stats          `json:"outbox"`
-	Age       float64               `json:"oldest_pending_age_seconds"`
-	Forwarder outbox.ForwarderStats `json:"forwarder"`
+	st := s.Status(now)
+	return &st, nil
 }
 
 func obAdminStats(raw string, timeout time.Duration, now time.Time) (*obStats, error) {
@@ -439,24 +365,11 @@ func obAdminStats(raw string, timeout time.Duration, now time.Time) (*obStats, e
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s: %s", u.Redacted(), resp.Status, strings.TrimSpace(string(body[:min(len(body), 200)])))
 	}
-	var a adminOutbox
-	if err := json.Unmarshal(body, &a); err != nil {
-		return nil, fmt.Errorf("GET %s: not an outbox status: %w", u.Redacted(), err)
+	var st obStats
+	if err := json.Unmarshal(body, &st); err != nil || st.Path == "" {
+		return nil, fmt.Errorf("GET %s: not an outbox status: %v", u.Redacted(), err)
 	}
-	s, f := a.Outbox, a.Forwarder
-	return &obStats{
-		Node: a.Node, Region: a.Region, Path: s.Path, FileSize: s.FileSize, NextSeq: s.NextSeq,
-		Pending:                 obSpan{Count: s.Pending, Bytes: s.PendingBytes, OldestAppend: timePtr(s.OldestPending)},
-		Delivered:               obSpan{Count: s.Retained, Bytes: s.RetainedBytes, OldestDelivery: timePtr(s.OldestRetained)},
-		OldestPendingAgeSeconds: a.Age,
-		Forwarder: &obForwarder{
-			Connected: f.Connected, Addr: f.Addr, Blocked: f.Blocked, Retrying: f.Retrying, InFlight: f.InFlight,
-			Published: f.Published, Confirmed: f.Confirmed, Nacked: f.Nacked, Returned: f.Returned,
-			Republished: f.Republished, Reconnects: f.Reconnects, ConnectErrors: f.ConnectErrors,
-			SessionErrors: f.SessionErrors, LastError: f.LastError, LastErrorAt: timePtr(f.LastErrorAt),
-		},
-		Spill: &obSpill{Records: s.Spill.Records, Bytes: s.Spill.Bytes, Dropped: s.Spill.Dropped},
-	}, nil
+	return &st, nil
 }
 
 // humanBytes formats n in binary units with one decimal.
@@ -808,4 +721,12 @@ func printSalvage(w io.Writer, rep *outbox.SalvageReport) bool {
 	fmt.Fprintf(w, "next: clickedge outbox verify -data %s; then start the node with data_dir %s\n"+
 		"(or stop it and move the file into place). Keep the damaged file.\n", filepath.Dir(rep.Dest), filepath.Dir(rep.Dest))
 	return complete
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }

@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -134,15 +137,44 @@ func TestOutboxStatsAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
+	// What serve's /admin/outbox returns: outbox.Status (harden #11).
 	srv := httptest.NewServer(edge.NewAdmin(edge.AdminConfig{OutboxStatus: func() any {
-		s := o.Stats()
-		return map[string]any{
-			"node": "eu-1", "region": "eu-central", "outbox": s,
-			"oldest_pending_age_seconds": s.OldestPendingAge(time.Now()).Seconds(),
-			"forwarder":                  outbox.ForwarderStats{Connected: true, Addr: "amqp://guest:xxxxx@centre:5672/", Published: 7, Confirmed: 5, Returned: 2},
-		}
+		st := o.Status(nil, time.Now())
+		st.Node, st.Region = "eu-1", "eu-central"
+		st.Forwarder = &outbox.ForwarderStatus{Connected: true, Addr: "amqp://guest:xxxxx@centre:5672/", Published: 7, Confirmed: 5, Returned: 2}
+		return st
 	}}))
 	defer srv.Close()
+
+	// harden #11: one schema, snake_case all the way down, the same from
+	// the node and from the CLI.
+	resp, err := http.Get(srv.URL + "/admin/outbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		if m, ok := v.(map[string]any); ok {
+			for k, c := range m {
+				if !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(k) {
+					t.Errorf("/admin/outbox key %s.%s is not snake_case", path, k)
+				}
+				walk(path+"."+k, c)
+			}
+		}
+	}
+	walk("", tree)
+	for _, k := range []string{"path", "file_size", "next_seq", "pending", "delivered", "oldest_pending_age_seconds", "counters", "forwarder", "spill"} {
+		if _, ok := tree.(map[string]any)[k]; !ok {
+			t.Errorf("/admin/outbox lacks %q: %s", k, raw)
+		}
+	}
 
 	code, stdout, stderr := runCmd(t, nil, "outbox", "stats", "-admin", srv.URL, "-json")
 	if code != 0 {
@@ -151,6 +183,16 @@ func TestOutboxStatsAdmin(t *testing.T) {
 	var st obStats
 	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
 		t.Fatal(err)
+	}
+	var cli, node any
+	json.Unmarshal([]byte(stdout), &cli)
+	json.Unmarshal(raw, &node)
+	for _, k := range []string{"node", "pending", "delivered", "next_seq", "forwarder", "spill", "counters"} {
+		a, _ := json.Marshal(cli.(map[string]any)[k])
+		b, _ := json.Marshal(node.(map[string]any)[k])
+		if string(a) != string(b) {
+			t.Errorf("stats -admin -json %q = %s, /admin/outbox has %s", k, a, b)
+		}
 	}
 	if st.Node != "eu-1" || st.Pending.Count != 8 || st.Delivered.Count != 4 || st.NextSeq != 13 || st.Forwarder == nil ||
 		!st.Forwarder.Connected || st.Forwarder.Returned != 2 || !st.Pending.OldestAppend.Equal(obT0.Add(4*time.Second)) {

@@ -24,7 +24,9 @@ import (
 )
 
 // `clickedge outbox replay` publishes records again, with publisher
-// confirms, through the same rabbit session the forwarder uses (so the
+// confirms, through outbox.Replayer (the publish engine lives in outbox/;
+// this file keeps flags, selection, the checkpoint and the report) over
+// the same rabbit session the forwarder uses (so the
 // messages are the forwarder's: same message_id, exchange, routing key,
 // headers, body and properties).
 //
@@ -141,35 +143,13 @@ type replay struct {
 
 	o      *outbox.Outbox
 	path   string
-	sess   outbox.Session
-	lim    *rate.Limiter
-	ledger ledger
+	eng    *outbox.Replayer // the publish engine; outbox/replay.go
+	ledger outbox.ReplayLedger
 	prog   progress
 	match  func(*outbox.Record) bool
 
-	inflight map[uint64]uint64 // delivery tag -> seq
-
-	published, confirmed, returned, nacked, skipped int64
-	total                                           int64
-	firstReturn                                     string
+	skipped, total int64
 }
-
-// ledger makes confirmed records durable: acks in the outbox, or the
-// checkpoint file.
-type ledger interface {
-	published(seq uint64)
-	confirmed(seq uint64) error
-	failed(seq uint64)
-	// unpersisted is how many confirmed records a crash now would publish
-	// again; persist brings it down as far as it can.
-	unpersisted() int
-	persist() error
-	// finish is called at the end; complete says whether every record was
-	// confirmed.
-	finish(complete bool) error
-}
-
-var errInterrupted = errors.New("interrupted")
 
 func (r *replay) run(ctx context.Context) (int, error) {
 	o := r.opts
@@ -201,7 +181,7 @@ func (r *replay) run(ctx context.Context) (int, error) {
 		r.ledger = cp
 		scan = &outbox.ScanOptions{State: outbox.StateDelivered, From: r.from, To: r.to, After: cp.done}
 	} else {
-		r.ledger = &ackLedger{o: r.o}
+		r.ledger = &outbox.AckLedger{O: r.o}
 	}
 	if err := r.count(scan); err != nil {
 		return 1, err
@@ -223,28 +203,34 @@ func (r *replay) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 1, fmt.Errorf("cannot reach the broker: %w", err)
 	}
-	r.sess = sess
 	defer sess.Close()
-	if o.rate > 0 {
-		r.lim = rate.NewLimiter(rate.Limit(o.rate), max(1, min(int(o.rate/10), o.window)))
-	}
-	r.inflight = make(map[uint64]uint64, o.window)
 	r.prog = newProgress(o.progress, r.errw, r.total)
+	rc := outbox.ReplayConfig{
+		Session: sess, Ledger: r.ledger, Window: o.window, Exchange: o.exchange,
+		OnConfirm: func() { r.prog.add(1) }, OnTick: r.prog.tick,
+	}
+	if o.rate > 0 {
+		rc.Wait = rate.NewLimiter(rate.Limit(o.rate), max(1, min(int(o.rate/10), o.window))).Wait
+	}
+	if r.eng, err = outbox.NewReplayer(rc); err != nil {
+		return 1, err
+	}
 
 	scanErr := r.o.Scan(scan, func(rec *outbox.Record) error {
 		if r.match != nil && !r.match(rec) {
 			return nil
 		}
-		return r.publish(ctx, rec)
+		return r.eng.Publish(ctx, rec)
 	})
-	drainErr := r.drain()
+	drainErr := r.eng.Drain(o.confirmTimeout)
 	r.prog.finish()
-	complete := scanErr == nil && drainErr == nil && r.confirmed == r.published && r.returned+r.nacked == 0
-	ledgerErr := r.ledger.finish(complete)
+	st := r.eng.Stats()
+	complete := scanErr == nil && drainErr == nil && st.Confirmed == st.Published && st.Returned+st.Nacked == 0
+	ledgerErr := r.ledger.Finish(complete)
 	r.summary(complete)
 	switch {
 	case scanErr != nil:
-		if errors.Is(scanErr, errInterrupted) {
+		if errors.Is(scanErr, outbox.ErrInterrupted) {
 			return 1, errors.New("interrupted; run the same command again to resume")
 		}
 		return 1, scanErr
@@ -253,7 +239,7 @@ func (r *replay) run(ctx context.Context) (int, error) {
 	case ledgerErr != nil:
 		return 1, ledgerErr
 	case !complete:
-		return 1, fmt.Errorf("%d records were not confirmed", r.published-r.confirmed)
+		return 1, fmt.Errorf("%d records were not confirmed", st.Published-st.Confirmed)
 	}
 	return 0, nil
 }
@@ -284,135 +270,10 @@ func (r *replay) count(scan *outbox.ScanOptions) error {
 	})
 }
 
-// publish sends one record, after making room in the window.
-func (r *replay) publish(ctx context.Context, rec *outbox.Record) error {
-	for len(r.inflight)+r.ledger.unpersisted() >= r.opts.window {
-		if len(r.inflight) < r.opts.window && r.ledger.unpersisted() > 0 {
-			before := r.ledger.unpersisted()
-			if err := r.ledger.persist(); err != nil {
-				return err
-			}
-			if r.ledger.unpersisted() < before {
-				continue
-			}
-		}
-		if len(r.inflight) == 0 {
-			break // nothing to wait for: unpersisted records behind a failure
-		}
-		if err := r.waitConfirm(ctx, 0); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return errInterrupted
-	}
-	if r.lim != nil {
-		if err := r.lim.Wait(ctx); err != nil {
-			return errInterrupted
-		}
-	}
-	if r.opts.exchange != "" {
-		rec.Exchange = r.opts.exchange
-	}
-	tag, err := r.sess.Publish(ctx, rec)
-	if err != nil {
-		if ctx.Err() != nil {
-			return errInterrupted
-		}
-		return fmt.Errorf("publish record %d: %w", rec.Seq, err)
-	}
-	r.inflight[tag] = rec.Seq
-	r.ledger.published(rec.Seq)
-	r.published++
-	// Take whatever confirms are already there.
-	for {
-		select {
-		case c := <-r.sess.Confirms():
-			if err := r.handle(c); err != nil {
-				return err
-			}
-		default:
-			return nil
-		}
-	}
-}
-
-// waitConfirm waits for one confirm; timeout 0 waits for ever (or until
-// the session fails or ctx ends).
-func (r *replay) waitConfirm(ctx context.Context, timeout time.Duration) error {
-	var expire <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expire = t.C
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case c := <-r.sess.Confirms():
-			return r.handle(c)
-		case <-r.sess.Done():
-			// Confirms that arrived before the failure are still valid.
-			select {
-			case c := <-r.sess.Confirms():
-				return r.handle(c)
-			default:
-			}
-			return fmt.Errorf("the broker connection failed with %d messages unconfirmed: %v", len(r.inflight), r.sess.Err())
-		case <-ctx.Done():
-			return errInterrupted
-		case <-expire:
-			return fmt.Errorf("%d messages still unconfirmed after %v", len(r.inflight), r.opts.confirmTimeout)
-		case <-tick.C:
-			r.prog.tick()
-		}
-	}
-}
-
-func (r *replay) handle(c outbox.Confirm) error {
-	seq, ok := r.inflight[c.Tag]
-	if !ok {
-		return nil
-	}
-	delete(r.inflight, c.Tag)
-	switch {
-	case c.Delivered():
-		r.confirmed++
-		r.prog.add(1)
-		return r.ledger.confirmed(seq)
-	case c.Returned:
-		r.returned++
-		if r.firstReturn == "" {
-			r.firstReturn = c.Reason
-		}
-	default:
-		r.nacked++
-	}
-	r.ledger.failed(seq)
-	return nil
-}
-
-// drain waits for the confirms still outstanding; on an interrupt it
-// still waits, for at most -confirm-timeout, so that what was confirmed is
-// recorded.
-func (r *replay) drain() error {
-	deadline := time.Now().Add(r.opts.confirmTimeout)
-	for len(r.inflight) > 0 {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return fmt.Errorf("%d messages still unconfirmed after %v", len(r.inflight), r.opts.confirmTimeout)
-		}
-		if err := r.waitConfirm(context.Background(), left); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (r *replay) summary(complete bool) {
 	w := r.out
 	elapsed := time.Since(r.start)
+	st := r.eng.Stats()
 	mode := "pending records"
 	if r.ranged {
 		mode = fmt.Sprintf("delivered records appended in [%s, %s)", fmtRangeEnd(r.from), fmtRangeEnd(r.to))
@@ -421,19 +282,19 @@ func (r *replay) summary(complete bool) {
 		mode += fmt.Sprintf(" of link %q", r.opts.link)
 	}
 	fmt.Fprintf(w, "replayed       %s of %s to %s\n", mode, r.path, rabbit.Redact(r.opts.amqpURL))
-	fmt.Fprintf(w, "published      %d\n", r.published)
-	fmt.Fprintf(w, "confirmed      %d\n", r.confirmed)
+	fmt.Fprintf(w, "published      %d\n", st.Published)
+	fmt.Fprintf(w, "confirmed      %d\n", st.Confirmed)
 	ret := ""
-	if r.returned > 0 {
-		ret = fmt.Sprintf(" (unroutable: %s)", r.firstReturn)
+	if st.Returned > 0 {
+		ret = fmt.Sprintf(" (unroutable: %s)", st.FirstReturn)
 	}
-	fmt.Fprintf(w, "returned       %d%s\n", r.returned, ret)
-	fmt.Fprintf(w, "nacked         %d\n", r.nacked)
+	fmt.Fprintf(w, "returned       %d%s\n", st.Returned, ret)
+	fmt.Fprintf(w, "nacked         %d\n", st.Nacked)
 	fmt.Fprintf(w, "skipped        %d (confirmed by an earlier run)\n", r.skipped)
-	fmt.Fprintf(w, "unconfirmed    %d\n", r.published-r.confirmed-r.returned-r.nacked)
+	fmt.Fprintf(w, "unconfirmed    %d\n", st.Published-st.Confirmed-st.Returned-st.Nacked)
 	rateS := ""
 	if s := elapsed.Seconds(); s > 0 {
-		rateS = fmt.Sprintf(" (%.0f msg/s)", float64(r.confirmed)/s)
+		rateS = fmt.Sprintf(" (%.0f msg/s)", float64(st.Confirmed)/s)
 	}
 	fmt.Fprintf(w, "elapsed        %s%s\n", elapsed.Round(time.Millisecond), rateS)
 	switch {
@@ -452,32 +313,6 @@ func fmtRangeEnd(t time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339Nano)
 }
-
-// ---- pending mode: acks in the outbox
-
-type ackLedger struct {
-	o     *outbox.Outbox
-	acked int // acks queued since the last Sync
-}
-
-func (l *ackLedger) published(uint64) {}
-func (l *ackLedger) failed(uint64)    {}
-func (l *ackLedger) confirmed(seq uint64) error {
-	l.acked++
-	return l.o.Ack(seq)
-}
-func (l *ackLedger) unpersisted() int { return l.acked }
-func (l *ackLedger) persist() error {
-	if l.acked == 0 {
-		return nil
-	}
-	if err := l.o.Sync(); err != nil {
-		return fmt.Errorf("acknowledge in the outbox: %w", err)
-	}
-	l.acked = 0
-	return nil
-}
-func (l *ackLedger) finish(bool) error { return l.persist() }
 
 // ---- range mode: the checkpoint file
 
@@ -548,9 +383,11 @@ func (r *replay) openCheckpoint() (*checkpointLedger, error) {
 	return l, nil
 }
 
-func (l *checkpointLedger) published(seq uint64) { l.order = append(l.order, seq) }
+var _ outbox.ReplayLedger = (*checkpointLedger)(nil)
 
-func (l *checkpointLedger) confirmed(seq uint64) error {
+func (l *checkpointLedger) Published(seq uint64) { l.order = append(l.order, seq) }
+
+func (l *checkpointLedger) Confirmed(seq uint64) error {
 	l.ok[seq] = true
 	l.pending++
 	for len(l.order) > 0 && l.ok[l.order[0]] {
@@ -561,16 +398,16 @@ func (l *checkpointLedger) confirmed(seq uint64) error {
 	return nil
 }
 
-func (l *checkpointLedger) failed(uint64) { l.broken = true }
+func (l *checkpointLedger) Failed(uint64) { l.broken = true }
 
-func (l *checkpointLedger) unpersisted() int {
+func (l *checkpointLedger) Unpersisted() int {
 	if l.broken {
 		return 0 // the prefix cannot pass the failure; no bound to keep
 	}
 	return l.pending
 }
 
-func (l *checkpointLedger) persist() error {
+func (l *checkpointLedger) Persist() error {
 	if l.prefix == l.done {
 		return nil
 	}
@@ -586,14 +423,14 @@ func (l *checkpointLedger) persist() error {
 
 // finish removes the checkpoint of a complete replay, so that the same
 // arguments later start a new one, and writes it otherwise.
-func (l *checkpointLedger) finish(complete bool) error {
+func (l *checkpointLedger) Finish(complete bool) error {
 	if complete {
 		if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 		return nil
 	}
-	return l.persist()
+	return l.Persist()
 }
 
 // writeFileAtomic writes v as JSON to path through a temporary file,

@@ -255,15 +255,9 @@ func (n *node) ready() error {
 
 // outboxStatus is GET /admin/outbox.
 func (n *node) outboxStatus() any {
-	os := n.o.Stats()
-	now := time.Now()
-	return map[string]any{
-		"node":                       n.cfg.Node.ID,
-		"region":                     n.cfg.Node.Region,
-		"outbox":                     os,
-		"oldest_pending_age_seconds": os.OldestPendingAge(now).Seconds(),
-		"forwarder":                  n.f.Stats(),
-	}
+	st := n.o.Status(n.f, time.Now())
+	st.Node, st.Region = n.cfg.Node.ID, n.cfg.Node.Region
+	return st
 }
 
 // reloadCatalog loads the catalog file again; a bad one is refused and the

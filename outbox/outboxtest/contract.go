@@ -198,8 +198,14 @@ func contractUnroutable(t *testing.T, e *ForwarderEnv) {
 	// Probing keeps the cost of an unroutable exchange to a few publishes
 	// per retry rather than the whole backlog each time: after the first
 	// window, at most the probe window (16) per retry.
-	time.Sleep(time.Second) // several retries (50..200ms back-off)
+	before := f.Stats()
+	time.Sleep(time.Second) // a window for several retries (50..200ms back-off)
 	fs := f.Stats()
+	// harden #9: the limit below holds trivially if nothing was retried.
+	if fs.Published < before.Published+2 || fs.Returned < before.Returned+2 {
+		t.Fatalf("in 1s of 50-200ms back-offs: %d publishes, %d returns more; want retries (>= 2)",
+			fs.Published-before.Published, fs.Returned-before.Returned)
+	}
 	if limit := uint64(64 + 16*(1+int(time.Second/(50*time.Millisecond)))); fs.Published > limit {
 		t.Fatalf("%d publishes while unroutable (limit %d): the forwarder retried the whole backlog", fs.Published, limit)
 	}

@@ -32,7 +32,12 @@ type FakePublisher struct {
 	sessions int
 	connects []time.Time  // every Connect call, refused or not
 	waiting  atomic.Int32 // Publish calls waiting while blocked
+	waits    atomic.Int64 // Publish calls that have waited on a block
 }
+
+// BlockedWaits counts the Publish calls that found the session blocked
+// and waited.
+func (p *FakePublisher) BlockedWaits() int { return int(p.waits.Load()) }
 
 // WaitingPublishes counts Publish calls waiting on a blocked session.
 func (p *FakePublisher) WaitingPublishes() int { return int(p.waiting.Load()) }
@@ -174,6 +179,7 @@ func (s *FakeSession) Publish(ctx context.Context, r *outbox.Record) (uint64, er
 	}
 	if s.blocked.Load() {
 		s.p.waiting.Add(1)
+		s.p.waits.Add(1)
 		defer s.p.waiting.Add(-1)
 		select {
 		case <-ctx.Done():

@@ -435,8 +435,10 @@ func TestResetAndOneWayLoss(t *testing.T) {
 	c0 := r.c.Unique()
 	r.proxy.SetMode(faultproxy.DropServerToClient)
 	outboxtest.WaitFor(t, 30*time.Second, "lost confirms to be noticed", func() bool { return !r.f.Stats().Connected })
+	// harden #9: the scenario's claim (publishes arrive while confirms are
+	// lost) must be exercised, not noted.
 	if r.c.Unique() == c0 {
-		t.Log("note: no publish reached the broker during one-way loss")
+		t.Fatal("no publish reached the broker during one-way loss: the scenario was not exercised")
 	}
 	r.proxy.SetMode(faultproxy.Pass)
 	n, dups := r.settle(60 * time.Second)
@@ -454,14 +456,29 @@ func TestBrokerAlarmPausesAndResumes(t *testing.T) {
 	outboxtest.WaitFor(t, 10*time.Second, "confirms flowing", func() bool { return r.f.Stats().Confirmed > 100 })
 	r.node.SetDiskFreeLimit("100000GB")
 	outboxtest.WaitFor(t, 30*time.Second, "the forwarder to see the block", func() bool { return r.f.Stats().Blocked })
-	var statsCalls atomic.Int64
+	// harden #9: while blocked, the edge keeps appending (each Append
+	// returns promptly) and the forwarder keeps its session and goes on
+	// waiting in Publish with its PublishTimeout rather than hanging: its
+	// Close, given a deadline, would return (checked by the rig's cleanup).
+	p0 := r.o.Stats().Pending
 	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) { // the forwarder answers while blocked: no deadlock
-		_ = r.f.Stats()
-		statsCalls.Add(1)
+	for time.Now().Before(deadline) {
+		start := time.Now()
+		if err := r.appendN(1); err != nil {
+			t.Fatalf("Append while the broker blocks = %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("Append took %v while the broker blocked publishing", d)
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if fs := r.f.Stats(); !fs.Blocked || !fs.Connected {
+		t.Fatalf("after 3s of alarm: blocked %v connected %v, want both", fs.Blocked, fs.Connected)
+	}
 	blockedPending := r.o.Stats().Pending
+	if blockedPending <= p0 {
+		t.Fatalf("pending %d -> %d: the appends during the block did not wait in the outbox", p0, blockedPending)
+	}
 	fs := r.f.Stats()
 	if !fs.Connected || fs.SessionErrors != 0 {
 		t.Fatalf("blocked broker dropped the session: %+v", fs)
