@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,13 +128,25 @@ func benchBacklog(b *testing.B, amqpURL string, pg *pgtest.Cluster, messages, ba
 		b.Fatal(err)
 	}
 	ctx, cancel = context.WithCancel(context.Background())
+	if f := os.Getenv("COLLECT_BENCH_CPUPROFILE"); f != "" {
+		// The drain alone, not the backlog's publishing.
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer out.Close()
+		_ = pprof.StartCPUProfile(out)
+		defer pprof.StopCPUProfile()
+	}
 	b.StartTimer()
+	cpu0, pg0 := cpuTime(), pg.CPUTime()
 	start := time.Now()
 	go func() { done <- c.Run(ctx) }()
 	for c.Stats().Clicks < uint64(messages) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	took := time.Since(start)
+	cpu, pgCPU := cpuTime()-cpu0, pg.CPUTime()-pg0
 	b.StopTimer()
 	cancel()
 	<-done
@@ -141,7 +155,17 @@ func benchBacklog(b *testing.B, amqpURL string, pg *pgtest.Cluster, messages, ba
 	b.ReportMetric(float64(bytes)/float64(messages), "B/msg")
 	b.ReportMetric(s.BatchDuration.Sum/float64(s.BatchDuration.Count)*1000, "ms/batch")
 	b.ReportMetric(float64(s.WriteTime.Milliseconds())/float64(s.Batches), "write-ms/batch")
-	b.Logf("batch %d, %d writers, %s queue: %d rows in %v = %.0f rows/s (%d batches, mean %.1f ms from first message to ack, %.1f ms writing)",
+	b.ReportMetric(float64(cpu.Microseconds())/float64(messages), "collector-cpu-us/msg")
+	b.ReportMetric(float64(pgCPU.Microseconds())/float64(messages), "postgres-cpu-us/msg")
+	b.Logf("batch %d, %d writers, %s queue: %d rows in %v = %.0f rows/s (%d batches, mean %.1f ms from first message to ack, %.1f ms writing; CPU per message: collector %.1f µs, PostgreSQL %.1f µs)",
 		batchSize, c.cfg.Writers, queueType, messages, took.Round(time.Millisecond), float64(messages)/took.Seconds(),
-		s.Batches, s.BatchDuration.Sum/float64(s.BatchDuration.Count)*1000, float64(s.WriteTime.Milliseconds())/float64(s.Batches))
+		s.Batches, s.BatchDuration.Sum/float64(s.BatchDuration.Count)*1000, float64(s.WriteTime.Milliseconds())/float64(s.Batches),
+		float64(cpu.Microseconds())/float64(messages), float64(pgCPU.Microseconds())/float64(messages))
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
