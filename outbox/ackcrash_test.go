@@ -51,6 +51,7 @@ func ackCrashChild(path string) {
 			os.Exit(4)
 		}
 	}
+	o.Sync() // with Options.Log, records are read once moved
 	recs, err := o.ReadPending(nil, 0, ackCrashRecords, 0)
 	if err != nil || len(recs) != ackCrashRecords {
 		fmt.Fprintln(os.Stderr, "read:", len(recs), err)

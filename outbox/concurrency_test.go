@@ -55,6 +55,7 @@ func TestConcurrentWritersReaderAcksAndPruning(t *testing.T) {
 		select {
 		case <-writersDone:
 			finished = true
+			o.Sync() // with Options.Log, the last moves into the file
 		case <-o.Notify():
 		case <-time.After(10 * time.Millisecond):
 		}

@@ -39,8 +39,9 @@ func deliverAll(t *testing.T, o *outbox.Outbox) {
 func TestDiskFullEvictsRetainedFirst(t *testing.T) {
 	var capacity atomic.Int64 // bytes of records the "disk" holds; 0 = no limit
 	var o *outbox.Outbox
-	opts := &outbox.Options{Retention: time.Hour, PruneBatch: 10}
-	outbox.SetBeforeCommit(opts, func() error {
+	opts := &outbox.Options{Retention: time.Hour, PruneBatch: 10, LogBytes: 64 << 10}
+	// The log (Options.Log) is allocated up front: only the tree grows.
+	outbox.SetBeforeMove(opts, func() error {
 		// The hook cannot see the transaction; the committed counters and
 		// one more record stand in for it.
 		st := o.Stats()
@@ -72,6 +73,7 @@ func TestDiskFullEvictsRetainedFirst(t *testing.T) {
 			t.Fatalf("Append(new-%03d) on a disk full of retained records = %v, want nil (evict first)", i, err)
 		}
 	}
+	o.Sync() // with Options.Log, Pending counts records once moved
 	st := o.Stats()
 	if st.Pending != 100 || st.Evicted == 0 || st.Retained+int64(st.Evicted) != 200 {
 		t.Fatalf("pending %d, retained %d, evicted %d; want 100 pending and retained+evicted = 200", st.Pending, st.Retained, st.Evicted)
@@ -89,9 +91,22 @@ func TestDiskFullEvictsRetainedFirst(t *testing.T) {
 	t.Logf("100 appends on a full disk: %d retained evicted, %d kept, %d commit errors", st.Evicted, st.Retained, st.CommitErrors)
 
 	// With nothing left to evict the disk is really full: ErrWrite.
+	// Without the log that is the next Append; with it (Options.Log), the
+	// appends that the preallocated log still holds succeed (they are
+	// durable there), then the same.
 	capacity.Store(1)
-	if err := o.Append(outboxtest.Record("too-much")); !errors.Is(err, outbox.ErrWrite) || !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Append with the disk full of pending records = %v, want ErrWrite wrapping ENOSPC", err)
+	loggedBefore := o.Stats().Logged
+	taken := 0
+	for ; taken < 1000; taken++ {
+		if err = o.Append(outboxtest.Record(fmt.Sprintf("too-much-%d", taken))); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, outbox.ErrWrite) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append with the disk full of pending records = %v after %d taken, want ErrWrite wrapping ENOSPC", err, taken)
+	}
+	if logged := o.Stats().Logged - loggedBefore; uint64(taken) != logged {
+		t.Fatalf("%d appends taken on a full disk, want those the log took (%d)", taken, logged)
 	}
 	if st := o.Stats(); st.Retained != 0 || st.Pending != 100 {
 		t.Fatalf("after the last eviction: retained %d pending %d, want 0 and 100", st.Retained, st.Pending)

@@ -165,6 +165,19 @@ type Options struct {
 	// read. The zero value verifies.
 	SkipVerify bool
 
+	// Log puts a log before the tree (wal.go) in Sync mode: a batch of
+	// appends is answered after one write and one fdatasync of a
+	// preallocated file next to the bbolt file (<path>.log), and moved into
+	// bbolt by the writer afterwards, many batches per commit. False keeps
+	// one bbolt commit (two fdatasyncs) per batch. Ignored in Async mode.
+	// Whatever the setting, Open first moves records a log left into the
+	// file.
+	Log bool
+
+	// LogBytes is the size of the log file, allocated and zero-filled when
+	// it is created. Zero means DefaultLogBytes.
+	LogBytes int64
+
 	// ReadOnly opens the file without taking the write lock exclusively and
 	// without a writer: Append, Ack and Spill return ErrClosed. For tools.
 	ReadOnly bool
@@ -198,7 +211,13 @@ type Options struct {
 	// beforeCommit, when set, runs in the writer before each commit; an
 	// error fails the commit. Tests inject slow and failing disks with it.
 	beforeCommit func() error
+	// beforeLog is the same for each write to the log.
+	beforeLog func() error
 }
+
+// testLog makes Options.Log the default, for running the package's tests
+// with the log (export_test.go).
+var testLog bool
 
 func (o *Options) withDefaults() Options {
 	var r Options
@@ -235,6 +254,13 @@ func (o *Options) withDefaults() Options {
 	if r.SpillBytes == 0 {
 		r.SpillBytes = DefaultSpillBytes
 	}
+	if testLog {
+		r.Log = true
+	}
+	if r.LogBytes <= 0 {
+		r.LogBytes = DefaultLogBytes
+	}
+	r.LogBytes = max(r.LogBytes, minLogBytes)
 	if r.LockTimeout <= 0 {
 		r.LockTimeout = DefaultLockTimeout
 	}
@@ -304,6 +330,18 @@ type Outbox struct {
 	ackDone     uint64 // acks ever taken into a successful commit
 	closed      bool
 
+	// With the log (Options.Log): batches the log goroutine took from
+	// queue, oldest first, for the writer: logged ones (seq set, already
+	// answered) and ones the writer commits directly (seq 0: indexed
+	// appends, Sync's empty batches, the spill).
+	moveQ       []*batch
+	movingBytes int
+	wal         *walWriter    // owned by the log goroutine
+	logWake     chan struct{} // cap 1: there is work for the log goroutine
+	moved       chan struct{} // cap 1: the writer committed a move
+	logDone     chan struct{} // closed when the log goroutine has ended
+	replayed    int           // records moved from the log by Open
+
 	wake    chan struct{} // cap 1: there is work for the writer
 	notify  chan struct{} // cap 1: new records for the reader
 	closing chan struct{}
@@ -323,6 +361,7 @@ type Outbox struct {
 	oldestPending  atomic.Int64 // unix nanos, 0 when none
 	oldestRetained atomic.Int64
 	failedUntil    atomic.Int64 // unix nanos, wall clock; Appends fail fast before it
+	logFailedUntil atomic.Int64 // the same for the log (Options.Log)
 	pruneNow       atomic.Bool
 	lastBatch      atomic.Int64 // records in the last commit, to size new batches
 	lastErr        atomic.Pointer[errorAt]
@@ -358,7 +397,10 @@ type batch struct {
 	done    chan struct{}
 	state   atomic.Uint32
 	err     error
-	index   []*indexOp // conditional index changes of some records (index.go)
+	index   []*indexOp    // conditional index changes of some records (index.go)
+	seq     uint64        // with the log: the first record's sequence, once logged
+	logged  int64         // unix nanos when logged
+	handled chan struct{} // with the log, for a batch the writer commits directly: closed once it is past it
 }
 
 const (
@@ -420,6 +462,25 @@ func Open(path string, opts *Options) (*Outbox, error) {
 	if err := o.load(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if !o.opts.ReadOnly && o.opts.Log && o.opts.Durability == Sync {
+		wal, _, err := openWAL(path, o.opts.LogBytes)
+		switch {
+		case err != nil && diskFull(err):
+			// The tree alone still keeps every promise, one bbolt commit
+			// per batch.
+			o.log.Warn("outbox: no room to create the log; committing to the file directly", "err", err)
+		case err != nil:
+			_ = db.Close()
+			return nil, err
+		default:
+			o.wal = wal
+			o.logWake = make(chan struct{}, 1)
+			o.moved = make(chan struct{}, 1)
+			o.logDone = make(chan struct{})
+			o.wg.Add(1)
+			go func() { defer o.wg.Done(); o.logLoop() }()
+		}
 	}
 	if !o.opts.ReadOnly {
 		o.wg.Add(1)
@@ -514,8 +575,11 @@ func (o *Outbox) load() error {
 		if err := o.db.Update(init); err != nil {
 			return fmt.Errorf("outbox: initialise %s: %w", o.path, err)
 		}
+		if err := o.replayLog(); err != nil {
+			return err
+		}
 	}
-	return o.db.View(func(tx *bolt.Tx) error {
+	err := o.db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
 			if o.opts.ReadOnly {
@@ -540,6 +604,10 @@ func (o *Outbox) load() error {
 		o.oldestRetained.Store(oldestDelivery(tx.Bucket(bucketRetained), spans))
 		return nil
 	})
+	if err == nil && o.opts.ReadOnly {
+		err = o.checkLogMoved()
+	}
+	return err
 }
 
 // oldestTime returns the append (or delivery) time of the first record in b.
@@ -588,7 +656,9 @@ func (o *Outbox) append(r *Record, op *indexOp) error {
 	}
 	n := len(*buf)
 	now := time.Now().UnixNano()
-	if until := o.failedUntil.Load(); now < until {
+	if until := o.failedUntil.Load(); now < until && o.wal == nil {
+		// With the log, the log goroutine decides: the log may still
+		// have room while the tree does not take writes.
 		o.putBuf(buf)
 		return o.writeError()
 	}
@@ -605,7 +675,7 @@ func (o *Outbox) append(r *Record, op *indexOp) error {
 		o.ctr.overloaded.Add(1)
 		return ErrOverloaded
 	}
-	if max := o.opts.MaxBytes; max > 0 && o.pendingBytes.Load()+int64(o.queuedBytes+n) > max {
+	if max := o.opts.MaxBytes; max > 0 && o.pendingBytes.Load()+int64(o.queuedBytes+o.movingBytes+n) > max {
 		o.mu.Unlock()
 		o.putBuf(buf)
 		o.ctr.full.Add(1)
@@ -655,7 +725,20 @@ func (o *Outbox) openBatch(now int64) *batch {
 	return b
 }
 
+// signal wakes the goroutine that takes queued batches: the log goroutine
+// with the log, else the writer.
 func (o *Outbox) signal() {
+	if o.logWake != nil {
+		select {
+		case o.logWake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	o.signalWriter()
+}
+
+func (o *Outbox) signalWriter() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -722,7 +805,7 @@ func (o *Outbox) Ack(seqs ...uint64) error {
 	o.acks = append(o.acks, seqs...)
 	o.ackQueued += uint64(len(seqs))
 	o.mu.Unlock()
-	o.signal()
+	o.signalWriter()
 	return nil
 }
 

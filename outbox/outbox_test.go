@@ -131,6 +131,7 @@ func TestGroupCommitBatchesConcurrentAppends(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	o.Sync() // with Options.Log, Pending counts records once moved
 	st := o.Stats()
 	if st.Pending != writers*each {
 		t.Fatalf("pending = %d, want %d", st.Pending, writers*each)
@@ -389,6 +390,7 @@ func TestWriteErrorFailsFastThenRecovers(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	o.Sync() // with Options.Log, Pending counts records once moved
 	if st := o.Stats(); st.Pending != 1 || st.Failing {
 		t.Fatalf("after recovery pending %d failing %v, want 1 false", st.Pending, st.Failing)
 	}

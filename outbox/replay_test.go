@@ -40,6 +40,7 @@ func TestReplayerAcksConfirmedOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	o.Sync() // with Options.Log, Scan sees records once moved
 	p := outboxtest.NewFakePublisher()
 	sess, err := p.Connect(context.Background())
 	if err != nil {

@@ -43,9 +43,20 @@ type Stats struct {
 
 	Spill SpillStats
 
+	// With the log (Options.Log): records logged since Open, logged and
+	// not yet moved into the tree (counted in Queued too), moved from the
+	// log by Open, and batches refused because the log was full while the
+	// tree took no writes.
+	Logged      uint64
+	Moving      int
+	LogReplayed int
+	LogFull     uint64
+
 	BatchSize     Histogram // records per commit
 	CommitLatency Histogram // seconds from begin to fsynced commit
 	PruneLatency  Histogram // seconds, for commits that pruned or evicted
+	LogLatency    Histogram // seconds to log a batch: its write and fdatasync
+	MoveLatency   Histogram // seconds from a batch's fdatasync in the log to its commit in the tree
 }
 
 // OldestPendingAge is how long the oldest pending record has waited, or 0.
@@ -88,11 +99,16 @@ func (o *Outbox) Stats() Stats {
 		Overloaded:    o.ctr.overloaded.Load(),
 		Timeouts:      o.ctr.timeouts.Load(),
 		Rescued:       o.ctr.rescued.Load(),
-		Failing:       o.failedUntil.Load() > time.Now().UnixNano(),
+		Failing:       max(o.failedUntil.Load(), o.logFailedUntil.Load()) > time.Now().UnixNano(),
 		Spill:         o.spill.stats(),
 		BatchSize:     o.ctr.batchSize.snapshot(),
 		CommitLatency: o.ctr.commitLatency.snapshot(),
 		PruneLatency:  o.ctr.pruneLatency.snapshot(),
+		LogLatency:    o.ctr.logLatency.snapshot(),
+		MoveLatency:   o.ctr.moveLatency.snapshot(),
+		Logged:        o.ctr.logged.Load(),
+		LogFull:       o.ctr.logFull.Load(),
+		LogReplayed:   o.replayed,
 	}
 	s.OldestPending = fromUnixNano(o.oldestPending.Load())
 	s.OldestRetained = fromUnixNano(o.oldestRetained.Load())
@@ -104,7 +120,11 @@ func (o *Outbox) Stats() Stats {
 	for _, b := range o.queue {
 		s.Queued += len(b.recs)
 	}
-	s.QueuedBytes = o.queuedBytes
+	for _, b := range o.moveQ {
+		s.Moving += len(b.recs)
+	}
+	s.Queued += s.Moving
+	s.QueuedBytes = o.queuedBytes + o.movingBytes
 	o.mu.Unlock()
 	if fi, err := os.Stat(o.path); err == nil {
 		s.FileSize = fi.Size()
@@ -117,10 +137,13 @@ type counters struct {
 	commits, commitErrors                        atomic.Uint64
 	full, overloaded, timeouts, rescued          atomic.Uint64
 	retry                                        atomic.Int64 // current write back-off, ns
+	logged, logFull                              atomic.Uint64
 
 	batchSize     *histogram
 	commitLatency *histogram
 	pruneLatency  *histogram
+	logLatency    *histogram
+	moveLatency   *histogram
 }
 
 func newCounters() counters {
@@ -128,6 +151,8 @@ func newCounters() counters {
 		batchSize:     newHistogram(ExponentialBuckets(1, 2, 17)), // 1 .. 65536
 		commitLatency: newHistogram(LatencyBuckets),
 		pruneLatency:  newHistogram(LatencyBuckets),
+		logLatency:    newHistogram(LatencyBuckets),
+		moveLatency:   newHistogram(LatencyBuckets),
 	}
 }
 

@@ -83,12 +83,18 @@ func (o *Outbox) writeLoop() {
 	timer.Stop()
 	prune := time.NewTicker(o.opts.PruneInterval)
 	defer prune.Stop()
+	// With the log, the writer goes on moving until the log goroutine has
+	// logged (or committed through the writer) everything queued at Close.
+	stop := o.closing
+	if o.wal != nil {
+		stop = o.logDone
+	}
 	for {
 		select {
 		case <-o.wake:
 		case <-timer.C:
 		case <-prune.C:
-		case <-o.closing:
+		case <-stop:
 			o.drain(&w)
 			// The spill dies with the process: one last try to keep it,
 			// then count what is left (harden #3).
@@ -107,9 +113,14 @@ func (o *Outbox) writeLoop() {
 				timer.Reset(wait)
 				break
 			}
-			if !more && !o.restoreSpill(&w, false) {
+			// With the log, the log goroutine restores the spill (through
+			// the writer), so that sequences stay in order.
+			if !more && (o.wal != nil || !o.restoreSpill(&w, false)) {
 				break
 			}
+		}
+		if o.wal != nil && o.spill.remaining() > 0 {
+			o.signal() // the log goroutine restores the spill
 		}
 	}
 }
@@ -120,30 +131,9 @@ func (o *Outbox) writeLoop() {
 // whether it committed any. Records the forwarder has in flight stay in the
 // spill (but at Close), so that none is published twice.
 func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
-	if o.spill.remaining() == 0 {
+	seqs, b := o.spillBatch(final)
+	if b == nil {
 		return false
-	}
-	if !final && time.Now().UnixNano() < o.failedUntil.Load() {
-		return false
-	}
-	maxBytes := o.opts.MaxBatchBytes
-	if limit := o.opts.MaxBytes; limit > 0 {
-		o.mu.Lock()
-		room := limit - o.pendingBytes.Load() - int64(o.queuedBytes)
-		o.mu.Unlock()
-		if room <= 0 {
-			return false
-		}
-		maxBytes = int(min(int64(maxBytes), room))
-	}
-	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes, final)
-	if len(seqs) == 0 {
-		return false
-	}
-	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{}), recs: make([]*[]byte, len(bufs))}
-	for i := range bufs {
-		b.recs[i] = &bufs[i]
-		b.bytes += len(bufs[i])
 	}
 	w.acks = w.acks[:0] // the last commit's, applied already
 	err := o.commit(w, b, false)
@@ -153,6 +143,37 @@ func (o *Outbox) restoreSpill(w *writerState, final bool) bool {
 		o.log.Info("outbox: spilled records moved back into the file", "records", len(seqs))
 	}
 	return err == nil
+}
+
+// spillBatch takes spilled records for a commit that moves them back into
+// the file, or returns nil when it is not the time (see restoreSpill).
+func (o *Outbox) spillBatch(final bool) ([]uint64, *batch) {
+	if o.spill.remaining() == 0 {
+		return nil, nil
+	}
+	if !final && time.Now().UnixNano() < o.failedUntil.Load() {
+		return nil, nil
+	}
+	maxBytes := o.opts.MaxBatchBytes
+	if limit := o.opts.MaxBytes; limit > 0 {
+		o.mu.Lock()
+		room := limit - o.pendingBytes.Load() - int64(o.queuedBytes+o.movingBytes)
+		o.mu.Unlock()
+		if room <= 0 {
+			return nil, nil
+		}
+		maxBytes = int(min(int64(maxBytes), room))
+	}
+	seqs, bufs := o.spill.take(o.opts.MaxBatchRecords, maxBytes, final)
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	b := &batch{created: time.Now().UnixNano(), done: make(chan struct{}), recs: make([]*[]byte, len(bufs))}
+	for i := range bufs {
+		b.recs[i] = &bufs[i]
+		b.bytes += len(bufs[i])
+	}
+	return seqs, b
 }
 
 // drain commits everything still queued, for Close.
@@ -178,7 +199,10 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 
 	o.mu.Lock()
 	var b *batch
-	if len(o.queue) > 0 {
+	var moving []*batch // with the log: the logged batches b merges
+	if o.wal != nil {
+		b, moving = o.takeMove(now)
+	} else if len(o.queue) > 0 {
 		b = o.queue[0]
 		if !final && len(b.recs) > 0 && len(b.recs) < o.opts.MaxBatchRecords && b.bytes < o.opts.MaxBatchBytes {
 			var d time.Duration
@@ -204,7 +228,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.mu.Unlock()
 		return 0, false
 	}
-	if b != nil {
+	if b != nil && o.wal == nil {
 		o.queue[0] = nil
 		o.queue = o.queue[1:]
 		o.queuedBytes -= b.bytes
@@ -222,7 +246,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		}
 	}
 	if b == nil && len(o.acks) == 0 && !pruneDue {
-		more = len(o.queue) > 0
+		more = len(o.queue) > 0 || len(o.moveQ) > 0
 		o.mu.Unlock()
 		return 0, more
 	}
@@ -232,7 +256,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	if len(o.acks) > 0 {
 		o.acksSince = now
 	}
-	more = len(o.queue) > 0 || len(o.acks) > 0
+	more = len(o.queue) > 0 || len(o.acks) > 0 || len(o.moveQ) > 0
 	o.mu.Unlock()
 
 	if pruneDue {
@@ -245,7 +269,9 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	timedOut := errors.Is(err, errTimedOut)
 
 	o.mu.Lock()
-	o.committing = nil
+	if o.wal == nil {
+		o.committing = nil // with the log, the log goroutine's
+	}
 	w.gather = w.lastBatch
 	if b == nil || len(b.recs) == 0 {
 		w.gather = 0
@@ -260,8 +286,36 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	} else {
 		o.ackDone += uint64(n)
 	}
+	if moving != nil {
+		if err != nil {
+			// Logged records are durable in the log: they wait for the
+			// next try, after the back-off.
+			o.moveQ = append(moving, o.moveQ...)
+		} else {
+			o.movingBytes -= b.bytes
+		}
+	}
 	o.mu.Unlock()
 
+	if moving != nil {
+		if err == nil {
+			now := time.Now().UnixNano()
+			for _, m := range moving {
+				o.ctr.moveLatency.observe(float64(now-m.logged) / 1e9)
+				for _, buf := range m.recs {
+					o.putBuf(buf)
+				}
+			}
+		}
+		select {
+		case o.moved <- struct{}{}:
+		default:
+		}
+		if err != nil && !timedOut {
+			return 0, false
+		}
+		return 0, more || o.pruneNow.Load()
+	}
 	if b != nil {
 		if err != nil && !timedOut && o.opts.Durability == Async {
 			o.rescueBatch(b, err)
@@ -271,13 +325,18 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 			}
 		}
 		b.end(err)
+		if b.handled != nil {
+			close(b.handled)
+		}
 	}
 	if timedOut {
 		// Nothing was written; the acks wait for the next commit.
 		return 0, true
 	}
 	if err != nil {
-		o.failQueue(err)
+		if o.wal == nil {
+			o.failQueue(err) // with the log, the log goroutine decides
+		}
 		return 0, false
 	}
 	// A prune step that hit its bound goes on in the next commit.
@@ -435,6 +494,9 @@ func (o *Outbox) tryCommit(w *writerState, b *batch, prune bool) (err error) {
 		return err
 	}
 	nrec -= len(skip)
+	if b != nil && b.seq != 0 && b.seq != c.nextSeq {
+		return fmt.Errorf("outbox: move logged records from seq %d, but the file's next is %d", b.seq, c.nextSeq)
+	}
 	if b != nil {
 		for i, buf := range b.recs {
 			if skip[i] {

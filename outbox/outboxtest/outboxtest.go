@@ -53,6 +53,10 @@ func Record(id string) *outbox.Record {
 func ReadAll(t testing.TB, o *outbox.Outbox) []outbox.Record {
 	t.Helper()
 	var all []outbox.Record
+	// With Options.Log an answered record reaches the file, where readers
+	// look, after Append returns: wait for it. (A closed or failing outbox
+	// reads what it has.)
+	_ = o.Sync()
 	var after uint64
 	for {
 		recs, err := o.ReadPending(nil, after, 1000, 0)
