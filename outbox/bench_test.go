@@ -492,3 +492,63 @@ func BenchmarkFdatasync(b *testing.B) {
 	b.ReportMetric(float64(h.ValueAtQuantile(99))/1e3, "p99-µs")
 	b.ReportMetric(float64(h.Max())/1e3, "max-µs")
 }
+
+// BenchmarkAppendSyncLog compares sync appends committed to the tree (one
+// bbolt commit, two fdatasyncs, per batch) with the log before the tree
+// (Options.Log: one write and one fdatasync per batch, moved into the tree
+// later), at a fixed number of writers, each with one append outstanding.
+// It reports appends/s, the latency of each append (p50/p99), records per
+// fdatasync'd batch, and with the log the delay from a batch's fdatasync
+// to its commit in the tree (move-p50/p99: what the log adds before the
+// forwarder can read a record). Sub-benchmarks alternate, so with -count
+// the two are interleaved A/B/A/B; run BenchmarkFdatasync in the same
+// invocation for the disk's own figures.
+//
+//	go test -run '^$' -bench 'AppendSyncLog|Fdatasync' -benchtime 3s -count 3 ./outbox/
+func BenchmarkAppendSyncLog(b *testing.B) {
+	for _, writers := range []int{64} {
+		for _, log := range []bool{false, true} {
+			name := "tree"
+			if log {
+				name = "log"
+			}
+			b.Run(fmt.Sprintf("writers=%d/%s", writers, name), func(b *testing.B) {
+				o, err := Open(filepath.Join(b.TempDir(), "o.db"), &Options{Log: log})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer o.Close()
+				recs := make([]*Record, 1024)
+				for i := range recs {
+					recs[i] = benchRecord(i)
+				}
+				var mu sync.Mutex
+				h := hdrhistogram.New(1, int64(10*time.Second), 3)
+				runWriters(b, writers, func(i int) error {
+					r := *recs[i%len(recs)]
+					start := time.Now()
+					err := o.Append(&r)
+					d := time.Since(start)
+					mu.Lock()
+					h.RecordValue(int64(d))
+					mu.Unlock()
+					return err
+				})
+				if err := o.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				st := o.Stats()
+				b.ReportMetric(float64(h.ValueAtQuantile(50))/1e3, "p50-µs")
+				b.ReportMetric(float64(h.ValueAtQuantile(99))/1e3, "p99-µs")
+				if log {
+					b.ReportMetric(float64(st.Logged)/float64(st.LogLatency.Count), "records/batch")
+					b.ReportMetric(float64(st.Appended)/float64(st.Commits), "records/commit")
+					b.ReportMetric(st.MoveLatency.Quantile(0.5)*1e6, "move-p50-µs")
+					b.ReportMetric(st.MoveLatency.Quantile(0.99)*1e6, "move-p99-µs")
+				} else {
+					b.ReportMetric(float64(st.Appended)/float64(st.Commits), "records/batch")
+				}
+			})
+		}
+	}
+}

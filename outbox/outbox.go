@@ -336,6 +336,7 @@ type Outbox struct {
 	// appends, Sync's empty batches, the spill).
 	moveQ       []*batch
 	movingBytes int
+	movingNow   int           // records of the move the writer is committing
 	wal         *walWriter    // owned by the log goroutine
 	logWake     chan struct{} // cap 1: there is work for the log goroutine
 	moved       chan struct{} // cap 1: the writer committed a move

@@ -120,8 +120,11 @@ func (o *Outbox) Stats() Stats {
 	for _, b := range o.queue {
 		s.Queued += len(b.recs)
 	}
+	s.Moving = o.movingNow
 	for _, b := range o.moveQ {
-		s.Moving += len(b.recs)
+		if b.seq != 0 {
+			s.Moving += len(b.recs)
+		}
 	}
 	s.Queued += s.Moving
 	s.QueuedBytes = o.queuedBytes + o.movingBytes

@@ -210,6 +210,26 @@ func scanLog(f *os.File) (*logScan, error) {
 		off = alignPage(off + frameHeadLen + n)
 		s.end = off
 	}
+	// A torn tail is the last frame ever written in its generation. A
+	// valid frame of the generation after the end means a frame in the
+	// middle is damaged: its records, and those after it, were answered.
+	for off := s.end + logPage; off+frameHeadLen <= st.Size(); off += logPage {
+		if _, err := f.ReadAt(head, off); err != nil {
+			return nil, err
+		}
+		if binary.BigEndian.Uint32(head) != frameMagic || binary.BigEndian.Uint64(head[8:]) != gen {
+			continue
+		}
+		if n := int64(binary.BigEndian.Uint32(head[4:])); off+frameHeadLen+n <= st.Size() {
+			payload = append(payload[:0], make([]byte, n)...)
+			if _, err := f.ReadAt(payload, off+frameHeadLen); err != nil {
+				return nil, err
+			}
+			if crc32.Update(crc32.Checksum(head[:28], castagnoli), castagnoli, payload) == binary.BigEndian.Uint32(head[28:]) {
+				return nil, fmt.Errorf("the frame at offset %d is damaged and a valid frame follows at offset %d", s.end, off)
+			}
+		}
+	}
 	return s, nil
 }
 
@@ -411,6 +431,7 @@ func (o *Outbox) takeMove(now time.Time) (*batch, []*batch) {
 	for _, m := range moving {
 		b.recs = append(b.recs, m.recs...)
 	}
+	o.movingNow = len(b.recs)
 	return b, moving
 }
 

@@ -287,6 +287,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		o.ackDone += uint64(n)
 	}
 	if moving != nil {
+		o.movingNow = 0
 		if err != nil {
 			// Logged records are durable in the log: they wait for the
 			// next try, after the back-off.
