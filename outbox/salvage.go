@@ -129,6 +129,11 @@ type SalvageReport struct {
 	// FromTree counts those found in the tree, FromScan those found only
 	// by the page scan.
 	FromTree, FromScan int64
+	// FromLog counts the records of the log next to the file (Options.Log)
+	// that the file lacked, appended with new sequences; LogDamage says
+	// why the log could not be read to its end, "" when it could.
+	FromLog   int
+	LogDamage string
 	// Copies counts the extra copies of a record that were found and
 	// dropped.
 	Copies int64
@@ -222,6 +227,14 @@ func Salvage(src, dst string, opts *SalvageOptions) (*SalvageReport, error) {
 	}
 	if _, err := Verify(dst); err != nil {
 		return rep, fmt.Errorf("outbox: salvage: the new file does not verify: %w", err)
+	}
+	// Records answered from the log (Options.Log) and not yet moved into
+	// the file are in the log only.
+	n, err := salvageLog(src, dst)
+	rep.FromLog = n
+	rep.Pending += int64(n)
+	if err != nil {
+		rep.LogDamage = err.Error()
 	}
 	return rep, nil
 }

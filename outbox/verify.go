@@ -62,6 +62,12 @@ type VerifyReport struct {
 	// Problems lists the damage found, at most 20 entries; empty when the
 	// file is sound.
 	Problems []string
+
+	// Log describes the log next to the file (Options.Log), nil when there
+	// is none; LogUnmoved counts its records the file does not hold yet
+	// (the node moves them into it when it starts).
+	Log        *LogReport
+	LogUnmoved int
 }
 
 // Verify checks the outbox file at path without modifying it. It takes a
@@ -77,7 +83,19 @@ func Verify(path string) (*VerifyReport, error) {
 	if err := lockFile(f, false, DefaultLockTimeout); err != nil {
 		return nil, fmt.Errorf("%w: %s (is a clickedge node running on this data directory?)", ErrLocked, path)
 	}
-	return verifyFile(f)
+	rep, err := verifyFile(f)
+	if rep == nil {
+		return rep, err
+	}
+	lrep, lerr := InspectLog(path)
+	if lerr != nil {
+		rep.Problems = append(rep.Problems, lerr.Error())
+		return rep, errors.Join(err, lerr)
+	}
+	if rep.Log = lrep; lrep != nil && lrep.Records > 0 && lrep.LastSeq >= rep.NextSeq {
+		rep.LogUnmoved = int(lrep.LastSeq - max(lrep.FirstSeq, rep.NextSeq) + 1)
+	}
+	return rep, err
 }
 
 // verifyFile checks an open, locked file. An empty file is a new outbox.

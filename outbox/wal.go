@@ -226,7 +226,7 @@ func scanLog(f *os.File) (*logScan, error) {
 				return nil, err
 			}
 			if crc32.Update(crc32.Checksum(head[:28], castagnoli), castagnoli, payload) == binary.BigEndian.Uint32(head[28:]) {
-				return nil, fmt.Errorf("the frame at offset %d is damaged and a valid frame follows at offset %d", s.end, off)
+				return s, fmt.Errorf("the frame at offset %d is damaged and a valid frame follows at offset %d", s.end, off)
 			}
 		}
 	}
@@ -729,4 +729,52 @@ func (o *Outbox) checkLogMoved() error {
 	}
 	return fmt.Errorf("%w: %s holds records up to seq %d, the file ends before seq %d; open the outbox for writing once "+
 		"(starting the node does) to move them", ErrLogPending, rep.Path, rep.LastSeq, o.nextSeq.Load())
+}
+
+// salvageLog copies the records of src's log that the salvaged outbox at
+// dst lacks (by message id) into it, with new sequences, and returns how
+// many. A salvaged file gets sequences of its own, so the log cannot be
+// replayed by sequence next to it. Frames up to damage in the log are
+// taken; the damage is returned with the count.
+func salvageLog(src, dst string) (int, error) {
+	f, err := os.Open(logPath(src))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	s, serr := scanLog(f)
+	f.Close()
+	if s == nil || len(s.records) == 0 {
+		return 0, serr
+	}
+	o, err := Open(dst, &Options{Durability: Async, Retention: 100 * 365 * 24 * time.Hour, SpillBytes: -1})
+	if err != nil {
+		return 0, err
+	}
+	seen := map[string]bool{}
+	err = o.Scan(nil, func(r *Record) error { seen[r.MessageID] = true; return nil })
+	n := 0
+	for _, lr := range s.records {
+		if err != nil {
+			break
+		}
+		var r Record
+		if err = decodeRecord(lr.rec, &r); err == nil && !seen[r.MessageID] {
+			seen[r.MessageID] = true
+			err = o.Append(&r)
+			n++
+		}
+	}
+	if err == nil {
+		err = o.Sync()
+	}
+	if cerr := o.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, serr
 }

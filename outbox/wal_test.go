@@ -245,3 +245,29 @@ func TestLogFullWhileTreeFails(t *testing.T) {
 		t.Fatalf("pending %d, want %d", st.Pending, taken+1)
 	}
 }
+
+// Issue 17: the offline tools do not ignore records that are only in the
+// log: Verify counts them, Salvage copies them into the new outbox.
+func TestLogToolsSeeLoggedRecords(t *testing.T) {
+	o, _, _ := heldMoves(t, 1<<20)
+	appendIDs(t, o, "x", "y", "z")
+	path := crashCopy(t, o)
+	rep, err := Verify(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Log == nil || rep.LogUnmoved != 3 || rep.Pending != 0 {
+		t.Fatalf("Verify: log %+v, %d unmoved, %d pending; want 3 unmoved, 0 pending", rep.Log, rep.LogUnmoved, rep.Pending)
+	}
+	dst := filepath.Join(t.TempDir(), "outbox.db")
+	srep, err := Salvage(path, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srep.FromLog != 3 || srep.LogDamage != "" {
+		t.Fatalf("Salvage: %d from the log (damage %q), want 3", srep.FromLog, srep.LogDamage)
+	}
+	if got := fmt.Sprint(pendingIDs(t, dst)); got != "[x y z]" {
+		t.Fatalf("the salvaged outbox holds %s, want [x y z]", got)
+	}
+}

@@ -168,6 +168,11 @@ func (r *replay) run(ctx context.Context) (int, error) {
 		opts = &outbox.Options{LockTimeout: obLockTimeout, Retention: 100 * 365 * 24 * time.Hour, SpillBytes: -1}
 	}
 	r.o, err = outbox.Open(path, opts)
+	if errors.Is(err, outbox.ErrLogPending) {
+		if err = obMoveLog(path); err == nil {
+			r.o, err = outbox.Open(path, opts)
+		}
+	}
 	if err != nil {
 		return 1, obLockedError(path, err)
 	}
