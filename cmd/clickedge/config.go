@@ -87,6 +87,7 @@ type OutboxConfig struct {
 	FlushInterval Duration `yaml:"flush_interval"`
 	OnError       string   `yaml:"on_error"`
 	SpillBytes    ByteSize `yaml:"spill_bytes"`
+	WritePath     string   `yaml:"write_path"`
 }
 
 // ForwarderConfig configures delivery to the central RabbitMQ.
@@ -715,6 +716,7 @@ func (c *Config) check() []problem {
 		nonNegative("outbox.flush_interval", c.Outbox.FlushInterval)
 	}
 	oneOf("outbox.on_error", c.Outbox.OnError, "spill", "reject")
+	oneOf("outbox.write_path", c.Outbox.WritePath, "tree", "log")
 	if b := c.Outbox.SpillBytes; b < 0 || b > math.MaxInt32 {
 		bad("outbox.spill_bytes", "must be between 0 and 2GiB, got %s", b)
 	} else if b == 0 && c.Outbox.OnError == "spill" {

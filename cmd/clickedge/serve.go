@@ -253,6 +253,7 @@ func outboxOptions(cfg *Config, logger *slog.Logger) *outbox.Options {
 		Retention:     time.Duration(cfg.Outbox.Retention),
 		FlushInterval: time.Duration(cfg.Outbox.FlushInterval),
 		SpillBytes:    int(cfg.Outbox.SpillBytes),
+		Log:           cfg.Outbox.WritePath == "log",
 		Logger:        logger.With("component", "outbox"),
 	}
 	if o.Retention == 0 {
