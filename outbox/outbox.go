@@ -402,6 +402,7 @@ type batch struct {
 	seq     uint64        // with the log: the first record's sequence, once logged
 	logged  int64         // unix nanos when logged
 	handled chan struct{} // with the log, for a batch the writer commits directly: closed once it is past it
+	prune   bool          // run a retention step in this batch's commit (Prune)
 }
 
 const (
@@ -812,7 +813,12 @@ func (o *Outbox) Ack(seqs ...uint64) error {
 
 // Sync waits until every record appended and every ack made before the
 // call is committed. It returns the commit's error.
-func (o *Outbox) Sync() error {
+func (o *Outbox) Sync() error { return o.sync(false) }
+
+// sync is Sync; with prune, the first commit it forces runs a retention
+// step (the request rides with the batch: with the log, a flag set apart
+// could be seen by a commit the writer runs before the batch reaches it).
+func (o *Outbox) sync(prune bool) error {
 	if o.opts.ReadOnly {
 		return nil
 	}
@@ -831,7 +837,7 @@ func (o *Outbox) Sync() error {
 		}
 		// An empty batch at the tail forces a commit, which carries acks;
 		// a commit takes at most maxAcksPerCommit, hence the loop.
-		b := &batch{created: time.Now().UnixNano(), done: make(chan struct{})}
+		b := &batch{created: time.Now().UnixNano(), done: make(chan struct{}), prune: prune && first}
 		o.queue = append(o.queue, b)
 		o.mu.Unlock()
 		o.signal()
@@ -862,10 +868,7 @@ func (o *Outbox) commitAcks() error {
 // Prune runs a retention step now (rather than at the next
 // Options.PruneInterval) and waits for its commit. At most
 // Options.PruneBatch expired records are deleted per call.
-func (o *Outbox) Prune() error {
-	o.pruneNow.Store(true)
-	return o.Sync()
-}
+func (o *Outbox) Prune() error { return o.sync(true) }
 
 // Notify returns a channel that receives a value after commits that added
 // records and after spills. It has a buffer of one and a single intended

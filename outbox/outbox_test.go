@@ -100,6 +100,7 @@ func TestReadPendingLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	o.Sync() // with Options.Log, records are read once moved
 	recs, err := o.ReadPending(nil, 0, 5, 0)
 	if err != nil || len(recs) != 5 {
 		t.Fatalf("ReadPending(max 5) = %d, %v", len(recs), err)

@@ -626,6 +626,7 @@ func (o *Outbox) logBatch(ls *logState, b *batch) error {
 		}
 		t.Stop()
 		if b.state.Load() != batchOpen {
+			<-b.done // failed by the timeout loop; err is set before done
 			return b.err
 		}
 	}
@@ -637,7 +638,8 @@ func (o *Outbox) logWrite(ls *logState, b *batch, newGen bool) error {
 		err = hook()
 	}
 	if err == nil && !b.claim() {
-		return b.err // timed out just now
+		<-b.done // timed out just now
+		return b.err
 	}
 	if err == nil {
 		err = o.wal.write(b.recs, ls.next, newGen)

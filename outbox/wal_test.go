@@ -130,8 +130,9 @@ func TestLogReplayTornTailAndDamage(t *testing.T) {
 		if err != nil || rep == nil || rep.Records != 5 || rep.FirstSeq != 1 || rep.LastSeq != 5 {
 			t.Fatalf("InspectLog = %+v, %v; want 5 records, seq 1 to 5", rep, err)
 		}
-		// Opened for writing without the log: moved, and the log removed.
-		w, err := Open(path, nil)
+		// Opened for writing without the log (Async mode has none): moved,
+		// and the log removed.
+		w, err := Open(path, &Options{Durability: Async})
 		if err != nil {
 			t.Fatal(err)
 		}

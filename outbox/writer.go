@@ -107,6 +107,11 @@ func (o *Outbox) writeLoop() {
 			o.lost(o.spill.clear(), "still in the memory spill at close; the file could not take them", cause)
 			return
 		}
+		// Each pass sets the timer again if it has to wait: a timer left
+		// from an earlier pass (an ack delay whose acks went with a later
+		// commit) would run an unasked commit, and with Prune a second
+		// prune step.
+		timer.Stop()
 		for {
 			wait, more := o.commitNext(&w, false)
 			if wait > 0 {
@@ -217,7 +222,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 			}
 		}
 	}
-	pruneDue := now.Sub(w.lastPrune) >= o.opts.PruneInterval || o.pruneNow.Load()
+	pruneDue := now.Sub(w.lastPrune) >= o.opts.PruneInterval || o.pruneNow.Load() || b != nil && b.prune
 	if b == nil && len(o.acks) > 0 && len(o.acks) < ackBatch && !final {
 		if d := ackDelay - now.Sub(o.acksSince); d > 0 && !pruneDue {
 			o.mu.Unlock()
