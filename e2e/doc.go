@@ -17,6 +17,8 @@
 //
 //   - E2E_BIN: the clickedge binary; default: built from ./cmd/clickedge.
 //   - E2E_CYCLES: kill -9 cycles (default 40; 1000 for the long run).
+//   - E2E_WRITE_PATH: outbox.write_path of every edge (default: the edge's,
+//     tree); log runs the suite with the log before the tree.
 //   - E2E_RATE: clicks per second the load driver offers (default 1000).
 //   - E2E_BLACKHOLE: how long the partition lasts (default 60s).
 //   - E2E_SEED: seed of the random kill moments (default: the clock; logged).

@@ -46,6 +46,7 @@ type edgeConfig struct {
 	SpillBytes      string // outbox.spill_bytes; "" = the edge's default
 	ShutdownTimeout string // forwarder.shutdown_timeout; "" = 5s
 	Durability      string // outbox.durability; "" = sync
+	WritePath       string // outbox.write_path; "" = E2E_WRITE_PATH, else the edge's default
 }
 
 // windowSize is forwarder.window in every scenario: the duplicate budget
@@ -77,6 +78,9 @@ func (c edgeConfig) yaml() string {
 		def(c.Durability, "sync"), def(c.Retention, "30s"), def(c.MaxBytes, "0"))
 	if c.SpillBytes != "" {
 		fmt.Fprintf(&b, "  spill_bytes: %s\n", c.SpillBytes)
+	}
+	if wp := def(c.WritePath, os.Getenv("E2E_WRITE_PATH")); wp != "" {
+		fmt.Fprintf(&b, "  write_path: %s\n", wp)
 	}
 	fmt.Fprintf(&b, "forwarder:\n  amqp_urls: [%q]\n  exchange: clicks\n  window: %d\n", c.AMQPURL, window)
 	fmt.Fprintf(&b, "  heartbeat: 2s\n  dial_timeout: 2s\n  confirm_timeout: 10s\n")

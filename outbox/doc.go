@@ -16,6 +16,24 @@ waiting Ack in one transaction and one fsync. Whatever arrives while a
 commit runs goes into the next one (natural batching), capped by
 Options.MaxBatchRecords and Options.MaxBatchBytes.
 
+With Options.Log (Sync mode only), a log goes before the tree (wal.go):
+one more goroutine, the logger, takes the queued batches in order,
+assigns their sequences, writes each as one frame (length, CRC-32C, first
+sequence, generation) with one pwrite into <path>.log, a preallocated,
+zero-filled file of Options.LogBytes, and fdatasyncs it: the file's size
+never changes, so that is one flush of data. It answers the batch's
+appenders as soon as that fdatasync returns and hands the batch to the
+writer, which moves every logged batch waiting into bbolt in one commit,
+with the acks and the prune step, while the logger writes the next ones:
+a bbolt commit's two fdatasyncs are shared by many log batches and
+overlap with log writes. Batches that need the tree's answer (an
+AppendIndexed, Sync's and Prune's, the spill's way back) are not logged:
+the logger hands them to the writer, which commits them after every
+logged batch before them, and waits. Once everything logged is in bbolt
+and a quarter of the log is used (or the next frame does not fit), the
+next frame starts the log again from its start under a new generation,
+written in the same fdatasync; frames of older generations end any scan.
+
 # When a record is durable
 
 In Sync mode (the default) Append returns nil only after the commit holding
@@ -24,6 +42,24 @@ loss from then on. In Async mode Append returns once the record is queued;
 it is committed within Options.FlushInterval plus one commit (see the
 CommitLatency histogram), and that is the loss window on a crash. bbolt's
 NoSync is never used.
+
+With Options.Log, a Sync-mode Append returns nil once the frame holding
+the record returned from fdatasync: from then on it survives kill -9 and
+power loss in the log, and Open moves it into bbolt before anything else
+(frames of the current generation, valid CRC, sequence at or above
+bbolt's next_seq; a frame torn by the crash was never answered and is
+ignored, and a damaged frame followed by valid ones makes Open fail with
+ErrCorrupt). Readers (ReadPending, Scan, the forwarder) see a record once
+it is in bbolt: one commit after the log, a few milliseconds (Stats
+MoveLatency); Sync waits for it. When the log is full the logger waits
+for the writer to move what it holds; when bbolt takes no writes then
+(a write back-off), Append fails with ErrWrite and the caller spills, as
+without the log. A write error of the log fails the batch (ErrWrite); the
+next frame goes to the same place, but a crash before it may leave the
+refused records stored: a duplicate, never a loss. A file whose log holds
+records it lacks is refused by a read-only Open (ErrLogPending); opening
+it for writing, with or without Options.Log, moves them (without, the
+log is then removed).
 
 Any error from Append means the record is not stored. A batch's fate has
 one owner: the timeout loop fails a batch that has not reached its commit
@@ -89,9 +125,10 @@ whose answer depends on what they appended before: the postback role keeps
 each order's status there. AppendIndexed appends a record together with a
 conditional change of one entry (the entry must still be what the caller
 read with IndexGet, else ErrIndexChanged and nothing is stored), in the
-same transaction: after any crash an entry exists exactly when its record
-was committed, so an answer given from the index never disagrees with what
-will be delivered. AppendIndexed waits for its commit in both durability
+same transaction (never through the log: see Write path, so the change is
+checked against every record appended before it, logged or not): after
+any crash an entry exists exactly when its record was committed, so an
+answer given from the index never disagrees with what will be delivered. AppendIndexed waits for its commit in both durability
 modes. Keys are 16 bytes (callers hash what they index), values 16 bits
 with an expiry to the second; expired entries are invisible to IndexGet
 and deleted by the retention step, at most Options.PruneBatch per
@@ -115,7 +152,10 @@ rewrites a stopped node's file without its free pages and swaps it in,
 keeping the original as a backup. Salvage copies every record whose bytes
 are intact from a damaged file into a new one, walking the tree tolerantly
 and then every page of the file; a record found more than once keeps its
-delivered copy, since only a broker ack writes one.
+delivered copy, since only a broker ack writes one. Verify reports the
+log next to the file and the records the file lacks; Salvage appends
+those (by message id, with new sequences) to the new outbox; Compact
+keeps next_seq, so the log stays valid beside the compacted file.
 
 # Concurrency
 
