@@ -71,6 +71,12 @@ func writeEdgeConfig(dir string, s edgeSpec, public, admin string) (string, erro
 	if s.server != "" {
 		server = fmt.Sprintf("\n  server: %s", s.server)
 	}
+	// BENCH_WRITE_PATH sets every edge's outbox.write_path (tree, the
+	// default, or log: the log before the tree, issue 17).
+	writePath := ""
+	if wp := os.Getenv("BENCH_WRITE_PATH"); wp != "" {
+		writePath = "\n  write_path: " + wp
+	}
 	cfg := fmt.Sprintf(`node:
   id: bench-edge
   region: %s
@@ -80,7 +86,7 @@ admin:
   listen: %q
 data_dir: %q
 outbox:
-  durability: %s
+  durability: %s%s
 forwarder:
   amqp_urls: [%q]
   exchange: %q
@@ -89,7 +95,7 @@ catalog:
   file: links.yaml
 log:
   level: warn
-`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, s.amqpURL, s.exchange)
+`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, writePath, s.amqpURL, s.exchange)
 	path := filepath.Join(dir, "clickedge.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
