@@ -399,16 +399,10 @@ func (o *Outbox) takeMove(now time.Time) (*batch, []*batch) {
 	if len(o.moveQ) == 0 {
 		return nil, nil
 	}
-	if head := o.moveQ[0]; head.seq == 0 {
-		o.moveQ[0] = nil
-		o.moveQ = o.moveQ[1:]
-		o.movingBytes -= head.bytes
-		if head.state.Load() != batchOpen {
-			// Timed out before the writer got to it: never committed.
-			for _, buf := range head.recs {
-				o.putBuf(buf)
-			}
-			close(head.handled)
+	if o.moveQ[0].seq == 0 {
+		head := popBatch(&o.moveQ, &o.movingBytes)
+		if !o.stillOpen(head) {
+			close(head.handled) // timed out before the writer got to it
 			return nil, nil
 		}
 		return head, nil
@@ -519,15 +513,10 @@ func (o *Outbox) logNext(ls *logState, final bool) (wait time.Duration, more boo
 			return d, false
 		}
 	}
-	o.queue[0] = nil
-	o.queue = o.queue[1:]
-	o.queuedBytes -= b.bytes
+	popBatch(&o.queue, &o.queuedBytes)
 	more = len(o.queue) > 0
-	if b.state.Load() != batchOpen {
+	if !o.stillOpen(b) {
 		o.mu.Unlock()
-		for _, buf := range b.recs {
-			o.putBuf(buf)
-		}
 		return 0, more
 	}
 	o.committing = b
@@ -779,4 +768,26 @@ func salvageLog(src, dst string) (int, error) {
 		return 0, err
 	}
 	return n, serr
+}
+
+// popBatch removes the first batch of *q and its bytes from *bytes.
+func popBatch(q *[]*batch, bytes *int) *batch {
+	b := (*q)[0]
+	(*q)[0] = nil
+	*q = (*q)[1:]
+	*bytes -= b.bytes
+	return b
+}
+
+// stillOpen reports whether a batch just taken may be committed: one the
+// timeout loop failed while it was queued was answered "not stored"
+// (harden #4), so it must not be, and its buffers go back to the pool.
+func (o *Outbox) stillOpen(b *batch) bool {
+	if b.state.Load() == batchOpen {
+		return true
+	}
+	for _, buf := range b.recs {
+		o.putBuf(buf)
+	}
+	return false
 }

@@ -234,15 +234,8 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		return 0, false
 	}
 	if b != nil && o.wal == nil {
-		o.queue[0] = nil
-		o.queue = o.queue[1:]
-		o.queuedBytes -= b.bytes
-		if b.state.Load() != batchOpen {
-			// Timed out while queued: its appenders were told it is not
-			// stored, so it must not be (harden #4).
-			for _, buf := range b.recs {
-				o.putBuf(buf)
-			}
+		popBatch(&o.queue, &o.queuedBytes)
+		if !o.stillOpen(b) {
 			b = nil
 		} else {
 			o.committing = b
