@@ -293,14 +293,14 @@ func sortedKeys[V any](m map[uint64]V) []uint64 {
 // TestFormat1FileUpgraded opens a file as the previous build wrote it
 // (format 1: delivered records moved, marked, into the retained bucket),
 // and checks that it is read, acknowledged into, pruned and verified as
-// before, and carries format 2 afterwards; a format from a newer build is
+// before, and carries the current format afterwards; a format from a newer build is
 // refused, untouched.
 func TestFormat1FileUpgraded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "o.db")
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	enc := func(i int, delivered bool) []byte {
 		r := &Record{Time: t0, Exchange: "x", RoutingKey: "k", MessageID: fmt.Sprint(i), Body: []byte("b")}
-		v := appendRecord(nil, r)
+		v := appendRecordV1(nil, r)
 		if delivered {
 			v = markDelivered(nil, v, t0.Add(time.Minute))
 		}
@@ -385,7 +385,7 @@ func TestFormat1FileUpgraded(t *testing.T) {
 		return putUint64(tx.Bucket(bucketMeta), metaFormat, fileFormat+1)
 	})
 	db.Close()
-	if _, err := Open(path, nil); err == nil || !strings.Contains(err.Error(), "file format 3") {
-		t.Errorf("Open of a format-3 file = %v, want a refusal naming the format", err)
+	if _, err := Open(path, nil); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("file format %d", fileFormat+1)) {
+		t.Errorf("Open of a format-%d file = %v, want a refusal naming the format", fileFormat+1, err)
 	}
 }

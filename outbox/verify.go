@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"os"
 	"runtime/debug"
+	"slices"
 	"syscall"
 )
 
@@ -134,6 +135,12 @@ type verifier struct {
 	spanRecords  int64
 	spanBytes    int64
 	pendingBegun bool
+
+	// routes are the ids in the routes bucket; named the ids records name,
+	// each with the first record naming it. The routes bucket is walked
+	// after the records, so they are compared at the end.
+	routes map[uint32]bool
+	named  map[uint32]uint64
 }
 
 func (v *verifier) problem(format string, args ...any) {
@@ -244,6 +251,7 @@ func (v *verifier) run() {
 		}
 	}
 	v.checkCounters()
+	v.checkRoutes()
 }
 
 func (v *verifier) isMarked(id uint64) bool { return v.reachable[id/64]&(1<<(id%64)) != 0 }
@@ -329,7 +337,7 @@ func (v *verifier) walkRoot(root uint64) {
 			return
 		}
 		switch {
-		case name == "meta", name == "pending", name == "retained", name == "delivered", isIndexBucket(name):
+		case name == "meta", name == "pending", name == "retained", name == "delivered", name == "routes", isIndexBucket(name):
 		default:
 			v.problem("root: unexpected bucket %q: not an outbox file?", name)
 			return
@@ -485,6 +493,18 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 		v.spans = append(v.spans, sp)
 		return
 	}
+	if bucket == "routes" {
+		id, _, err := decodeRouteEntry(k, val)
+		if err != nil {
+			v.problem("%v", err)
+			return
+		}
+		if v.routes == nil {
+			v.routes = map[uint32]bool{}
+		}
+		v.routes[id] = true
+		return
+	}
 	if bucket == "meta" {
 		if len(val) == 8 {
 			v.meta[string(k)] = binary.BigEndian.Uint64(val)
@@ -501,6 +521,16 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 	if err := checkRecord(val); err != nil {
 		v.problem("%s: record %d: %v", bucket, seq, err)
 		return
+	}
+	if id, ok := recordRouteID(val); !ok {
+		v.problem("%s: record %d: bad route id", bucket, seq)
+	} else if id != 0 {
+		if v.named == nil {
+			v.named = map[uint32]uint64{}
+		}
+		if _, ok := v.named[id]; !ok {
+			v.named[id] = seq
+		}
 	}
 	_, delivered := recordTimes(val)
 	switch bucket {
@@ -546,6 +576,21 @@ func (v *verifier) endSpan() {
 	}
 	v.spanAt++
 	v.spanRecords, v.spanBytes = 0, 0
+}
+
+// checkRoutes reports every route a record names that the routes bucket
+// does not hold: such a record cannot be published as it was written.
+func (v *verifier) checkRoutes() {
+	ids := make([]uint32, 0, len(v.named))
+	for id := range v.named {
+		if !v.routes[id] {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		v.problem("record %d names route %d, which the routes bucket does not hold", v.named[id], id)
+	}
 }
 
 func (v *verifier) checkCounters() {
