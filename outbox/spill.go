@@ -229,14 +229,17 @@ func cmpUint64(a, b uint64) int {
 // reported to Options.OnLost and logged. Nothing vanishes uncounted.
 func (o *Outbox) rescue(recs []*[]byte, cause error) {
 	lost := 0
+	var fates fateCounter
 	for _, buf := range recs {
 		// The buffer changes hands: the spill keeps it.
 		if o.spill.put(*buf) {
 			o.ctr.rescued.Add(1)
+			fates.add(o, *buf, FateSpilled)
 		} else {
 			lost++
 		}
 	}
+	fates.flush(o)
 	if len(recs) > lost {
 		o.notifyReader()
 	}

@@ -279,6 +279,9 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 		if err != nil && !timedOut && o.opts.Durability == Async {
 			o.rescueBatch(b, err)
 		} else {
+			if err == nil && o.opts.Durability == Async {
+				o.reportCommitted(b)
+			}
 			for _, buf := range b.recs {
 				o.putBuf(buf)
 			}
