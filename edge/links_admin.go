@@ -2,7 +2,6 @@ package edge
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/clickedge/clickedge/catalog"
+	"github.com/clickedge/clickedge/internal/bearer"
 )
 
 // LinksConfig configures link management on the admin listener.
@@ -45,11 +45,11 @@ const (
 )
 
 type linksAPI struct {
-	cfg      LinksConfig
-	tokenSum *[sha256.Size]byte
-	tokenID  string
-	limit    *rate.Limiter
-	log      *slog.Logger
+	cfg     LinksConfig
+	token   *bearer.Token // nil: none configured
+	tokenID string
+	limit   *rate.Limiter
+	log     *slog.Logger
 }
 
 // mountLinks registers:
@@ -74,9 +74,7 @@ func mountLinks(mux *http.ServeMux, cfg LinksConfig, token string) {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	if token != "" {
-		sum := sha256.Sum256([]byte(token))
-		l.tokenSum = &sum
+	if l.token = bearer.New(token); l.token != nil {
 		l.tokenID = TokenID(token)
 	}
 	mux.HandleFunc("GET /admin/links", l.list)
@@ -110,21 +108,20 @@ func (l *linksAPI) fail(w http.ResponseWriter, status int, p problem) {
 // none configured 403), then the rate limit.
 func (l *linksAPI) write(h func(w http.ResponseWriter, r *http.Request) (what string, err error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if l.tokenSum == nil {
-			l.fail(w, http.StatusForbidden, problem{Error: "admin.token is not configured: link management is read-only"})
+		res := l.token.Check(r)
+		bearer.Challenge(w.Header(), res)
+		switch res {
+		case bearer.NotConfigured:
+			l.fail(w, res.Status(), problem{Error: "admin.token is not configured: link management is read-only"})
 			return
-		}
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin"`)
-			l.fail(w, http.StatusUnauthorized, problem{Error: "missing bearer token (Authorization: Bearer <admin.token>)"})
+		case bearer.Missing:
+			l.fail(w, res.Status(), problem{Error: "missing bearer token (Authorization: Bearer <admin.token>)"})
 			return
-		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if subtle.ConstantTimeCompare(sum[:], l.tokenSum[:]) != 1 {
-			l.log.Warn("links: write refused: wrong token", "who", TokenID(strings.TrimSpace(token)), "remote", r.RemoteAddr,
+		case bearer.Wrong:
+			tok, _ := bearer.Parse(r.Header.Get("Authorization"))
+			l.log.Warn("links: write refused: wrong token", "who", TokenID(tok), "remote", r.RemoteAddr,
 				"method", r.Method, "path", r.URL.Path)
-			l.fail(w, http.StatusForbidden, problem{Error: "wrong bearer token"})
+			l.fail(w, res.Status(), problem{Error: "wrong bearer token"})
 			return
 		}
 		if res := l.limit.Reserve(); !res.OK() || res.Delay() > 0 {
