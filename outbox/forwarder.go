@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/clickedge/clickedge/internal/backoff"
 )
 
 // The forwarder delivers the outbox to the broker: it reads pending records,
@@ -102,7 +103,6 @@ type Forwarder struct {
 	spillAfter   uint64 // last spill seq handed to Publish
 	maxPublished uint64 // highest disk seq published since start
 	maxSpillPub  uint64
-	retryDelay   time.Duration
 	lastLogged   string
 
 	st forwarderCounters
@@ -264,7 +264,7 @@ func (f *Forwarder) setErr(err error) {
 
 // run connects, serves sessions and reconnects until Close.
 func (f *Forwarder) run() {
-	backoff := f.cfg.ReconnectMin
+	wait := backoff.Backoff{Min: f.cfg.ReconnectMin, Max: f.cfg.ReconnectMax}
 	sessions := 0
 	for !f.closed() {
 		sess, err := f.cfg.Publisher.Connect(f.ctx)
@@ -276,10 +276,9 @@ func (f *Forwarder) run() {
 				f.log.Warn("forwarder cannot reach the broker; clicks wait in the outbox", "err", err)
 				f.lastLogged = msg
 			}
-			if !f.sleep(jitter(backoff)) {
+			if !f.sleep(wait.Next()) {
 				return
 			}
-			backoff = min(2*backoff, f.cfg.ReconnectMax)
 			continue
 		}
 		f.lastLogged = ""
@@ -306,17 +305,16 @@ func (f *Forwarder) run() {
 		// and then drops us) is retried ever more slowly, like a refused
 		// connection (harden #5).
 		if f.st.confirmed.Load() > confirmed {
-			backoff = f.cfg.ReconnectMin
+			wait.Reset()
 		}
 		if err != nil {
 			f.st.sessionErrors.Add(1)
 			f.setErr(err)
 			f.log.Warn("forwarder session ended; unconfirmed records will be published again", "broker", addr, "err", err)
 			f.lastLogged = err.Error()
-			if !f.sleep(jitter(backoff)) {
+			if !f.sleep(wait.Next()) {
 				return
 			}
-			backoff = min(2*backoff, f.cfg.ReconnectMax)
 		}
 	}
 }
@@ -331,14 +329,6 @@ func (f *Forwarder) sleep(d time.Duration) bool {
 	case <-f.closing:
 		return false
 	}
-}
-
-// jitter spreads d over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
 }
 
 // flight is one publish awaiting its confirm.
@@ -357,13 +347,12 @@ type flightKey struct {
 
 // pass is a walk over the older pending records, from the start.
 type pass struct {
-	after      uint64 // last seq read
-	end        uint64 // the pass covers seqs <= end
-	republish  uint64 // seqs <= this were published before the pass
-	active     bool
-	probing    bool // failure recovery: small window until one delivery
-	retryAt    time.Time
-	retryDelay time.Duration
+	after     uint64 // last seq read
+	end       uint64 // the pass covers seqs <= end
+	republish uint64 // seqs <= this were published before the pass
+	active    bool
+	probing   bool // failure recovery: small window until one delivery
+	retryAt   time.Time
 }
 
 // session is the state of one serve call.
@@ -373,6 +362,9 @@ type session struct {
 	inSet    map[flightKey]struct{}
 	pass     pass
 	paused   bool // after a failure, until pass.retryAt
+	// retry spaces the retries after a nack, a return or a failed ack
+	// commit (RetryMin to RetryMax); reset by a delivery after one.
+	retry backoff.Backoff
 	// passDue, when set, is when to try again a backlog pass that could
 	// not start (its acks did not commit); passProbe is its mode.
 	passDue   time.Time
@@ -389,6 +381,7 @@ func (f *Forwarder) serve(s Session) error {
 		s:        s,
 		inflight: make(map[uint64]flight, f.cfg.Window),
 		inSet:    make(map[flightKey]struct{}, f.cfg.Window),
+		retry:    backoff.Backoff{Min: f.cfg.RetryMin, Max: f.cfg.RetryMax},
 	}
 	// Everything pending up to the live cursor was never confirmed on this
 	// session: publish it again, from the oldest.
@@ -455,7 +448,7 @@ func (f *Forwarder) startPass(ss *session, probe bool) {
 	if err := f.o.commitAcks(); err != nil {
 		// Live records and the spill keep flowing meanwhile: a failing disk
 		// is when the spill matters most.
-		delay := f.nextRetry(ss)
+		delay := ss.retry.Next()
 		err = fmt.Errorf("commit the acks before a backlog pass: %w", err)
 		f.setErr(err)
 		if ss.passDue.IsZero() {
@@ -463,18 +456,16 @@ func (f *Forwarder) startPass(ss *session, probe bool) {
 				"retry_in", delay.String())
 		}
 		ss.pass.active = false
-		ss.pass.retryDelay = delay
 		ss.passDue = time.Now().Add(delay)
 		ss.passProbe = probe
 		return
 	}
 	ss.passDue = time.Time{}
 	ss.pass = pass{
-		end:        f.live,
-		republish:  f.maxPublished,
-		active:     true,
-		probing:    probe,
-		retryDelay: ss.pass.retryDelay,
+		end:       f.live,
+		republish: f.maxPublished,
+		active:    true,
+		probing:   probe,
 	}
 }
 
@@ -671,7 +662,7 @@ func (f *Forwarder) confirm(ss *session, c Confirm) {
 		}
 		if ss.pass.probing {
 			ss.pass.probing = false
-			ss.pass.retryDelay = 0
+			ss.retry.Reset()
 		}
 		return
 	}
@@ -686,13 +677,9 @@ func (f *Forwarder) confirm(ss *session, c Confirm) {
 	f.setErr(err)
 	if !ss.paused {
 		f.log.Warn("forwarder: message not delivered; it stays pending and is retried", "routing_key", fl.key,
-			"outcome", what, "reason", c.Reason, "retry_in", f.nextRetry(ss).String())
+			"outcome", what, "reason", c.Reason, "retry_in", ss.retry.Base().String())
 	}
 	f.pause(ss)
-}
-
-func (f *Forwarder) nextRetry(ss *session) time.Duration {
-	return min(max(2*ss.pass.retryDelay, f.cfg.RetryMin), f.cfg.RetryMax)
 }
 
 // pause stops publishing after a failure until a back-off has passed; then
@@ -701,8 +688,7 @@ func (f *Forwarder) pause(ss *session) {
 	if ss.paused {
 		return
 	}
-	ss.pass.retryDelay = f.nextRetry(ss)
-	ss.pass.retryAt = time.Now().Add(ss.pass.retryDelay)
+	ss.pass.retryAt = time.Now().Add(ss.retry.Next())
 	ss.pass.active = false
 	ss.paused = true
 	f.st.retrying.Store(true)
