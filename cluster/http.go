@@ -98,19 +98,13 @@ func authorized(token *bearer.Token, write bool, h http.HandlerFunc) http.Handle
 // configured, {"error": reason}. The cluster API and clickedge's drain
 // endpoint answer with it.
 func RequireToken(token *bearer.Token, w http.ResponseWriter, r *http.Request) bool {
-	res := token.Check(r)
-	bearer.Challenge(w.Header(), res)
-	switch res {
-	case bearer.OK:
-		return true
-	case bearer.NotConfigured:
-		httpError(w, res.Status(), "no admin.token is configured: the admin API is read-only")
-	case bearer.Missing:
-		httpError(w, res.Status(), "missing Authorization: Bearer token")
-	default:
-		httpError(w, res.Status(), "wrong token")
-	}
-	return false
+	return token.Allow(w, r, adminRefusals, httpError)
+}
+
+var adminRefusals = bearer.Reasons{
+	NotConfigured: "no admin.token is configured: the admin API is read-only",
+	Missing:       "missing Authorization: Bearer token",
+	Wrong:         "wrong token",
 }
 
 // internal reads and authenticates an internal request.

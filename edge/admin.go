@@ -226,19 +226,16 @@ func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 // 403.
 func (a *admin) authorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		res := a.token.Check(r)
-		bearer.Challenge(w.Header(), res)
-		switch res {
-		case bearer.OK:
+		if a.token.Allow(w, r, adminRefusals, adminText) {
 			h(w, r)
-		case bearer.NotConfigured:
-			adminText(w, res.Status(), "admin token not configured; this endpoint is disabled")
-		case bearer.Missing:
-			adminText(w, res.Status(), "missing bearer token (Authorization: Bearer <token>)")
-		default:
-			adminText(w, res.Status(), "wrong bearer token")
 		}
 	}
+}
+
+var adminRefusals = bearer.Reasons{
+	NotConfigured: "admin token not configured; this endpoint is disabled",
+	Missing:       "missing bearer token (Authorization: Bearer <token>)",
+	Wrong:         "wrong bearer token",
 }
 
 func adminText(w http.ResponseWriter, status int, msg string) {

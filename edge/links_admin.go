@@ -92,6 +92,12 @@ func TokenID(token string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
+var linksRefusals = bearer.Reasons{
+	NotConfigured: "admin.token is not configured: link management is read-only",
+	Missing:       "missing bearer token (Authorization: Bearer <admin.token>)",
+	Wrong:         "wrong bearer token",
+}
+
 // problem is the body of every 4xx and 5xx of the links API.
 type problem struct {
 	Error string `json:"error"`
@@ -108,20 +114,15 @@ func (l *linksAPI) fail(w http.ResponseWriter, status int, p problem) {
 // none configured 403), then the rate limit.
 func (l *linksAPI) write(h func(w http.ResponseWriter, r *http.Request) (what string, err error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		res := l.token.Check(r)
-		bearer.Challenge(w.Header(), res)
-		switch res {
-		case bearer.NotConfigured:
-			l.fail(w, res.Status(), problem{Error: "admin.token is not configured: link management is read-only"})
-			return
-		case bearer.Missing:
-			l.fail(w, res.Status(), problem{Error: "missing bearer token (Authorization: Bearer <admin.token>)"})
-			return
-		case bearer.Wrong:
-			tok, _ := bearer.Parse(r.Header.Get("Authorization"))
-			l.log.Warn("links: write refused: wrong token", "who", TokenID(tok), "remote", r.RemoteAddr,
-				"method", r.Method, "path", r.URL.Path)
-			l.fail(w, res.Status(), problem{Error: "wrong bearer token"})
+		allowed := l.token.Allow(w, r, linksRefusals, func(w http.ResponseWriter, status int, reason string) {
+			if reason == linksRefusals.Wrong {
+				tok, _ := bearer.Parse(r.Header.Get("Authorization"))
+				l.log.Warn("links: write refused: wrong token", "who", TokenID(tok), "remote", r.RemoteAddr,
+					"method", r.Method, "path", r.URL.Path)
+			}
+			l.fail(w, status, problem{Error: reason})
+		})
+		if !allowed {
 			return
 		}
 		if res := l.limit.Reserve(); !res.OK() || res.Delay() > 0 {

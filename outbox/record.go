@@ -122,11 +122,17 @@ var errDecode = errors.New("outbox: undecodable record")
 // appendRoute appends the encoding of a route to dst, or fails with
 // ErrInvalidRecord for headers it cannot encode.
 func appendRoute(dst []byte, exchange, routingKey string, headers []Header) ([]byte, error) {
+	dst = appendString(dst, exchange)
+	dst = appendString(dst, routingKey)
+	return appendHeaders(dst, headers)
+}
+
+// appendHeaders appends an encoded header list to dst, or fails with
+// ErrInvalidRecord.
+func appendHeaders(dst []byte, headers []Header) ([]byte, error) {
 	if len(headers) > maxHeaders {
 		return dst, fmt.Errorf("%w: %d headers, at most %d", ErrInvalidRecord, len(headers), maxHeaders)
 	}
-	dst = appendString(dst, exchange)
-	dst = appendString(dst, routingKey)
 	dst = binary.AppendUvarint(dst, uint64(len(headers)))
 	for _, h := range headers {
 		dst = appendString(dst, h.Key)

@@ -14,16 +14,9 @@ import (
 
 // clickRecord is a typical edge click, as edge/server.go builds it.
 func clickRecord(i int) *Record {
-	id := fmt.Sprintf("0192f4a1b2c37d8e9f0a%012x", i)
-	return &Record{
-		Time:       fixtureBase.Add(time.Duration(i) * time.Millisecond),
-		Exchange:   "clicks",
-		RoutingKey: "click.eu-central",
-		MessageID:  id,
-		Headers:    []Header{{Key: "region", Value: "eu-central"}, {Key: "node", Value: "eu-1"}, {Key: "schema", Value: int64(1)}},
-		Body: fmt.Appendf(nil, `{"v":1,"click_id":%q,"ts":"2026-12-01T10:00:00.123Z","link":"tv-sale","url":"https://shop.example/tv?cid=%s","rule":"",`+
-			`"region":"eu-central","node":"eu-1","country":"DE","device":"desktop","params":{"subid":"a1"}}`, id, id),
-	}
+	r := benchRecord(i)
+	r.Time = fixtureBase.Add(time.Duration(i) * time.Millisecond)
+	return r
 }
 
 // routeCount returns the number of entries of the routes bucket.
@@ -220,40 +213,15 @@ func TestVerifyUnknownRoute(t *testing.T) {
 // beside the old ones.
 func TestFormat2FileDrains(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "o.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c counts
-	err = db.Update(func(tx *bolt.Tx) error {
-		m, _ := tx.CreateBucket(bucketMeta)
-		p, _ := tx.CreateBucket(bucketPending)
-		tx.CreateBucket(bucketRetained)
-		d, _ := tx.CreateBucket(bucketDelivered)
-		for i := 1; i <= 5; i++ {
-			k := seqKey(uint64(i))
-			v := appendRecordV1(nil, clickRecord(i))
-			p.Put(k[:], v)
-			if i == 1 {
-				s := span{first: 1, last: 1, since: fixtureBase.UnixNano(), at: fixtureBase.UnixNano(), bytes: int64(len(v))}
-				d.Put(k[:], s.value())
-				c.retainedCount++
-				c.retainedBytes += int64(len(v))
-				continue
-			}
-			c.pendingCount++
-			c.pendingBytes += int64(len(v))
+	var old []oldRecord
+	for i := 1; i <= 5; i++ {
+		rec := oldRecord{v: appendRecordV1(nil, clickRecord(i))}
+		if i == 1 {
+			rec.delivered = fixtureBase.UnixNano()
 		}
-		c.nextSeq = 6
-		if err := putUint64(m, metaFormat, 2); err != nil {
-			return err
-		}
-		return c.put(m)
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
+		old = append(old, rec)
 	}
+	writeOldFile(t, path, 2, old)
 	if _, err := Verify(path); err != nil {
 		t.Fatalf("Verify of the format-2 file = %v", err)
 	}

@@ -94,6 +94,32 @@ func (t *Token) Check(r *http.Request) Result {
 	return t.Match(tok)
 }
 
+// Reasons words one endpoint's refusals.
+type Reasons struct {
+	NotConfigured, Missing, Wrong string
+}
+
+// Allow checks the request's bearer token. It reports true when the
+// request may go on; else it sets the challenge and answers through
+// refuse, with the status and the reason for what it found, and reports
+// false.
+func (t *Token) Allow(w http.ResponseWriter, r *http.Request, why Reasons, refuse func(w http.ResponseWriter, status int, reason string)) bool {
+	res := t.Check(r)
+	if res == OK {
+		return true
+	}
+	Challenge(w.Header(), res)
+	reason := why.Wrong
+	switch res {
+	case NotConfigured:
+		reason = why.NotConfigured
+	case Missing:
+		reason = why.Missing
+	}
+	refuse(w, res.Status(), reason)
+	return false
+}
+
 // Match compares a presented token (from a bearer header or elsewhere,
 // such as the password of basic authentication) with t: OK, Wrong, or
 // Missing when tok is empty.

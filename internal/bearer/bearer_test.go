@@ -94,3 +94,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Allow answers each refusal through the endpoint's own wording, with the
+// challenge, and lets the right token through untouched.
+func TestAllow(t *testing.T) {
+	why := Reasons{NotConfigured: "off", Missing: "none", Wrong: "bad"}
+	for _, tt := range []struct {
+		token   *Token
+		header  string
+		allowed bool
+		status  int
+		reason  string
+	}{
+		{New("k"), "Bearer k", true, 0, ""},
+		{New("k"), "", false, 401, "none"},
+		{New("k"), "Bearer j", false, 403, "bad"},
+		{nil, "Bearer k", false, 403, "off"},
+	} {
+		r := httptest.NewRequest("POST", "/admin/x", nil)
+		if tt.header != "" {
+			r.Header.Set("Authorization", tt.header)
+		}
+		w := httptest.NewRecorder()
+		var status int
+		var reason string
+		got := tt.token.Allow(w, r, why, func(_ http.ResponseWriter, s int, msg string) { status, reason = s, msg })
+		if got != tt.allowed || status != tt.status || reason != tt.reason {
+			t.Errorf("Allow(%q) = %v, refused %d %q; want %v, %d %q", tt.header, got, status, reason, tt.allowed, tt.status, tt.reason)
+		}
+		if tt.status == 401 && w.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("Allow(%q): 401 without a challenge", tt.header)
+		}
+	}
+}
