@@ -263,3 +263,35 @@ func TestFormat2FileDrains(t *testing.T) {
 		t.Fatalf("Salvage = %+v, %v; want 6 delivered", rep, err)
 	}
 }
+
+// harden #11: a route in the routes bucket that differs from the one its
+// records carry (the writer copies the bucket's) is damage: records would
+// be published with another exchange, routing key or headers.
+func TestVerifyRouteMismatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "o.db")
+	o, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Append(clickRecord(1)); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	if _, err := Verify(path); err != nil {
+		t.Fatalf("Verify = %v", err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		other, _ := appendRoute(nil, "clicks", "click.elsewhere", nil)
+		k, v := routeEntry(1, string(other))
+		return tx.Bucket(bucketRoutes).Put(k, v)
+	})
+	db.Close()
+	rep, err := Verify(path)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(strings.Join(rep.Problems, "\n"), "carries route 1, which differs") {
+		t.Fatalf("Verify of a file whose route changed = %v (%q), want ErrCorrupt naming route 1", err, rep.Problems)
+	}
+}

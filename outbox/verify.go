@@ -21,8 +21,9 @@ import (
 // long as the high-water mark says; every page reachable from the root is
 // in bounds, of the right type, referenced once, with its elements inside
 // the page and its keys in order; the freelist does not hold reachable
-// pages; every record's checksum; and the counters in the meta bucket match
-// the records.
+// pages; every record's checksum; every route a record names is in the
+// routes bucket, and every route a record carries is the bucket's; and
+// the counters in the meta bucket match the records.
 //
 // A meta page that fails its checksum is damage, not a torn write: the meta
 // fields sit in the page's first 80 bytes, inside one disk sector, so a
@@ -136,11 +137,20 @@ type verifier struct {
 	spanBytes    int64
 	pendingBegun bool
 
-	// routes are the ids in the routes bucket; named the ids records name,
-	// each with the first record naming it. The routes bucket is walked
-	// after the records, so they are compared at the end.
-	routes map[uint32]bool
-	named  map[uint32]uint64
+	// routes are the routes bucket's routes by id; named the ids records
+	// name, each with the first record naming it; carried the routes that
+	// records carry with their id (record.go), each with the first such
+	// record. The routes bucket is walked after the records, so they are
+	// compared at the end.
+	routes  map[uint32]string
+	named   map[uint32]uint64
+	carried map[uint32]carriedRoute
+}
+
+// carriedRoute is a route a record carries with its id.
+type carriedRoute struct {
+	seq uint64
+	enc string
 }
 
 func (v *verifier) problem(format string, args ...any) {
@@ -494,15 +504,15 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 		return
 	}
 	if bucket == "routes" {
-		id, _, err := decodeRouteEntry(k, val)
+		id, r, err := decodeRouteEntry(k, val)
 		if err != nil {
 			v.problem("%v", err)
 			return
 		}
 		if v.routes == nil {
-			v.routes = map[uint32]bool{}
+			v.routes = map[uint32]string{}
 		}
-		v.routes[id] = true
+		v.routes[id] = r.enc
 		return
 	}
 	if bucket == "meta" {
@@ -522,14 +532,30 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 		v.problem("%s: record %d: %v", bucket, seq, err)
 		return
 	}
-	if id, ok := recordRouteID(val); !ok {
-		v.problem("%s: record %d: bad route id", bucket, seq)
-	} else if id != 0 {
+	switch id, inline, n := recordRoute(val); {
+	case n < 0:
+		v.problem("%s: record %d: bad route field", bucket, seq)
+	case !inline:
 		if v.named == nil {
 			v.named = map[uint32]uint64{}
 		}
 		if _, ok := v.named[id]; !ok {
 			v.named[id] = seq
+		}
+	case id != 0:
+		if v.carried == nil {
+			v.carried = map[uint32]carriedRoute{}
+		}
+		if _, ok := v.carried[id]; !ok {
+			d := decoder{b: val, off: recordFixedLen + n}
+			d.string()
+			d.string()
+			d.headers()
+			if d.err != nil {
+				v.problem("%s: record %d: %v", bucket, seq, d.err)
+			} else {
+				v.carried[id] = carriedRoute{seq, string(val[recordFixedLen+n : d.off])}
+			}
 		}
 	}
 	_, delivered := recordTimes(val)
@@ -579,17 +605,35 @@ func (v *verifier) endSpan() {
 }
 
 // checkRoutes reports every route a record names that the routes bucket
-// does not hold: such a record cannot be published as it was written.
+// does not hold (such a record cannot be published as it was written), and
+// every route a record carries that differs from the bucket's (the writer
+// copies the bucket's, so one of them is not what was written).
 func (v *verifier) checkRoutes() {
-	ids := make([]uint32, 0, len(v.named))
+	var ids []uint32
 	for id := range v.named {
-		if !v.routes[id] {
+		if _, ok := v.routes[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	for id := range v.carried {
+		if _, named := v.named[id]; !named {
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
-	for _, id := range ids {
-		v.problem("record %d names route %d, which the routes bucket does not hold", v.named[id], id)
+	for _, id := range slices.Compact(ids) {
+		seq, ok := v.named[id]
+		if !ok {
+			seq = v.carried[id].seq
+		}
+		if _, ok := v.routes[id]; !ok {
+			v.problem("record %d names route %d, which the routes bucket does not hold", seq, id)
+		}
+	}
+	for id, c := range v.carried {
+		if enc, ok := v.routes[id]; ok && enc != c.enc {
+			v.problem("record %d carries route %d, which differs from the routes bucket's", c.seq, id)
+		}
 	}
 }
 
