@@ -6,27 +6,45 @@ import (
 	"time"
 )
 
-// FuzzDecodeRecord feeds arbitrary bytes to the decoder: it must never
-// panic, and what it accepts must re-encode to the same bytes.
+// FuzzDecodeRecord feeds arbitrary bytes to the decoder, with a route
+// table holding route 1: it must never panic, and what it accepts must
+// re-encode to the same bytes (version 1, or version 3 with its route
+// inline, named or carried).
 func FuzzDecodeRecord(f *testing.F) {
 	r := &Record{Time: time.Unix(1, 2), Exchange: "clicks", RoutingKey: "click.eu", MessageID: "id",
 		Headers: []Header{{"region", "eu"}, {"schema", int64(1)}, {"ok", true}}, Body: []byte(`{"v":1}`)}
+	routes := newRouteTable()
+	enc, _ := appendRoute(nil, r.Exchange, r.RoutingKey, r.Headers)
+	if id := routes.intern(enc); id != 1 {
+		f.Fatalf("intern = %d, want 1", id)
+	}
+	named := appendRecord(nil, r, 1, enc)
 	f.Add(mustInline(r))
+	f.Add(named)
+	f.Add(defineRoute(nil, named, 1, string(enc)))
 	f.Add(appendRecordV1(nil, r))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r Record
-		if err := decodeRecord(b, &r, nil); err != nil {
+		if err := decodeRecord(b, &r, routes); err != nil {
 			return
 		}
 		var again []byte
-		if b[0] == recordV1 {
+		id, inline, _ := recordRoute(b)
+		switch {
+		case b[0] == recordV1:
 			again = appendRecordV1(nil, &r)
-		} else {
+		case !inline:
+			again = appendRecord(nil, &r, id, nil)
+		default:
 			var err error
 			if again, err = encodeInline(&r); err != nil {
 				t.Fatalf("decoded record does not encode: %v", err)
+			}
+			if id != 0 {
+				enc, _ := appendRoute(nil, r.Exchange, r.RoutingKey, r.Headers)
+				again = defineRoute(nil, appendRecord(nil, &r, id, nil), id, string(enc))
 			}
 		}
 		if !bytes.Equal(again, b) {
