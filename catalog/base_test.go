@@ -1,0 +1,185 @@
+package catalog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// writeSnapshot writes a snapshot in the current format holding es as
+// given (in their order, not sorted), with a valid checksum: damage only
+// the store's own checks can find.
+func writeSnapshot(t *testing.T, dir string, es []Entry) {
+	t.Helper()
+	var sum [4]uint64
+	for _, e := range es {
+		h := entryHash(e.Code, e.HLC, e.Node)
+		for i := range sum {
+			sum[i] += h[i]
+		}
+	}
+	p := []byte(snapshotMagic)
+	for _, v := range sum {
+		p = binary.BigEndian.AppendUint64(p, v)
+	}
+	p = binary.AppendUvarint(p, uint64(len(es)))
+	for _, e := range es {
+		var link []byte
+		if !e.Deleted {
+			link = e.Link
+		}
+		p = appendEntry(p, e.Code, e.HLC, e.Node, link)
+	}
+	p = binary.AppendUvarint(p, 0)
+	p = binary.BigEndian.AppendUint32(p, crc32.Checksum(p, castagnoli))
+	if err := os.WriteFile(filepath.Join(dir, snapshotFile), p, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue #14 (links): a store opened from its snapshot compiles a link the
+// first time it is looked up, once however many look it up at once; a
+// compiled link stays compiled across a compaction unless its entry
+// changed.
+func TestLinksCompileWhenFirstLookedUp(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, &Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		code := fmt.Sprintf("c%03d", i)
+		if _, err := s.Put(code, linkJSON(code, "https://x.example/"+code)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Delete("c050")
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, err = Open(dir, &Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := s.Catalog()
+	compiled := func() int {
+		n := 0
+		for i := range c.lazy.links {
+			if l := c.lazy.links[i].Load(); l != nil && l != gone {
+				n++
+			}
+		}
+		return n
+	}
+	if n := compiled(); n != 0 {
+		t.Fatalf("%d links compiled at open, want 0", n)
+	}
+	if c.Len() != 99 || c.Lookup("c050") != nil {
+		t.Fatalf("Len = %d, Lookup(c050) = %v: want 99 and the tombstone not served", c.Len(), c.Lookup("c050"))
+	}
+
+	var wg sync.WaitGroup
+	got := make([]*Link, 8)
+	for g := range got {
+		wg.Go(func() { got[g] = c.Lookup("c007") })
+	}
+	wg.Wait()
+	for g, l := range got {
+		if l == nil || l != got[0] || l.URL().String() != "https://x.example/c007" {
+			t.Fatalf("goroutine %d: Lookup(c007) = %p %v, want one link %p for https://x.example/c007", g, l, l, got[0])
+		}
+	}
+	if n := compiled(); n != 1 {
+		t.Fatalf("%d links compiled after looking up one, want 1", n)
+	}
+
+	l8 := c.Lookup("c008")
+	s.Put("c007", linkJSON("c007", "https://changed.example/"))
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := s.Catalog()
+	if c2.lazy == c.lazy {
+		t.Fatal("Compact kept the old base")
+	}
+	if l := c2.Lookup("c008"); l != l8 {
+		t.Fatalf("after Compact, Lookup(c008) = %p, want the link compiled before, %p", l, l8)
+	}
+	if l := c2.Lookup("c007"); l == nil || l.URL().String() != "https://changed.example/" {
+		t.Fatalf("after Compact, Lookup(c007) = %v, want the changed link", l)
+	}
+	if l := c.Lookup("c007"); l != got[0] {
+		t.Fatal("the old catalog no longer serves what it did")
+	}
+}
+
+// issue #14 (links): a snapshot that is damaged but checksums right (codes
+// out of order or twice, a bad code) is refused with the file and the
+// reason, as a bad checksum is.
+func TestSnapshotDamageIsNamed(t *testing.T) {
+	link := func(code string) Entry {
+		return Entry{Code: code, HLC: 1 << 16, Node: "n", Link: linkJSON(code, "https://x.example/")}
+	}
+	for _, tc := range []struct {
+		name string
+		es   []Entry
+		want string
+	}{
+		{"out of order", []Entry{link("b"), link("a")}, `code "a" out of order (after "b")`},
+		{"twice", []Entry{link("a"), link("a")}, `code "a" out of order (after "a")`},
+		{"bad code", []Entry{link("a b")}, `bad code "a b"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeSnapshot(t, dir, tc.es)
+			_, err := Open(dir, nil)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), filepath.Join(dir, snapshotFile)) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open = %v, want ErrCorrupt naming %s and %q", err, filepath.Join(dir, snapshotFile), tc.want)
+			}
+		})
+	}
+	dir := t.TempDir()
+	writeSnapshot(t, dir, []Entry{link("a"), link("b")})
+	sp := filepath.Join(dir, snapshotFile)
+	data, _ := os.ReadFile(sp)
+	data[len(data)-10] ^= 1
+	os.WriteFile(sp, data, 0o640)
+	if _, err := Open(dir, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), sp+": checksum mismatch") {
+		t.Fatalf("Open = %v, want ErrCorrupt: %s: checksum mismatch", err, sp)
+	}
+}
+
+// A stored link that no longer compiles (a bug: entries are checked on
+// their way in) is not served; the store keeps its entry, and every other
+// link serves.
+func TestStoredLinkThatFailsToCompile(t *testing.T) {
+	dir := t.TempDir()
+	writeSnapshot(t, dir, []Entry{
+		{Code: "bad", HLC: 1 << 16, Node: "n", Link: []byte(`{"code":"bad","url":"ftp://x.example/"}`)},
+		{Code: "good", HLC: 1 << 16, Node: "n", Link: linkJSON("good", "https://g.example/")},
+	})
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if l := s.Catalog().Lookup("bad"); l != nil {
+		t.Fatalf("Lookup(bad) = %v, want nil", l)
+	}
+	if l := s.Catalog().Lookup("good"); l == nil {
+		t.Fatal("Lookup(good) = nil")
+	}
+	if e, ok := s.Get("bad"); !ok || !bytes.Contains(e.Link, []byte("ftp:")) {
+		t.Fatalf("Get(bad) = %+v, %v: want the entry kept", e, ok)
+	}
+}
