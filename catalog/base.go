@@ -176,11 +176,16 @@ func (b *base) build(code string, raw []byte) (l *Link, err error) {
 		src:  &source{data: unsafe.String(unsafe.SliceData(doc), len(doc))},
 		errs: errorList{file: "(replicated catalog)", limit: maxErrors},
 	}
+	// A small batch: next would make one of linkChunk raw links. (More
+	// than two links in raw panic, which is recovered as an error.)
+	var rls [2]rawLink
+	p.cur = &batch{raw: rls[:0]}
+	p.batches = []*batch{p.cur}
 	p.decodeJSON()
 	if p.failed.Load() {
 		return nil, p.errs.err()
 	}
-	if p.cur == nil || len(p.cur.raw) != 1 {
+	if len(p.cur.raw) != 1 {
 		return nil, errors.New("not one link")
 	}
 	if b.bld == nil {

@@ -18,7 +18,8 @@ import (
 //
 //	snapshot  every entry and seed state at the last compaction:
 //	          "CECATS2\n", the digest's sum (32 bytes), uvarint count,
-//	          entries, uvarint count, seeds, CRC-32C of everything before
+//	          entries in bytewise code order (the store reads them where
+//	          they are: base.go), uvarint count, seeds, CRC-32C of everything before
 //	          it (4 bytes, big-endian). "CECATS1\n" files have no sum: it
 //	          is computed as they load.
 //	log       changes since, appended and fsynced before they are answered:
