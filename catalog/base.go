@@ -211,32 +211,20 @@ func (b *base) build(code string, raw []byte) (l *Link, err error) {
 
 // carry moves the links old compiled to b where b holds the same version
 // of the same code, so a compaction does not make every link pay its first
-// compile again. over is the old served catalog's overlay.
-func (b *base) carry(old *base, over map[string]*Link) {
-	same := func(j int, code string, hlc uint64, node string, link []byte) bool {
-		c, e := b.entry(j)
-		return c == code && e.hlc == hlc && e.node == node && bytes.Equal(e.link, link)
-	}
-	if old != nil {
-		for i := range old.links {
-			l := old.links[i].Load()
-			if l == nil || l == gone {
-				continue
-			}
-			code, e := old.entry(i)
-			if j := b.find(code); j >= 0 && same(j, code, e.hlc, e.node, e.link) {
-				b.links[j].Store(l)
-			}
-		}
-	}
-	// The overlay's links are the current entries of their codes, which
-	// the new base holds.
-	for code, l := range over {
-		if l == nil {
+// compile again. (The overlay's links are not carried: each was built by
+// its own parse, with arenas of its own, and compiles again densely here.)
+func (b *base) carry(old *base) {
+	for i := range old.links {
+		l := old.links[i].Load()
+		if l == nil || l == gone {
 			continue
 		}
+		code, e := old.entry(i)
 		if j := b.find(code); j >= 0 {
-			b.links[j].Store(l)
+			c, ne := b.entry(j)
+			if c == code && ne.hlc == e.hlc && ne.node == e.node && bytes.Equal(ne.link, e.link) {
+				b.links[j].Store(l)
+			}
 		}
 	}
 }

@@ -747,8 +747,8 @@ func (s *Store) update(changes map[string]*Link) {
 func (s *Store) serveBase(old *Catalog) error {
 	s.publishState()
 	c := &Catalog{name: "(replicated catalog)", version: s.Digest()[:12], lazy: s.base, n: s.base.live}
-	if old != nil {
-		s.base.carry(old.lazy, old.over)
+	if old != nil && old.lazy != nil {
+		s.base.carry(old.lazy)
 	}
 	if len(s.over) > 0 {
 		es := make([]Entry, 0, len(s.over))
