@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -181,5 +182,31 @@ func TestStoredLinkThatFailsToCompile(t *testing.T) {
 	}
 	if e, ok := s.Get("bad"); !ok || !bytes.Contains(e.Link, []byte("ftp:")) {
 		t.Fatalf("Get(bad) = %+v, %v: want the entry kept", e, ok)
+	}
+}
+
+// A link written through the API is parsed alone and waits in the overlay
+// until the next compaction (up to an eighth of the catalog): it must hold
+// a few KB, not the chunks a big parse allocates (it held 339 KB each).
+func TestOverlayLinksAreSmall(t *testing.T) {
+	s := openMem(t, "n")
+	const n = 1000
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	for i := range n {
+		code := fmt.Sprintf("c%04d", i)
+		link := fmt.Sprintf(`{"code":%q,"url":"https://x.example/","rules":[{"name":"r","when":"country == \"DE\"","split":[{"url":"https://d.example/","weight":1}]}]}`, code)
+		if _, err := s.Put(code, []byte(link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	if s.Catalog().overlaid() != n {
+		t.Fatalf("%d links in the overlay, want %d", s.Catalog().overlaid(), n)
+	}
+	if per := (int64(m1.HeapAlloc) - int64(m0.HeapAlloc)) / n; per > 32<<10 {
+		t.Fatalf("%d bytes live per link written, want at most 32 KiB", per)
 	}
 }

@@ -19,8 +19,9 @@
 //
 //   - Links are stored by value in chunks of 4096, not one allocation each;
 //     their strings (codes, templates, rule names) are copied into
-//     pointer-free arenas of 256 KiB, and links with the same params list
-//     share one slice. The GC has little to scan, and the parse's garbage
+//     pointer-free arenas (chunks growing to 256 KiB, so a parse of one
+//     link holds a few KB), and links with the same params list share
+//     one slice. The GC has little to scan, and the parse's garbage
 //     does not pin the survivors' spans.
 //   - Lookup is an open-addressing table of 16-byte slots holding the
 //     code's length and first 11 bytes next to the link number: finding a
