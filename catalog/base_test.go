@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // writeSnapshot writes a snapshot in the current format holding es as
@@ -208,5 +209,46 @@ func TestOverlayLinksAreSmall(t *testing.T) {
 	}
 	if per := (int64(m1.HeapAlloc) - int64(m0.HeapAlloc)) / n; per > 32<<10 {
 		t.Fatalf("%d bytes live per link written, want at most 32 KiB", per)
+	}
+}
+
+// issue #14 (links): the snapshot format is unchanged by the new layout: a
+// snapshot written by main before it (59dcd4b: 5 links with rules, one
+// deleted) opens with the same digest, version and links, and the store
+// writes it again byte for byte.
+func TestSnapshotFromBeforeTheLayoutOpens(t *testing.T) {
+	fixture, err := os.ReadFile(filepath.Join("testdata", "snapshot-main-59dcd4b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, snapshotFile), fixture, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	now := time.UnixMilli(1_790_000_000_000)
+	s, err := Open(dir, &Options{Node: "new", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const digest = "4113193936a2ee69d16dd0f449729b2f6e5f83052b39ad2b8428de480d0a97e7"
+	if s.Digest() != digest || s.Version() != 117309440000000005 {
+		t.Fatalf("digest/version %s/%d, want %s/117309440000000005", s.Digest(), s.Version(), digest)
+	}
+	if links, tombs := s.Counts(); links != 4 || tombs != 1 {
+		t.Fatalf("Counts = %d, %d, want 4, 1", links, tombs)
+	}
+	c := s.Catalog()
+	if l := c.Lookup("k2"); l == nil || l.URL().String() != "https://x.example/2" || len(l.Rules) != 1 {
+		t.Fatalf("Lookup(k2) = %v", l)
+	}
+	if c.Lookup("k3") != nil || c.Len() != 4 {
+		t.Fatalf("Lookup(k3) = %v, Len = %d: want the tombstone not served, 4 links", c.Lookup("k3"), c.Len())
+	}
+	s.mu.Lock()
+	again := s.image()
+	s.mu.Unlock()
+	if !bytes.Equal(again, fixture) {
+		t.Fatalf("the store writes the snapshot as\n%q\nwant\n%q", again, fixture)
 	}
 }
