@@ -67,7 +67,7 @@ func newBase(data []byte, start int, n uint64, log *slog.Logger) (*base, int, er
 		if r.err != nil {
 			return nil, 0, r.err
 		}
-		if !validCode(code) && r.err == nil {
+		if !validCode(code) {
 			return nil, 0, fmt.Errorf("entry %d: bad code %q", i, code)
 		}
 		if i > 0 && code <= prev {
