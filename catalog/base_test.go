@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,4 +254,93 @@ func TestSnapshotFromBeforeTheLayoutOpens(t *testing.T) {
 	if !bytes.Equal(again, fixture) {
 		t.Fatalf("the store writes the snapshot as\n%q\nwant\n%q", again, fixture)
 	}
+}
+
+// The store reads its entries from two places, the base (the last
+// compaction) and the overlay; whatever falls where, Get, Entries, Links
+// and the served catalog agree with a plain map of the changes made,
+// before and after a reopen.
+func TestBaseAndOverlayAgree(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(14, 14))
+	dir := t.TempDir()
+	s, err := Open(dir, &Options{Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{} // code → URL; "" for a tombstone
+	check := func(name string) {
+		t.Helper()
+		codes := slices.Sorted(maps.Keys(want))
+		all := allEntries(t, s)
+		if len(all) != len(codes) {
+			t.Fatalf("%s: Entries has %d, want %d", name, len(all), len(codes))
+		}
+		var live []string
+		for i, code := range codes {
+			url := want[code]
+			if all[i].Code != code || all[i].Deleted != (url == "") || (url != "" && !bytes.Contains(all[i].Link, []byte(url))) {
+				t.Fatalf("%s: entry %d = %s %s, want %s %q", name, i, all[i].Code, all[i].Link, code, url)
+			}
+			if e, ok := s.Get(code); !ok || e.Deleted != (url == "") {
+				t.Fatalf("%s: Get(%s) = %+v, %v", name, code, e, ok)
+			}
+			l := s.Catalog().Lookup(code)
+			if (url == "") != (l == nil) || (l != nil && l.URL().String() != url) {
+				t.Fatalf("%s: Lookup(%s) = %v, want %q", name, code, l, url)
+			}
+			if url != "" {
+				live = append(live, code)
+			}
+		}
+		var listed []string
+		for after := ""; ; {
+			es, next := s.Links(after, 5)
+			for _, e := range es {
+				listed = append(listed, e.Code)
+			}
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		if !slices.Equal(listed, live) || s.Catalog().Len() != len(live) {
+			t.Fatalf("%s: Links lists %v and Len is %d, want %v", name, listed, s.Catalog().Len(), live)
+		}
+		if _, ok := s.Get("absent"); ok {
+			t.Fatalf("%s: Get(absent) found an entry", name)
+		}
+	}
+	for round := range 6 {
+		for range 60 {
+			code := fmt.Sprintf("c%02d", rnd.IntN(80))
+			if rnd.IntN(4) == 0 {
+				if _, _, err := s.Delete(code); err != nil {
+					t.Fatal(err)
+				}
+				want[code] = ""
+				continue
+			}
+			url := fmt.Sprintf("https://x.example/%d", rnd.IntN(1000))
+			if _, err := s.Put(code, linkJSON(code, url)); err != nil {
+				t.Fatal(err)
+			}
+			want[code] = url
+			if rnd.IntN(3) == 0 {
+				s.Catalog().Lookup(fmt.Sprintf("c%02d", rnd.IntN(80))) // compile some
+			}
+		}
+		check(fmt.Sprintf("round %d", round))
+		if round%2 == 0 {
+			if err := s.Compact(); err != nil {
+				t.Fatal(err)
+			}
+			check(fmt.Sprintf("round %d, compacted", round))
+		}
+		s.Close()
+		if s, err = Open(dir, &Options{Node: "n"}); err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("round %d, reopened", round))
+	}
+	s.Close()
 }
