@@ -309,19 +309,15 @@ func (s *Store) each(after string, f func(code string, e entry) bool) {
 		case i == n:
 			code, e = s.codes[j], s.over[s.codes[j]]
 			j++
+		case s.base.code(i) < s.codes[j]:
+			code, e = s.base.entry(i)
+			i++
 		default:
-			bc := s.base.code(i)
-			switch {
-			case bc < s.codes[j]:
-				code, e = s.base.entry(i)
-				i++
-			default:
-				if bc == s.codes[j] {
-					i++ // changed since the base
-				}
-				code, e = s.codes[j], s.over[s.codes[j]]
-				j++
+			if s.base.code(i) == s.codes[j] {
+				i++ // changed since the base
 			}
+			code, e = s.codes[j], s.over[s.codes[j]]
+			j++
 		}
 		if !f(code, e) {
 			return
