@@ -39,6 +39,7 @@ type edgeSpec struct {
 	amqpURL    string // the forwarder's broker (directly or through a proxy)
 	exchange   string
 	region     string
+	window     int // forwarder.window; 0 = clickedge's default
 }
 
 // buildClickedge builds ./cmd/clickedge into dir and returns the binary.
@@ -71,6 +72,10 @@ func writeEdgeConfig(dir string, s edgeSpec, public, admin string) (string, erro
 	if s.server != "" {
 		server = fmt.Sprintf("\n  server: %s", s.server)
 	}
+	window := ""
+	if s.window > 0 {
+		window = fmt.Sprintf("\n  window: %d", s.window)
+	}
 	cfg := fmt.Sprintf(`node:
   id: bench-edge
   region: %s
@@ -84,12 +89,12 @@ outbox:
 forwarder:
   amqp_urls: [%q]
   exchange: %q
-  reconnect_max: 1s
+  reconnect_max: 1s%s
 catalog:
   file: links.yaml
 log:
   level: warn
-`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, s.amqpURL, s.exchange)
+`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, s.amqpURL, s.exchange, window)
 	path := filepath.Join(dir, "clickedge.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }

@@ -43,8 +43,9 @@ const (
 	maxRouteID = 1<<32 - 1
 )
 
-// route is one interned route, decoded once.
-type route struct {
+// storedRoute is one interned route, decoded once. (The forwarder's
+// route is only its exchange and routing key.)
+type storedRoute struct {
 	exchange, routingKey string
 	headers              []Header
 	enc                  string // the encoded route
@@ -55,17 +56,17 @@ type route struct {
 type routeTable struct {
 	mu   sync.RWMutex
 	ids  map[string]uint32 // encoded route → id
-	byID map[uint32]*route
+	byID map[uint32]*storedRoute
 	next uint32
 	full bool // maxRoutes reached: new routes go inline
 }
 
 func newRouteTable() *routeTable {
-	return &routeTable{ids: map[string]uint32{}, byID: map[uint32]*route{}, next: 1}
+	return &routeTable{ids: map[string]uint32{}, byID: map[uint32]*storedRoute{}, next: 1}
 }
 
 // lookup returns the route with id, or nil. t may be nil.
-func (t *routeTable) lookup(id uint64) *route {
+func (t *routeTable) lookup(id uint64) *storedRoute {
 	if t == nil || id > maxRouteID {
 		return nil
 	}
@@ -108,7 +109,7 @@ func (t *routeTable) intern(enc []byte) uint32 {
 }
 
 // add puts r under id. t.mu is held (or t not yet shared).
-func (t *routeTable) add(id uint32, r *route) {
+func (t *routeTable) add(id uint32, r *storedRoute) {
 	t.ids[r.enc] = id
 	t.byID[id] = r
 	if id >= t.next {
@@ -156,7 +157,7 @@ func routeChecksum(k, enc []byte) uint32 {
 }
 
 // decodeRouteEntry checks and decodes an element of the routes bucket.
-func decodeRouteEntry(k, v []byte) (uint32, *route, error) {
+func decodeRouteEntry(k, v []byte) (uint32, *storedRoute, error) {
 	if len(k) != 4 || len(v) < 4 {
 		return 0, nil, fmt.Errorf("routes: entry %x has a %d-byte key and a %d-byte value", k, len(k), len(v))
 	}
@@ -175,9 +176,9 @@ func decodeRouteEntry(k, v []byte) (uint32, *route, error) {
 }
 
 // parseRoute decodes an encoded route; nothing may follow it.
-func parseRoute(enc []byte) (*route, error) {
+func parseRoute(enc []byte) (*storedRoute, error) {
 	d := decoder{b: enc}
-	r := &route{exchange: d.string(), routingKey: d.string(), headers: d.headers()}
+	r := &storedRoute{exchange: d.string(), routingKey: d.string(), headers: d.headers()}
 	if d.err == nil && d.off != len(enc) {
 		d.fail(fmt.Sprintf("%d trailing bytes", len(enc)-d.off))
 	}
