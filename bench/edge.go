@@ -39,7 +39,8 @@ type edgeSpec struct {
 	amqpURL    string // the forwarder's broker (directly or through a proxy)
 	exchange   string
 	region     string
-	window     int // forwarder.window; 0 = clickedge's default
+	window     int    // forwarder.window; 0 = clickedge's default
+	writePath  string // outbox.write_path; "" = clickedge's default
 }
 
 // buildClickedge builds ./cmd/clickedge into dir and returns the binary.
@@ -76,6 +77,10 @@ func writeEdgeConfig(dir string, s edgeSpec, public, admin string) (string, erro
 	if s.window > 0 {
 		window = fmt.Sprintf("\n  window: %d", s.window)
 	}
+	writePath := ""
+	if s.writePath != "" {
+		writePath = fmt.Sprintf("\n  write_path: %s", s.writePath)
+	}
 	cfg := fmt.Sprintf(`node:
   id: bench-edge
   region: %s
@@ -85,7 +90,7 @@ admin:
   listen: %q
 data_dir: %q
 outbox:
-  durability: %s
+  durability: %s%s
 forwarder:
   amqp_urls: [%q]
   exchange: %q
@@ -94,7 +99,7 @@ catalog:
   file: links.yaml
 log:
   level: warn
-`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, s.amqpURL, s.exchange, window)
+`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, writePath, s.amqpURL, s.exchange, window)
 	path := filepath.Join(dir, "clickedge.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
