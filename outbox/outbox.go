@@ -556,7 +556,7 @@ func (o *Outbox) load() error {
 		if err := o.routes.load(tx.Bucket(bucketRoutes)); err != nil {
 			return corruptError(o.path, err)
 		}
-		for id := range o.routes.byID {
+		for id := range o.routes.snap.Load().byID {
 			o.stored[id] = true
 		}
 		o.nextSeq.Store(getUint64(m, metaNextSeq))

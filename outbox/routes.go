@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -53,8 +54,17 @@ type storedRoute struct {
 
 // routeTable is the in-memory copy of the routes bucket plus the routes
 // given out since Open. Safe for concurrent use.
+//
+// Every Append looks its route up, so reads take no lock: they load an
+// immutable snapshot. A new route (a handful in a node's life, at most
+// maxRoutes) copies the snapshot under mu and publishes the copy.
 type routeTable struct {
-	mu   sync.RWMutex
+	snap atomic.Pointer[routeSnap]
+	mu   sync.Mutex // serialises writers of snap
+}
+
+// routeSnap is one immutable state of a routeTable.
+type routeSnap struct {
 	ids  map[string]uint32 // encoded route → id
 	byID map[uint32]*storedRoute
 	next uint32
@@ -62,7 +72,9 @@ type routeTable struct {
 }
 
 func newRouteTable() *routeTable {
-	return &routeTable{ids: map[string]uint32{}, byID: map[uint32]*storedRoute{}, next: 1}
+	t := &routeTable{}
+	t.snap.Store(&routeSnap{ids: map[string]uint32{}, byID: map[uint32]*storedRoute{}, next: 1})
+	return t
 }
 
 // lookup returns the route with id, or nil. t may be nil.
@@ -70,10 +82,7 @@ func (t *routeTable) lookup(id uint64) *storedRoute {
 	if t == nil || id > maxRouteID {
 		return nil
 	}
-	t.mu.RLock()
-	r := t.byID[uint32(id)]
-	t.mu.RUnlock()
-	return r
+	return t.snap.Load().byID[uint32(id)]
 }
 
 // intern returns the id of the encoded route enc, giving it a new one if
@@ -83,10 +92,8 @@ func (t *routeTable) intern(enc []byte) uint32 {
 	if len(enc) > maxRouteBytes {
 		return 0
 	}
-	t.mu.RLock()
-	id, full := t.ids[string(enc)], t.full
-	t.mu.RUnlock()
-	if id != 0 || full {
+	sn := t.snap.Load()
+	if id := sn.ids[string(enc)]; id != 0 || sn.full {
 		return id
 	}
 	r, err := parseRoute(enc)
@@ -95,27 +102,43 @@ func (t *routeTable) intern(enc []byte) uint32 {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if id := t.ids[r.enc]; id != 0 {
+	sn = t.snap.Load()
+	if id := sn.ids[r.enc]; id != 0 || sn.full {
 		return id
 	}
-	if len(t.byID) >= maxRoutes || t.next == 0 {
-		t.full = true
+	if len(sn.byID) >= maxRoutes || sn.next == 0 {
+		c := *sn
+		c.full = true
+		t.snap.Store(&c)
 		return 0
 	}
-	id = t.next
-	t.next++
+	id := sn.next
 	t.add(id, r)
 	return id
 }
 
-// add puts r under id. t.mu is held (or t not yet shared).
+// add publishes a copy of the table with r under id. t.mu is held (or t
+// not yet shared).
 func (t *routeTable) add(id uint32, r *storedRoute) {
-	t.ids[r.enc] = id
-	t.byID[id] = r
-	if id >= t.next {
-		t.next = id + 1
+	old := t.snap.Load()
+	sn := &routeSnap{
+		ids:  make(map[string]uint32, len(old.ids)+1),
+		byID: make(map[uint32]*storedRoute, len(old.byID)+1),
+		next: old.next,
 	}
-	t.full = len(t.byID) >= maxRoutes
+	for k, v := range old.ids {
+		sn.ids[k] = v
+	}
+	for k, v := range old.byID {
+		sn.byID[k] = v
+	}
+	sn.ids[r.enc] = id
+	sn.byID[id] = r
+	if id >= sn.next {
+		sn.next = id + 1
+	}
+	sn.full = len(sn.byID) >= maxRoutes
+	t.snap.Store(sn)
 }
 
 // load reads the routes bucket (nil in a file older than format 3).
@@ -123,14 +146,23 @@ func (t *routeTable) load(b *bolt.Bucket) error {
 	if b == nil {
 		return nil
 	}
-	return b.ForEach(func(k, v []byte) error {
+	// t is not shared yet: fill one snapshot in place rather than copy it
+	// per route.
+	sn := t.snap.Load()
+	err := b.ForEach(func(k, v []byte) error {
 		id, r, err := decodeRouteEntry(k, v)
 		if err != nil {
 			return err
 		}
-		t.add(id, r)
+		sn.ids[r.enc] = id
+		sn.byID[id] = r
+		if id >= sn.next {
+			sn.next = id + 1
+		}
 		return nil
 	})
+	sn.full = len(sn.byID) >= maxRoutes
+	return err
 }
 
 // put writes the route id into the routes bucket.
