@@ -39,6 +39,8 @@ type edgeSpec struct {
 	amqpURL    string // the forwarder's broker (directly or through a proxy)
 	exchange   string
 	region     string
+	window     int    // forwarder.window; 0 = clickedge's default
+	writePath  string // outbox.write_path; "" = clickedge's default
 }
 
 // buildClickedge builds ./cmd/clickedge into dir and returns the binary.
@@ -71,11 +73,13 @@ func writeEdgeConfig(dir string, s edgeSpec, public, admin string) (string, erro
 	if s.server != "" {
 		server = fmt.Sprintf("\n  server: %s", s.server)
 	}
-	// BENCH_WRITE_PATH sets every edge's outbox.write_path (tree, the
-	// default, or log: the log before the tree, issue 17).
+	window := ""
+	if s.window > 0 {
+		window = fmt.Sprintf("\n  window: %d", s.window)
+	}
 	writePath := ""
-	if wp := os.Getenv("BENCH_WRITE_PATH"); wp != "" {
-		writePath = "\n  write_path: " + wp
+	if s.writePath != "" {
+		writePath = fmt.Sprintf("\n  write_path: %s", s.writePath)
 	}
 	cfg := fmt.Sprintf(`node:
   id: bench-edge
@@ -90,12 +94,12 @@ outbox:
 forwarder:
   amqp_urls: [%q]
   exchange: %q
-  reconnect_max: 1s
+  reconnect_max: 1s%s
 catalog:
   file: links.yaml
 log:
   level: warn
-`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, writePath, s.amqpURL, s.exchange)
+`, s.region, public, server, admin, filepath.Join(dir, "data"), s.durability, writePath, s.amqpURL, s.exchange, window)
 	path := filepath.Join(dir, "clickedge.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }

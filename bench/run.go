@@ -50,8 +50,10 @@ type plan struct {
 	ServerProcs   int           `json:"server_procs"` // its GOMAXPROCS; 0 = default
 	LoadgenCPUs   string        `json:"loadgen_cpus"` // the bench process's CPUs; "" = unpinned
 	LoadgenProcs  int           `json:"loadgen_procs"`
-	Client        string        `json:"client"` // load-generator client
-	Queue         string        `json:"queue"`  // the bench's queue: transient, classic or quorum
+	Client        string        `json:"client"`               // load-generator client
+	Queue         string        `json:"queue"`                // the bench's queue: transient, classic or quorum
+	FwdWindow     int           `json:"fwd_window,omitempty"` // the edges' forwarder.window; 0 = clickedge's default
+	WritePath     string        `json:"write_path,omitempty"` // the edges' outbox.write_path; "" = clickedge's default
 }
 
 var fullPlan = plan{
@@ -134,6 +136,8 @@ type runOptions struct {
 	c64         string
 	fractions   string
 	queue       string
+	fwdWindow   int
+	writePath   string
 	merge       bool
 }
 
@@ -239,6 +243,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.latDuration, "lat-duration", 0, "open-model run length (default: the plan's)")
 	fs.IntVar(&o.workers, "workers", 0, "closed-model workers (default: the plan's)")
 	fs.DurationVar(&o.outage, "outage", 0, "drain scenario outage (default: the plan's)")
+	fs.IntVar(&o.fwdWindow, "fwd-window", 0, "the edges' forwarder.window: publishes awaiting their confirm (default: clickedge's)")
+	fs.StringVar(&o.writePath, "write-path", "", "the edges' outbox.write_path: tree or log (default: clickedge's)")
 	fs.IntVar(&o.drainRate, "drain-rate", 0, "drain scenario live load, requests/s (default: the plan's)")
 	fs.StringVar(&o.client, "client", clientFast, "load-generator client: fasthttp or vegeta (see load.go)")
 	fs.IntVar(&o.serverProcs, "server-procs", 2, "GOMAXPROCS of the servers under test with -pin split")
@@ -308,6 +314,10 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 	if o.drainRate > 0 {
 		p.DrainRate = o.drainRate
 	}
+	if o.fwdWindow > 0 {
+		p.FwdWindow = o.fwdWindow
+	}
+	p.WritePath = o.writePath
 	if o.links != "" {
 		p.Links = nil
 		for _, s := range strings.Split(o.links, ",") {

@@ -107,7 +107,7 @@ func (b *bencher) start(sc scenario) (*sut, error) {
 			}
 			url = strings.Replace(url, host, s.proxy.Addr(), 1)
 		}
-		cfg, err := writeEdgeConfig(dir, edgeSpec{durability: sc.dur, server: sc.server, amqpURL: url, exchange: b.sink.exchange, region: "bench"}, addr, admin)
+		cfg, err := writeEdgeConfig(dir, edgeSpec{durability: sc.dur, server: sc.server, amqpURL: url, exchange: b.sink.exchange, region: "bench", window: b.plan.FwdWindow, writePath: b.plan.WritePath}, addr, admin)
 		if err != nil {
 			return nil, err
 		}

@@ -14,8 +14,12 @@ type arena struct {
 	chunk []byte // the current chunk; len is the used part
 }
 
+// Chunks start small and double up to the full size, so a parse of one
+// link (every API write, kept in the store's overlay until a compaction)
+// holds a few KB, not a big catalog's chunk.
 const (
-	arenaChunk = 256 << 10 // bytes per chunk
+	arenaChunk = 256 << 10 // bytes per chunk, at most
+	arenaFirst = 4 << 10   // bytes of the first chunk
 	arenaLarge = 4 << 10   // strings from this size get an allocation of their own
 )
 
@@ -28,7 +32,7 @@ func (a *arena) add(b []byte) string {
 		return string(b)
 	}
 	if len(a.chunk)+len(b) > cap(a.chunk) {
-		a.chunk = make([]byte, 0, arenaChunk)
+		a.chunk = make([]byte, 0, min(max(2*cap(a.chunk), arenaFirst), arenaChunk))
 	}
 	n := len(a.chunk)
 	a.chunk = append(a.chunk, b...)
@@ -46,12 +50,21 @@ type slab[T any] struct {
 	chunk []T
 }
 
-const slabChunk = 512
+// Values per chunk: the first holds slabFirst, each next one twice the
+// last, up to slabChunk (as the arena's chunks grow).
+const (
+	slabChunk = 512
+	slabFirst = 4
+)
+
+func (s *slab[T]) grow(n int) {
+	s.chunk = make([]T, 0, max(n, min(max(2*cap(s.chunk), slabFirst), slabChunk)))
+}
 
 // alloc returns a pointer to a new zero T.
 func (s *slab[T]) alloc() *T {
 	if len(s.chunk) == cap(s.chunk) {
-		s.chunk = make([]T, 0, slabChunk)
+		s.grow(1)
 	}
 	s.chunk = s.chunk[:len(s.chunk)+1]
 	return &s.chunk[len(s.chunk)-1]
@@ -67,7 +80,7 @@ func (s *slab[T]) slice(n int) []T {
 		return make([]T, n)
 	}
 	if len(s.chunk)+n > cap(s.chunk) {
-		s.chunk = make([]T, 0, slabChunk)
+		s.grow(n)
 	}
 	m := len(s.chunk)
 	s.chunk = s.chunk[:m+n]

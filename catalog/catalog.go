@@ -15,6 +15,11 @@ type Catalog struct {
 	n       int      // links served: the base's, less those the overlay deletes, plus those it adds
 	index   index
 
+	// lazy, in a catalog a Store serves, holds the links instead of chunks
+	// and index: the store's entries, each link compiled when first looked
+	// up (base.go).
+	lazy *base
+
 	// over holds links changed since the chunks were built (a nil *Link:
 	// deleted), so one change to a big catalog does not rebuild it. Lookup
 	// reads it before the base; it is never written after the catalog is
@@ -53,6 +58,9 @@ func (c *Catalog) Lookup(code string) *Link {
 			return l
 		}
 	}
+	if c.lazy != nil {
+		return c.lazy.lookup(code)
+	}
 	if i := c.index.find(code, func(i int) string { return c.link(i).Code }); i >= 0 {
 		return c.link(i)
 	}
@@ -76,12 +84,23 @@ func (c *Catalog) Version() string { return c.version }
 // Name returns the name given to Parse (the path, for Load).
 func (c *Catalog) Name() string { return c.name }
 
-// Links yields the links in file order (in a catalog built by a Store:
-// the links of its last full build, then those changed since).
+// Links yields the links in file order (in a catalog a Store serves: its
+// entries' links in code order as of the last compaction, then those
+// changed since; each is compiled if it was not yet).
 func (c *Catalog) Links() iter.Seq[*Link] {
 	return func(yield func(*Link) bool) {
 		if c == nil {
 			return
+		}
+		if b := c.lazy; b != nil {
+			for i := range b.len() {
+				if _, changed := c.over[b.code(i)]; changed {
+					continue
+				}
+				if l := b.link(i); l != nil && !yield(l) {
+					return
+				}
+			}
 		}
 		for _, chunk := range c.chunks {
 			for i := range chunk {
@@ -112,7 +131,7 @@ func (c *Catalog) with(changes map[string]*Link, version string) *Catalog {
 		nc.over[code] = l
 	}
 	for code, l := range changes {
-		if c.Lookup(code) != nil {
+		if c.has(code) {
 			nc.n--
 		}
 		if l != nil {
@@ -121,6 +140,18 @@ func (c *Catalog) with(changes map[string]*Link, version string) *Catalog {
 		nc.over[code] = l
 	}
 	return &nc
+}
+
+// has reports whether c serves a link with code, without compiling it.
+func (c *Catalog) has(code string) bool {
+	if l, ok := c.over[code]; ok {
+		return l != nil
+	}
+	if c.lazy != nil {
+		i := c.lazy.find(code)
+		return i >= 0 && c.lazy.links[i].Load() != gone
+	}
+	return c.Lookup(code) != nil
 }
 
 // overlaid returns how many changes the catalog holds on top of its base.

@@ -1,15 +1,14 @@
 package catalog
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"unsafe"
 )
@@ -19,7 +18,8 @@ import (
 //
 //	snapshot  every entry and seed state at the last compaction:
 //	          "CECATS2\n", the digest's sum (32 bytes), uvarint count,
-//	          entries, uvarint count, seeds, CRC-32C of everything before
+//	          entries in bytewise code order (the store reads them where
+//	          they are: base.go), uvarint count, seeds, CRC-32C of everything before
 //	          it (4 bytes, big-endian). "CECATS1\n" files have no sum: it
 //	          is computed as they load.
 //	log       changes since, appended and fsynced before they are answered:
@@ -271,7 +271,7 @@ func (r *reader) entry() (e Entry) {
 	return e
 }
 
-func (r *reader) seed(s *Store) {
+func (r *reader) seed(seeds map[string]map[string]struct{}) {
 	name := r.string()
 	n := r.uvarint()
 	if r.err != nil || n > uint64(len(r.b)) {
@@ -283,96 +283,90 @@ func (r *reader) seed(s *Store) {
 		codes[r.string()] = struct{}{}
 	}
 	if r.err == nil {
-		s.seeds[name] = codes
+		seeds[name] = codes
 	}
 }
 
 // load applies e if it is newer than the store's entry (the log may repeat
 // what a snapshot holds, after a crash during compaction).
 func (s *Store) load(e *Entry) {
-	if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+	if old, ok := s.get(e.Code); ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 		return
 	}
 	s.put(e)
-	if s.base != nil {
-		if s.touched == nil {
-			s.touched = make(map[string]struct{})
-		}
-		s.touched[e.Code] = struct{}{}
-	}
+}
+
+// snapshot is a snapshot file read: its entries as a base, the digest's
+// sum over them, and the seed states.
+type snapshot struct {
+	base  *base
+	sum   [4]uint64
+	seeds map[string]map[string]struct{}
 }
 
 func loadSnapshot(data []byte, s *Store) error {
+	snap, err := readSnapshot(data, s.log)
+	if err != nil {
+		return err
+	}
+	s.base, s.sum, s.seeds = snap.base, snap.sum, snap.seeds
+	s.live, s.tombs = snap.base.live, snap.base.tombs
+	s.clock = max(s.clock, snap.base.clock)
+	return nil
+}
+
+// readSnapshot checks a snapshot and indexes its entries where they are:
+// the base keeps data.
+func readSnapshot(data []byte, log *slog.Logger) (*snapshot, error) {
 	if len(data) < len(snapshotMagic)+4 {
-		return errors.New("not a catalog snapshot")
+		return nil, errors.New("not a catalog snapshot")
 	}
 	magic := string(data[:len(snapshotMagic)])
 	if magic != snapshotMagic && magic != snapshotMagicV1 {
-		return errors.New("not a catalog snapshot")
+		return nil, errors.New("not a catalog snapshot")
 	}
 	body := data[:len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[len(data)-4:]) {
-		return errors.New("checksum mismatch")
+		return nil, errors.New("checksum mismatch")
 	}
 	r := &reader{b: body[len(snapshotMagic):]}
 	// The digest's sum is kept, not recomputed: a hash per entry is a tenth
 	// of a big store's open, and the CRC covers the sum as it does the
 	// entries.
-	var sum *[4]uint64
-	if magic == snapshotMagic {
+	snap := &snapshot{seeds: make(map[string]map[string]struct{})}
+	kept := magic == snapshotMagic
+	if kept {
 		b := r.bytes(32)
 		if r.err != nil {
-			return r.err
+			return nil, r.err
 		}
-		sum = &[4]uint64{}
-		for i := range sum {
-			sum[i] = binary.BigEndian.Uint64(b[i*8:])
+		for i := range snap.sum {
+			snap.sum[i] = binary.BigEndian.Uint64(b[i*8:])
 		}
 	}
 	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		return errors.New("bad entry count")
+	if r.err != nil {
+		return nil, r.err
 	}
-	// The served catalog is built from the same bytes meanwhile (Open
-	// takes it); the map load is one core's work, the parse every core's.
-	s.base = make(chan baseBuild, 1)
-	go func(b []byte) { s.base <- buildBase(b, n) }(r.b)
-	s.entries = make(map[string]entry, n)
-	for range n {
-		e := r.entry()
-		if r.err != nil {
-			return r.err
-		}
-		// A snapshot is written from the map: each code once, so no
-		// lookup is needed.
-		if e.Deleted {
-			s.entries[e.Code] = entry{hlc: e.HLC, node: e.Node}
-			s.tombs++
-		} else {
-			s.entries[e.Code] = entry{hlc: e.HLC, node: e.Node, link: e.Link}
-			s.live++
-		}
-		if sum == nil {
-			s.digestAdd(e.Code, e.HLC, e.Node)
-		}
-		s.clock = max(s.clock, e.HLC)
+	b, end, err := newBase(body, len(body)-len(r.b), n, log)
+	if err != nil {
+		return nil, err
 	}
-	if sum != nil {
-		s.sum = *sum
+	snap.base = b
+	if !kept {
+		snap.sum = b.digest()
 	}
-	if len(s.entries) != int(n) {
-		return errors.New("a code twice")
-	}
+	r.b = body[end:]
 	for range r.uvarint() {
-		r.seed(s)
+		r.seed(snap.seeds)
 	}
 	if r.err != nil {
-		return r.err
+		return nil, r.err
 	}
 	if len(r.b) != 0 {
-		return errors.New("trailing data")
+		return nil, errors.New("trailing data")
 	}
-	return nil
+	return snap, nil
 }
 
 // replayLog applies the log's records and returns the length of its intact
@@ -403,7 +397,7 @@ func replayLog(data []byte, s *Store) (int64, error) {
 				s.load(&e)
 			}
 		case recSeed:
-			r.seed(s)
+			r.seed(s.seeds)
 		default:
 			return 0, fmt.Errorf("unknown record kind %d at offset %d", data[off+8], off)
 		}
@@ -415,47 +409,63 @@ func replayLog(data []byte, s *Store) (int64, error) {
 	return int64(off), nil
 }
 
+// image returns a snapshot of every entry, less tombstones past the TTL,
+// and seed state, in the current format: what compact writes and rebase
+// makes the store's base (and its counts and digest). s.mu is held.
+func (s *Store) image() []byte {
+	horizon := uint64(s.opts.Now().Add(-s.opts.TombstoneTTL).UnixMilli()) << 16
+	var drop map[string]bool
+	sum, n := s.sum, s.live+s.tombs
+	s.each("", func(code string, e entry) bool {
+		if e.link == nil && e.hlc < horizon {
+			if drop == nil {
+				drop = make(map[string]bool)
+			}
+			drop[code] = true
+			h := entryHash(code, e.hlc, e.node)
+			for i := range sum {
+				sum[i] -= h[i]
+			}
+			n--
+		}
+		return true
+	})
+	size := len(s.base.data) + 64
+	for code, e := range s.over {
+		size += len(code) + len(e.node) + len(e.link) + 3*binary.MaxVarintLen64 + 8
+	}
+	p := make([]byte, 0, size)
+	p = append(p, snapshotMagic...)
+	for _, v := range sum {
+		p = binary.BigEndian.AppendUint64(p, v)
+	}
+	p = binary.AppendUvarint(p, uint64(n))
+	s.each("", func(code string, e entry) bool {
+		if !drop[code] {
+			p = appendEntry(p, code, e.hlc, e.node, e.link)
+		}
+		return true
+	})
+	p = binary.AppendUvarint(p, uint64(len(s.seeds)))
+	for name, cs := range s.seeds {
+		p = appendSeedState(p, name, cs)
+	}
+	return binary.BigEndian.AppendUint32(p, crc32.Checksum(p, castagnoli))
+}
+
 // compact writes every entry (less tombstones past the TTL) and seed state
-// to a new snapshot, then empties the log. s.mu is held.
+// to a new snapshot, empties the log and makes the snapshot the store's
+// base. s.mu is held.
 func (s *Store) compact() error {
 	d := s.disk
-	s.prune()
+	data := s.image()
 	tmp := filepath.Join(d.dir, snapshotFile+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("catalog: compact: %w", err)
 	}
 	defer os.Remove(tmp) // after a successful rename: nothing there
-	h := crc32.New(castagnoli)
-	w := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
-	var p []byte
-	p = append(p, snapshotMagic...)
-	for _, v := range s.sum {
-		p = binary.BigEndian.AppendUint64(p, v)
-	}
-	p = binary.AppendUvarint(p, uint64(len(s.entries)))
-	w.Write(p)
-	codes := make([]string, 0, len(s.entries))
-	for code := range s.entries {
-		codes = append(codes, code)
-	}
-	slices.Sort(codes) // the same entries give the same file
-	for _, code := range codes {
-		e := s.entries[code]
-		p = appendEntry(p[:0], code, e.hlc, e.node, e.link)
-		w.Write(p)
-	}
-	p = binary.AppendUvarint(p[:0], uint64(len(s.seeds)))
-	for name, cs := range s.seeds {
-		p = appendSeedState(p, name, cs)
-	}
-	w.Write(p)
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("catalog: compact: %w", err)
-	}
-	size, _ := f.Seek(0, io.SeekCurrent)
-	if _, err := f.Write(binary.BigEndian.AppendUint32(nil, h.Sum32())); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return fmt.Errorf("catalog: compact: %w", err)
 	}
@@ -489,9 +499,9 @@ func (s *Store) compact() error {
 			return fmt.Errorf("catalog: compact: %w", err)
 		}
 	}
-	d.snapSize, d.logSize = size+4, 0
-	s.log.Info("catalog: compacted the change log into the snapshot", "entries", len(s.entries), "bytes", d.snapSize)
-	return nil
+	d.snapSize, d.logSize = int64(len(data)), 0
+	s.log.Info("catalog: compacted the change log into the snapshot", "entries", s.live+s.tombs, "bytes", d.snapSize)
+	return s.rebase(data)
 }
 
 // Compact folds the change log into the snapshot now (and drops
@@ -503,8 +513,7 @@ func (s *Store) Compact() error {
 		return ErrClosed
 	}
 	if s.disk == nil {
-		s.prune()
-		return nil
+		return s.rebase(s.image())
 	}
 	return s.compact()
 }
@@ -519,18 +528,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("catalog: store: fsync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// prune drops tombstones older than the TTL. s.mu is held.
-func (s *Store) prune() {
-	horizon := uint64(s.opts.Now().Add(-s.opts.TombstoneTTL).UnixMilli()) << 16
-	for code, e := range s.entries {
-		if e.link == nil && e.hlc < horizon {
-			s.digestRemove(code, e.hlc, e.node)
-			delete(s.entries, code)
-			s.tombs--
-			s.codes = nil
-		}
-	}
-	s.publishState()
 }

@@ -8,7 +8,9 @@
 // Parse returns, so any number of goroutines may use one without locks, and
 // the edge replaces the whole catalog by swapping an atomic.Pointer. A *Link
 // or *Template taken from an old snapshot stays valid after the swap.
-// A nil *Catalog is an empty one.
+// A nil *Catalog is an empty one. (The catalog a Store serves compiles each
+// link when it is first looked up, once, safe for concurrent callers; what
+// it serves never changes, only when the work is done.)
 //
 // # Big catalogs
 //
@@ -17,8 +19,9 @@
 //
 //   - Links are stored by value in chunks of 4096, not one allocation each;
 //     their strings (codes, templates, rule names) are copied into
-//     pointer-free arenas of 256 KiB, and links with the same params list
-//     share one slice. The GC has little to scan, and the parse's garbage
+//     pointer-free arenas (chunks growing to 256 KiB, so a parse of one
+//     link holds a few KB), and links with the same params list share
+//     one slice. The GC has little to scan, and the parse's garbage
 //     does not pin the survivors' spans.
 //   - Lookup is an open-addressing table of 16-byte slots holding the
 //     code's length and first 11 bytes next to the link number: finding a
@@ -123,9 +126,31 @@
 //     anti-entropy; Merge takes such pages.
 //   - Changes are persisted (appended to a log and fsynced) before Apply,
 //     Merge or Seed return; see disk.go for the files. The served *Catalog
-//     is replaced atomically: small changes are laid over the last full
-//     build (an overlay map that Lookup reads first), which is rebuilt once
-//     the overlay passes 1/8 of the catalog (at least 1024 changes).
+//     is replaced atomically: small changes are laid over the base (an
+//     overlay map that Lookup reads first); once the overlay passes 1/8 of
+//     the catalog (at least 1024 changes) the store compacts and serves
+//     the new base.
+//
+// # Big stores
+//
+// Ten million links must open in seconds and a few GB, so the store does
+// not decode its snapshot (base.go). The entries as of the last
+// compaction stay in the snapshot's bytes as read; an array holds where
+// each entry starts, in code order (a snapshot is written sorted, and one
+// that is not is refused as damaged), and the index of a parsed catalog
+// maps a code to its entry. Only the changes since are a map. Get reads
+// the map, then the index; Entries merges the map's sorted codes into a
+// binary search and walk of the array.
+//
+// The served catalog reads the same base and compiles a link from its
+// JSON the first time Lookup is asked for it: checked as any change is,
+// built by one builder under a mutex (so the links share its arenas) and
+// published through an atomic.Pointer per entry, which later lookups read
+// without a lock. What is compiled stays compiled, across compactions
+// too for entries that did not change. A stored link that fails to
+// compile (a bug: each was checked on its way in) is logged and not
+// served. A compaction builds the new snapshot in memory, writes it and
+// makes it the base, so for a moment it holds two snapshots' bytes.
 //
 // # catalog.file and the other writers
 //

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/clickedge/clickedge/internal/backoff"
 )
 
 // FeedSchema is the v of every feed message.
@@ -247,23 +249,22 @@ func (f *Feed) Close() error {
 }
 
 func (f *Feed) run(ctx context.Context) {
-	wait := f.cfg.ReconnectMin
+	wait := backoff.Backoff{Min: f.cfg.ReconnectMin, Max: f.cfg.ReconnectMax}
 	for ctx.Err() == nil {
 		err := f.session(ctx)
 		f.connected.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
-		f.log.Warn("links feed: disconnected; retrying", "err", err, "in", wait)
+		if err == nil { // it was up: start the backoff again
+			wait.Reset()
+		}
+		d := wait.Next()
+		f.log.Warn("links feed: disconnected; retrying", "err", err, "in", d)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
-		}
-		if err == nil { // it was up: start the backoff again
-			wait = f.cfg.ReconnectMin
-		} else {
-			wait = min(2*wait, f.cfg.ReconnectMax)
+		case <-time.After(d):
 		}
 	}
 }

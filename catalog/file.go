@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -332,11 +330,7 @@ func (p *parse) finish() (*Catalog, error) {
 			p.dispatch(b)
 		}
 	}
-	t0 := time.Now()
 	p.stop()
-	if os.Getenv("CATDEBUG") != "" {
-		fmt.Fprintln(os.Stderr, "wait workers", time.Since(t0))
-	}
 	if p.failed.Load() { // a worker cannot fail, but the decoder may have after its last dispatch
 		return nil, p.errs.err()
 	}

@@ -128,3 +128,35 @@ func sortHashed(hs []hashed) []hashed {
 	}
 	return out
 }
+
+// fill inserts the codes of links 0..n-1, which must be unique, grouped
+// by the 4096th of the table their homes fall in, so the inserts of a
+// group stay in a few cache-sized pieces of it instead of missing the
+// cache each (at ten million codes). 4096 groups are few enough for the
+// grouping's own writes to stay in cache. It holds 24 bytes per code
+// meanwhile, half of what sortHashed takes.
+func (x *index) fill(n int, code func(i int) string) {
+	const bits = 12
+	count := make([]int, 1<<bits)
+	for i := range n {
+		count[maphash.String(x.seed, code(i))>>(64-bits)]++
+	}
+	sum := 0
+	for i, c := range count {
+		count[i] = sum
+		sum += c
+	}
+	type packed struct{ h, a, b uint64 } // a holds the link number + 1, as in a slot
+	out := make([]packed, n)
+	for i := range n {
+		c := code(i)
+		h := maphash.String(x.seed, c)
+		a, b := key(c)
+		out[count[h>>(64-bits)]] = packed{h: h, a: a | uint64(i+1), b: b}
+		count[h>>(64-bits)]++
+	}
+	for _, p := range out {
+		e := hashed{h: p.h, a: p.a &^ slotNumber, b: p.b, n: int(p.a&slotNumber) - 1}
+		x.insert(&e, code)
+	}
+}

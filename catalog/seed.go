@@ -70,12 +70,12 @@ func (s *Store) Seed(name string, data []byte, mtime time.Time, force bool) (See
 	changes := make(map[string]*Link)
 	for i := range es {
 		e := &es[i]
-		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		if old, ok := s.get(e.Code); ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			res.Stale++
 			continue
 		}
 		if e.Deleted {
-			if _, ok := s.entries[e.Code]; !ok {
+			if _, ok := s.get(e.Code); !ok {
 				continue // nothing to delete; no need for a tombstone
 			}
 			res.Deleted++

@@ -153,33 +153,26 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	entries map[string]entry
-	codes   []string // sorted; nil when a code was added since
-	clock   uint64   // the HLC: the highest version issued or seen
-	sum     [4]uint64
-	live    int
-	tombs   int
-	seeds   map[string]map[string]struct{} // per seed file name: the codes its last load had
-	disk    *disk                          // nil: in memory only
-	closed  bool
+	mu sync.Mutex
+	// The entries are base, as of the last compaction, with over (what
+	// changed since, by code) on top.
+	base   *base
+	over   map[string]entry
+	codes  []string // over's codes, sorted; nil when a code was added since
+	clock  uint64   // the HLC: the highest version issued or seen
+	sum    [4]uint64
+	live   int
+	tombs  int
+	seeds  map[string]map[string]struct{} // per seed file name: the codes its last load had
+	disk   *disk                          // nil: in memory only
+	closed bool
 
 	snap    atomic.Pointer[Catalog]
 	version atomic.Uint64
 	digest  atomic.Pointer[string]
 	counts  [numSources][numResults]atomic.Uint64
 
-	rebuilds atomic.Uint64 // full builds of the served catalog, for tests
-
-	// While Open runs: the served catalog being built from the snapshot
-	// alongside the map, and the codes the log changed after it.
-	base    chan baseBuild
-	touched map[string]struct{}
-}
-
-type baseBuild struct {
-	c   *Catalog
-	err error
+	rebuilds atomic.Uint64 // new bases of the served catalog, for tests
 }
 
 type entry struct {
@@ -195,7 +188,7 @@ func (e entry) export(code string) Entry {
 // Open opens the store persisted in dir, creating it if needed. An empty
 // dir keeps the store in memory only.
 func Open(dir string, opts *Options) (*Store, error) {
-	s := &Store{entries: make(map[string]entry), seeds: make(map[string]map[string]struct{})}
+	s := &Store{over: make(map[string]entry), seeds: make(map[string]map[string]struct{})}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -215,27 +208,20 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.base = emptyBase(s.log)
 	if dir != "" {
 		d, err := openDisk(dir, s)
 		if err != nil {
-			if s.base != nil {
-				<-s.base
-			}
 			return nil, err
 		}
 		s.disk = d
 	}
-	if s.openBase() {
-		s.publishState()
-		return s, nil
-	}
-	if err := s.rebuild(); err != nil {
+	if err := s.serveBase(nil); err != nil {
 		if s.disk != nil {
 			s.disk.close()
 		}
 		return nil, err
 	}
-	s.publishState()
 	return s, nil
 }
 
@@ -279,11 +265,64 @@ func (s *Store) Changes(src Source, r Result) uint64 { return s.counts[src][r].L
 func (s *Store) Get(code string) (Entry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[code]
+	e, ok := s.get(code)
 	if !ok {
 		return Entry{}, false
 	}
 	return e.export(code), true
+}
+
+// get returns the entry of code. s.mu is held.
+func (s *Store) get(code string) (entry, bool) {
+	if e, ok := s.over[code]; ok {
+		return e, true
+	}
+	if i := s.base.find(code); i >= 0 {
+		_, e := s.base.entry(i)
+		return e, true
+	}
+	return entry{}, false
+}
+
+// each calls f with every entry with a code after after, in bytewise code
+// order, until f returns false: base and over merged. s.mu is held.
+func (s *Store) each(after string, f func(code string, e entry) bool) {
+	if s.codes == nil {
+		s.codes = make([]string, 0, len(s.over))
+		for code := range s.over {
+			s.codes = append(s.codes, code)
+		}
+		slices.Sort(s.codes)
+	}
+	i, n := s.base.search(after), s.base.len()
+	j := sort.SearchStrings(s.codes, after)
+	if j < len(s.codes) && s.codes[j] == after {
+		j++
+	}
+	for i < n || j < len(s.codes) {
+		var code string
+		var e entry
+		switch {
+		case j == len(s.codes):
+			code, e = s.base.entry(i)
+			i++
+		case i == n:
+			code, e = s.codes[j], s.over[s.codes[j]]
+			j++
+		case s.base.code(i) < s.codes[j]:
+			code, e = s.base.entry(i)
+			i++
+		default:
+			if s.base.code(i) == s.codes[j] {
+				i++ // changed since the base
+			}
+			code, e = s.codes[j], s.over[s.codes[j]]
+			j++
+		}
+		if !f(code, e) {
+			return
+		}
+	}
 }
 
 // Entries returns up to limit entries, tombstones included, with codes
@@ -304,29 +343,20 @@ func (s *Store) page(after string, limit int, tombs bool) ([]Entry, string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.codes == nil {
-		s.codes = make([]string, 0, len(s.entries))
-		for code := range s.entries {
-			s.codes = append(s.codes, code)
-		}
-		slices.Sort(s.codes)
-	}
-	i := sort.SearchStrings(s.codes, after)
-	if i < len(s.codes) && s.codes[i] == after {
-		i++
-	}
 	var es []Entry
-	for ; i < len(s.codes); i++ {
-		e, ok := s.entries[s.codes[i]]
-		if !ok || (!tombs && e.link == nil) {
-			continue // pruned since the codes were sorted, or a tombstone
+	next := ""
+	s.each(after, func(code string, e entry) bool {
+		if !tombs && e.link == nil {
+			return true
 		}
 		if len(es) == limit {
-			return es, es[len(es)-1].Code
+			next = es[len(es)-1].Code
+			return false
 		}
-		es = append(es, e.export(s.codes[i]))
-	}
-	return es, ""
+		es = append(es, e.export(code))
+		return true
+	})
+	return es, next
 }
 
 // Apply validates and applies a batch of this node's changes atomically:
@@ -399,7 +429,7 @@ func (s *Store) Put(code string, link []byte) (Entry, error) {
 // whether a live link had the code.
 func (s *Store) Delete(code string) (e Entry, existed bool, err error) {
 	s.mu.Lock()
-	old, ok := s.entries[code]
+	old, ok := s.get(code)
 	existed = ok && old.link != nil
 	s.mu.Unlock()
 	es, err := s.Apply([]Op{{Code: code, Delete: true}})
@@ -424,7 +454,7 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 	stale := 0
 	for i := range es {
 		e := &es[i]
-		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		if old, ok := s.get(e.Code); ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			stale++
 			continue
 		}
@@ -462,7 +492,7 @@ func (s *Store) Merge(es []Entry, src Source) (applied int, err error) {
 		if bad[i] != nil {
 			continue
 		}
-		if old, ok := s.entries[e.Code]; ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
+		if old, ok := s.get(e.Code); ok && compareVersions(e.HLC, e.Node, e.Link, old.hlc, old.node, old.link) <= 0 {
 			stale++
 			continue
 		}
@@ -615,14 +645,15 @@ func (s *Store) commit(es []Entry, changes map[string]*Link) error {
 // caller) and keeps the counts and the digest. s.mu is held, or the store
 // is being opened.
 func (s *Store) put(e *Entry) {
-	if old, ok := s.entries[e.Code]; ok {
+	if old, ok := s.get(e.Code); ok {
 		s.digestRemove(e.Code, old.hlc, old.node)
 		if old.link == nil {
 			s.tombs--
 		} else {
 			s.live--
 		}
-	} else {
+	}
+	if _, ok := s.over[e.Code]; !ok {
 		s.codes = nil
 	}
 	ne := entry{hlc: e.HLC, node: e.Node, link: e.Link}
@@ -632,7 +663,7 @@ func (s *Store) put(e *Entry) {
 	} else {
 		s.live++
 	}
-	s.entries[e.Code] = ne
+	s.over[e.Code] = ne
 	s.digestAdd(e.Code, e.HLC, e.Node)
 	if s.clock < e.HLC {
 		s.clock = e.HLC
@@ -680,62 +711,51 @@ func (s *Store) publishState() {
 	s.digest.Store(&d)
 }
 
-// update makes the snapshot serve changes: on top of the current one while
-// the changes since its last full build are at most an eighth of it (or
-// 1024), else rebuilt from the map. Copying the overlay costs about a
-// tenth of building its links, and rebuilding at a fixed fraction keeps a
-// bulk load into a growing catalog (an empty node catching up) linear:
-// each rebuild is followed by at least an eighth of its size in changes.
+// update makes the served catalog serve changes: on top of the current one
+// while the changes since its base are at most an eighth of it (or 1024),
+// else the entries are compacted into a new base. Copying the overlay per
+// change grows with it, and compacting at a fixed fraction keeps a bulk
+// load into a growing catalog (an empty node catching up) linear: each
+// compaction is followed by at least an eighth of its size in changes.
 func (s *Store) update(changes map[string]*Link) {
 	cur := s.snap.Load()
-	if cur == nil || cur.overlaid()+len(changes) > max(1024, cur.Len()/8) {
-		if err := s.rebuild(); err != nil {
-			// Every entry was validated on the way in; a failure here is
-			// a bug. Keep serving with the changes on top.
-			s.log.Error("catalog: rebuild failed; serving the changes on top of the last build", "err", err)
+	if cur.overlaid()+len(changes) > max(1024, cur.Len()/8) {
+		var err error
+		if s.disk != nil {
+			err = s.compact()
 		} else {
+			err = s.rebase(s.image())
+		}
+		if err == nil {
 			return
 		}
+		// The changes are persisted in the log: keep serving them on top.
+		s.log.Error("catalog: compaction failed; serving the changes on top of the last base", "err", err)
 	}
 	s.publishState()
 	s.snap.Store(cur.with(changes, s.Digest()[:12]))
 }
 
-// openBase takes the catalog built from the snapshot while the map was
-// loaded, with what the log changed after it laid on top. It reports
-// false when there is none (no snapshot, or its build failed): then the
-// caller rebuilds from the map.
-func (s *Store) openBase() bool {
-	if s.base == nil {
-		return false
-	}
-	b := <-s.base
-	s.base = nil
-	touched := s.touched
-	s.touched = nil
-	if b.err != nil {
-		s.log.Warn("catalog: building from the snapshot failed; building from the entries", "err", b.err)
-		return false
-	}
+// serveBase serves the store's base with its overlay on top: what the
+// log changed after the snapshot at open, nothing after a compaction. The
+// links old (the catalog served until now) compiled stay compiled. s.mu
+// is held, or the store is being opened.
+func (s *Store) serveBase(old *Catalog) error {
 	s.publishState()
-	c := b.c
-	c.version = s.Digest()[:12]
-	if len(touched) > 0 {
-		var es []Entry
-		for code := range touched {
-			if e, ok := s.entries[code]; ok {
-				es = append(es, e.export(code))
-			}
+	c := &Catalog{name: "(replicated catalog)", version: s.Digest()[:12], lazy: s.base, n: s.base.live}
+	if old != nil && old.lazy != nil {
+		s.base.carry(old.lazy)
+	}
+	if len(s.over) > 0 {
+		es := make([]Entry, 0, len(s.over))
+		for code, e := range s.over {
+			es = append(es, e.export(code))
 		}
 		links, bad := checkEntries(es)
-		changes := make(map[string]*Link, len(touched))
-		for code := range touched {
-			changes[code] = nil // deleted, or pruned
-		}
+		changes := make(map[string]*Link, len(es))
 		for i := range es {
 			if bad[i] != nil {
-				s.log.Warn("catalog: building from the snapshot failed; building from the entries", "err", bad[i])
-				return false
+				return fmt.Errorf("catalog: build from the store: %w", bad[i])
 			}
 			changes[es[i].Code] = links[i]
 		}
@@ -743,65 +763,20 @@ func (s *Store) openBase() bool {
 	}
 	s.snap.Store(c)
 	s.rebuilds.Add(1)
-	return true
-}
-
-// buildBase parses the live links of a snapshot's entries (data from the
-// count on), as rebuild does from the map, so the parse runs while the map
-// is loaded.
-func buildBase(data []byte, n uint64) baseBuild {
-	r := &reader{b: data}
-	doc := make([]byte, 0, len(data)+16)
-	doc = append(doc, `{"links":[`...)
-	first := true
-	for range n {
-		e := r.entry()
-		if r.err != nil {
-			return baseBuild{err: r.err}
-		}
-		if e.Deleted {
-			continue
-		}
-		if !first {
-			doc = append(doc, ',')
-		}
-		first = false
-		doc = append(doc, e.Link...)
-	}
-	doc = append(doc, "]}"...)
-	c, err := Parse("(replicated catalog)", doc)
-	return baseBuild{c: c, err: err}
-}
-
-// rebuild builds the snapshot from every live entry.
-func (s *Store) rebuild() error {
-	n := 0
-	for _, e := range s.entries {
-		n += len(e.link) + 1
-	}
-	doc := make([]byte, 0, n+16)
-	doc = append(doc, `{"links":[`...)
-	first := true
-	for _, e := range s.entries {
-		if e.link == nil {
-			continue
-		}
-		if !first {
-			doc = append(doc, ',')
-		}
-		first = false
-		doc = append(doc, e.link...)
-	}
-	doc = append(doc, "]}"...)
-	c, err := Parse("(replicated catalog)", doc)
-	if err != nil {
-		return fmt.Errorf("catalog: build from the store: %w", err)
-	}
-	s.publishState()
-	c.version = s.Digest()[:12]
-	s.snap.Store(c)
-	s.rebuilds.Add(1)
 	return nil
+}
+
+// rebase makes data, an image of every entry (image), the store's base
+// and serves it. s.mu is held.
+func (s *Store) rebase(data []byte) error {
+	snap, err := readSnapshot(data, s.log)
+	if err != nil {
+		return fmt.Errorf("catalog: rebase: %w", err)
+	}
+	old := s.snap.Load()
+	s.base, s.over, s.codes = snap.base, make(map[string]entry), nil
+	s.sum, s.live, s.tombs = snap.sum, snap.base.live, snap.base.tombs
+	return s.serveBase(old)
 }
 
 // WriteFile writes every live link as a catalog file (JSON, which the file

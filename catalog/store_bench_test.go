@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,8 +25,9 @@ import (
 
 // prepareStore writes a persisted store of n generated links (the shape of
 // catalogtest) into dir: the snapshot a node holds after a compaction,
-// written straight in the store's format, so a 10M store is prepared
-// without holding it in memory.
+// written straight in the store's first format (no digest sum), so a 10M
+// store is prepared without holding it in memory. convertStore rewrites
+// it in the current one.
 func prepareStore(tb testing.TB, dir string, n int) {
 	tb.Helper()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -70,17 +72,35 @@ func prepareStore(tb testing.TB, dir string, n int) {
 	}
 }
 
+// convertStore rewrites the store in dir in the current format, as the
+// next compaction of a node does.
+func convertStore(tb testing.TB, dir string) {
+	tb.Helper()
+	s, err := Open(dir, &Options{Node: "bench"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Compact(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 func maxRSS() int64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Maxrss << 10
 }
 
-// BenchmarkStoreOpen opens a persisted store: read the snapshot, rebuild
-// the map and build the served catalog. CATALOG_BENCH_LINKS sets the size
-// (default 1M); CATALOG_BENCH_DIR keeps the prepared store between runs, so
-// a second run's MB-maxrss is the open's alone (CATALOG_BENCH_PREPARE_ONLY=1
-// prepares and stops):
+// BenchmarkStoreOpen opens a persisted store: read the snapshot, index its
+// entries and serve them (no link is compiled until looked up).
+// CATALOG_BENCH_LINKS sets the size (default 1M); CATALOG_BENCH_DIR keeps
+// the prepared store between runs, so a second run's MB-maxrss is the
+// open's alone (CATALOG_BENCH_PREPARE_ONLY=1 prepares and stops). A store
+// is prepared in the current format; CATALOG_BENCH_FORMAT=1 leaves it in
+// the first (its digest recomputed at every open):
 //
 //	CATALOG_BENCH_DIR=/tmp/st10m CATALOG_BENCH_LINKS=10000000 go test -run X -bench StoreOpen -benchtime 1x ./catalog
 func BenchmarkStoreOpen(b *testing.B) {
@@ -95,6 +115,9 @@ func BenchmarkStoreOpen(b *testing.B) {
 	prepared := false
 	if _, err := os.Stat(filepath.Join(dir, snapshotFile)); err != nil {
 		prepareStore(b, dir, n)
+		if os.Getenv("CATALOG_BENCH_FORMAT") != "1" {
+			convertStore(b, dir)
+		}
 		prepared = true
 		runtime.GC()
 		debug.FreeOSMemory()
@@ -132,6 +155,76 @@ func BenchmarkStoreOpen(b *testing.B) {
 		b.Logf("the store was prepared in this process: MB-maxrss includes the preparation; run again with CATALOG_BENCH_DIR=%s", dir)
 	}
 	s.Close()
+}
+
+// BenchmarkStoreFirstLookup looks up links of a store's catalog that were
+// never looked up: each compiles its link (the first click's extra cost).
+func BenchmarkStoreFirstLookup(b *testing.B) {
+	const n = 100_000
+	dir := b.TempDir()
+	prepareStore(b, dir, n)
+	codes := make([]string, n)
+	for i, j := range rand.New(rand.NewPCG(1, 2)).Perm(n) {
+		codes[i] = catalogtest.LinkCode(j)
+	}
+	var s *Store
+	open := func() {
+		if s != nil {
+			s.Close()
+		}
+		var err error
+		if s, err = Open(dir, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	open()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%n == 0 && i > 0 {
+			b.StopTimer()
+			open()
+			b.StartTimer()
+		}
+		if s.Catalog().Lookup(codes[i%n]) == nil {
+			b.Fatalf("Lookup(%q) = nil", codes[i%n])
+		}
+	}
+	s.Close()
+}
+
+// BenchmarkStoreLookupRandom1M is BenchmarkLookupRandom1M on a store's
+// catalog whose links are all compiled: what a click on a link clicked
+// before costs.
+func BenchmarkStoreLookupRandom1M(b *testing.B) {
+	const n = 1_000_000
+	dir := b.TempDir()
+	prepareStore(b, dir, n)
+	s, err := Open(dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	c := s.Catalog()
+	for range c.Links() { // compiles every link
+	}
+	const samples = 1 << 20
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var all strings.Builder
+	offs := make([]int, samples+1)
+	for i := range samples {
+		all.WriteString(catalogtest.LinkCode(rnd.IntN(n)))
+		offs[i+1] = all.Len()
+	}
+	keys := make([]string, samples)
+	for i := range keys {
+		keys[i] = all.String()[offs[i]:offs[i+1]]
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if c.Lookup(keys[i&(samples-1)]) == nil {
+			b.Fatal("nil")
+		}
+	}
 }
 
 // BenchmarkRoute10Rules routes through a link of ten rules where only the

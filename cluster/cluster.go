@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/clickedge/clickedge/internal/backoff"
 )
 
 // Member states.
@@ -263,7 +265,7 @@ func (c *Cluster) resolveMeta(m Meta) Meta {
 // joinLoop tries the seeds with a backoff until one answers, then every
 // RejoinInterval while this node is alone.
 func (c *Cluster) joinLoop() {
-	wait := c.cfg.JoinMin
+	wait := backoff.Backoff{Min: c.cfg.JoinMin, Max: c.cfg.JoinMax}
 	joined := false
 	failures := 0
 	for {
@@ -272,7 +274,7 @@ func (c *Cluster) joinLoop() {
 			if err == nil && c.ml.NumMembers() > 1 {
 				joined = true
 				failures = 0
-				wait = c.cfg.JoinMin
+				wait.Reset()
 				c.joinCount.Add(1)
 				c.log.Info("cluster joined", "seeds_answered", n, "members", c.ml.NumMembers())
 			} else {
@@ -289,8 +291,7 @@ func (c *Cluster) joinLoop() {
 		if joined {
 			d = c.cfg.RejoinInterval
 		} else {
-			d = wait/2 + rand.N(wait/2+1)
-			wait = min(2*wait, c.cfg.JoinMax)
+			d = wait.Next()
 		}
 		t := time.NewTimer(d)
 		select {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/clickedge/clickedge/internal/bearer"
 )
 
 // maxInternalBody bounds an internal request's body (a hand-off batch).
@@ -30,21 +31,17 @@ const maxInternalBody = 64 << 20
 //
 // token is admin.token: empty makes the key endpoints answer 403.
 func (c *Cluster) Handler(token string) http.Handler {
-	var sum *[32]byte
-	if token != "" {
-		s := sha256.Sum256([]byte(token))
-		sum = &s
-	}
+	sum := bearer.New(token)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /admin/cluster", bearer(sum, false, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /admin/cluster", authorized(sum, false, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
 			Members []Member `json:"members"`
 		}{c.Members()})
 	}))
-	mux.HandleFunc("GET /admin/cluster/keys", bearer(sum, true, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /admin/cluster/keys", authorized(sum, true, func(w http.ResponseWriter, r *http.Request) {
 		c.serveKeyOp(w, r, keyOp{Op: "list"})
 	}))
-	mux.HandleFunc("POST /admin/cluster/keys", bearer(sum, true, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /admin/cluster/keys", authorized(sum, true, func(w http.ResponseWriter, r *http.Request) {
 		var op keyOp
 		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&op); err != nil {
 			httpError(w, http.StatusBadRequest, "want {\"op\": \"install|use|remove\", \"key\": BASE64}: "+err.Error())
@@ -80,31 +77,34 @@ func (c *Cluster) Handler(token string) http.Handler {
 	return mux
 }
 
-// bearer guards an admin endpoint with the token. write: the endpoint
-// needs a token even when none is configured (then it is 403).
-func bearer(sum *[32]byte, write bool, h http.HandlerFunc) http.HandlerFunc {
+// authorized guards an admin endpoint with the token (internal/bearer).
+// write: the endpoint needs a token even when none is configured (then it
+// is 403); a read is open without one.
+func authorized(token *bearer.Token, write bool, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if sum == nil {
-			if write {
-				httpError(w, http.StatusForbidden, "no admin.token is configured: the admin API is read-only")
-				return
-			}
+		if token == nil && !write {
 			h(w, r)
 			return
 		}
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin"`)
-			httpError(w, http.StatusUnauthorized, "missing Authorization: Bearer token")
-			return
+		if RequireToken(token, w, r) {
+			h(w, r)
 		}
-		got := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
-			httpError(w, http.StatusForbidden, "wrong token")
-			return
-		}
-		h(w, r)
 	}
+}
+
+// RequireToken checks a request's bearer token for an admin write
+// (internal/bearer). It reports true when the request may go on; else it
+// has answered: 401 without a token, 403 with a wrong one or with none
+// configured, {"error": reason}. The cluster API and clickedge's drain
+// endpoint answer with it.
+func RequireToken(token *bearer.Token, w http.ResponseWriter, r *http.Request) bool {
+	return token.Allow(w, r, adminRefusals, httpError)
+}
+
+var adminRefusals = bearer.Reasons{
+	NotConfigured: "no admin.token is configured: the admin API is read-only",
+	Missing:       "missing Authorization: Bearer token",
+	Wrong:         "wrong token",
 }
 
 // internal reads and authenticates an internal request.

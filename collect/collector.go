@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/clickedge/clickedge/internal/backoff"
 )
 
 // Header names on a dead-lettered copy, beside the original's headers.
@@ -150,11 +152,11 @@ func (c *Collector) Run(ctx context.Context) error {
 			s.Close()
 		}
 	}()
-	delay := c.cfg.RetryMin
+	wait := c.backoff()
 	for ctx.Err() == nil {
 		conn, err := c.dial()
 		if err != nil {
-			c.log.Warn("broker unreachable; retrying", "retry_in", delay.String(), "err", err)
+			err = fmt.Errorf("broker unreachable: %w", err)
 		} else {
 			opened := c.cfg.Now()
 			err = c.session(ctx, conn)
@@ -164,16 +166,17 @@ func (c *Collector) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			c.log.Warn("broker session ended; reconnecting", "retry_in", delay.String(), "err", err)
+			err = fmt.Errorf("broker session ended: %w", err)
 			if c.cfg.Now().Sub(opened) > c.cfg.RetryMax {
-				delay = c.cfg.RetryMin // it was up a while: start the back-off again
+				wait.Reset() // it was up a while: start the back-off again
 			}
 		}
+		d := wait.Next()
+		c.log.Warn("reconnecting to the broker", "retry_in", d.String(), "err", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(delay):
+		case <-time.After(d):
 		}
-		delay = min(2*delay, c.cfg.RetryMax)
 	}
 	return nil
 }
@@ -553,10 +556,17 @@ func (c *Collector) commit(ctx context.Context, chs *channels, store *Store, b *
 	return nil
 }
 
+// backoff is the back-off of one retry loop (internal/backoff): from
+// RetryMin to RetryMax, half jitter, so that collectors that failed
+// together do not retry together.
+func (c *Collector) backoff() backoff.Backoff {
+	return backoff.Backoff{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
+}
+
 // connectStore opens the Store's connection, retrying until it works or
 // ctx ends.
 func (c *Collector) connectStore(ctx context.Context, store *Store) error {
-	delay := c.cfg.RetryMin
+	wait := c.backoff()
 	for attempt := 1; ; attempt++ {
 		err := store.Connect(ctx)
 		if err == nil {
@@ -564,21 +574,21 @@ func (c *Collector) connectStore(ctx context.Context, store *Store) error {
 			return nil
 		}
 		c.st.update(func(s *Stats) { s.DatabaseUp = false })
+		d := wait.Next()
 		if attempt == 1 || attempt%10 == 0 {
-			c.log.Warn("database unreachable; retrying", "attempt", attempt, "retry_in", delay.String(), "err", err)
+			c.log.Warn("database unreachable; retrying", "attempt", attempt, "retry_in", d.String(), "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-time.After(d):
 		}
-		delay = min(2*delay, c.cfg.RetryMax)
 	}
 }
 
 // write retries the Store until the batch is committed or ctx ends.
 func (c *Collector) write(ctx context.Context, store *Store, b *batch) (Result, error) {
-	delay := c.cfg.RetryMin
+	wait := c.backoff()
 	for attempt := 1; ; attempt++ {
 		began := time.Now()
 		r, err := store.Write(ctx, b.clicks, b.actions)
@@ -597,16 +607,16 @@ func (c *Collector) write(ctx context.Context, store *Store, b *batch) (Result, 
 			return Result{}, fmt.Errorf("write abandoned: %w", err)
 		}
 		c.st.update(func(s *Stats) { s.WriteErrors++; s.DatabaseUp = false })
+		d := wait.Next()
 		if attempt == 1 || attempt%10 == 0 {
 			c.log.Warn("database write failed; nothing acked, retrying", "attempt", attempt,
-				"rows", len(b.clicks)+len(b.actions), "retry_in", delay.String(), "err", err)
+				"rows", len(b.clicks)+len(b.actions), "retry_in", d.String(), "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return Result{}, fmt.Errorf("write abandoned: %w", err)
-		case <-time.After(delay):
+		case <-time.After(d):
 		}
-		delay = min(2*delay, c.cfg.RetryMax)
 	}
 }
 

@@ -208,6 +208,8 @@ func TestClusterMembership(t *testing.T) {
 	awaitState(t, a, "c", "dead", 15*time.Second)
 	c = nodes["c"].start(t)
 	h.note("after the rotation, restarted c alive again after %v", awaitState(t, b, "c", "alive", 15*time.Second))
+	// keys list asks a, whose view may lag b's by a gossip round.
+	awaitState(t, a, "c", "alive", 15*time.Second)
 	if code, out := keys("list"); code != 0 || !strings.Contains(out, "3/3") {
 		t.Errorf("keys list = %d:\n%s", code, out)
 	}

@@ -1,19 +1,17 @@
 package edge
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clickedge/clickedge/catalog"
+	"github.com/clickedge/clickedge/internal/bearer"
 )
 
 // AdminConfig configures the admin listener's handler. Every func may be
@@ -86,11 +84,7 @@ var ErrRefused = errors.New("refused")
 // (openAdminPaths); without one, reads are open and the listener must not
 // be public.
 func NewAdmin(cfg AdminConfig) http.Handler {
-	a := &admin{cfg: cfg}
-	if cfg.Token != "" {
-		sum := sha256.Sum256([]byte(cfg.Token))
-		a.tokenSum = &sum
-	}
+	a := &admin{cfg: cfg, token: bearer.New(cfg.Token)}
 	mux := http.NewServeMux()
 	if cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -125,7 +119,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	if cfg.ReloadCatalog != nil {
 		mux.HandleFunc("POST /admin/catalog/reload", a.authorized(a.reload))
 	}
-	if a.tokenSum == nil {
+	if a.token == nil {
 		return mux
 	}
 	return a.gate(mux)
@@ -151,8 +145,8 @@ func (a *admin) gate(h http.Handler) http.Handler {
 
 type admin struct {
 	cfg      AdminConfig
-	tokenSum *[sha256.Size]byte // nil: no token configured
-	selfAuth map[string]bool    // paths whose handlers check the token themselves
+	token    *bearer.Token   // nil: no token configured
+	selfAuth map[string]bool // paths whose handlers check the token themselves
 }
 
 func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
@@ -227,31 +221,21 @@ func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 	}{v, n})
 }
 
-// authorized wraps an endpoint with the bearer token check: no token
-// configured 403, none sent 401, a wrong one 403. The token is compared by
-// its SHA-256 in constant time, so neither its bytes nor its length leak
-// through timing.
+// authorized wraps an endpoint with the bearer token check
+// (internal/bearer): no token configured 403, none sent 401, a wrong one
+// 403.
 func (a *admin) authorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if a.tokenSum == nil {
-			adminText(w, http.StatusForbidden, "admin token not configured; this endpoint is disabled")
-			return
+		if a.token.Allow(w, r, adminRefusals, adminText) {
+			h(w, r)
 		}
-		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin"`)
-			adminText(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
-			return
-		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin", error="invalid_token"`)
-			adminText(w, http.StatusForbidden, "wrong bearer token")
-			return
-		}
-		h(w, r)
 	}
+}
+
+var adminRefusals = bearer.Reasons{
+	NotConfigured: "admin token not configured; this endpoint is disabled",
+	Missing:       "missing bearer token (Authorization: Bearer <token>)",
+	Wrong:         "wrong bearer token",
 }
 
 func adminText(w http.ResponseWriter, status int, msg string) {

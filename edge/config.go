@@ -129,6 +129,15 @@ type Config struct {
 	// empty: the TCP peer is the client and X-Forwarded-For is ignored.
 	TrustedProxies []netip.Prefix
 
+	// CountOnFate says that the Recorder's Append returns before the click
+	// is committed (an outbox in Async mode): a click it accepted is then
+	// counted in clickedge_clicks_total when the Recorder reports what
+	// became of it (CountFate: recorded once committed, spilled once moved
+	// to the spill; CountLost: dropped), not as recorded at the answer, so
+	// that each answered click is counted once, in one outcome. Default
+	// false: Append returns once the click is committed (Sync).
+	CountOnFate bool
+
 	// OnRecordError is what a request gets when Append fails. Default Spill.
 	OnRecordError RecordErrorPolicy
 

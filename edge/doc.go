@@ -29,7 +29,10 @@ redirected and the click is counted as dropped and logged: lost, but never
 silently. Reject answers 503 with Retry-After: 1 and records nothing: a
 rejected click was never answered, so nothing is lost. Failures are logged
 at most once per second per kind of error, with the count of the lines left
-out; every click's outcome is counted in clickedge_clicks_total.
+out; every click's outcome is counted in clickedge_clicks_total, once. With
+Config.CountOnFate (async durability) a click Append accepted is counted
+when the outbox reports its fate (CountFate, CountLost; lost.go), not at the
+answer, since it may still be lost after it.
 
 # HEAD and bots
 

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/clickedge/clickedge/catalog"
+	"github.com/clickedge/clickedge/internal/bearer"
 )
 
 // LinksConfig configures link management on the admin listener.
@@ -45,11 +45,11 @@ const (
 )
 
 type linksAPI struct {
-	cfg      LinksConfig
-	tokenSum *[sha256.Size]byte
-	tokenID  string
-	limit    *rate.Limiter
-	log      *slog.Logger
+	cfg     LinksConfig
+	token   *bearer.Token // nil: none configured
+	tokenID string
+	limit   *rate.Limiter
+	log     *slog.Logger
 }
 
 // mountLinks registers:
@@ -74,9 +74,7 @@ func mountLinks(mux *http.ServeMux, cfg LinksConfig, token string) {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	if token != "" {
-		sum := sha256.Sum256([]byte(token))
-		l.tokenSum = &sum
+	if l.token = bearer.New(token); l.token != nil {
 		l.tokenID = TokenID(token)
 	}
 	mux.HandleFunc("GET /admin/links", l.list)
@@ -92,6 +90,12 @@ func mountLinks(mux *http.ServeMux, cfg LinksConfig, token string) {
 func TokenID(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:6])
+}
+
+var linksRefusals = bearer.Reasons{
+	NotConfigured: "admin.token is not configured: link management is read-only",
+	Missing:       "missing bearer token (Authorization: Bearer <admin.token>)",
+	Wrong:         "wrong bearer token",
 }
 
 // problem is the body of every 4xx and 5xx of the links API.
@@ -110,21 +114,15 @@ func (l *linksAPI) fail(w http.ResponseWriter, status int, p problem) {
 // none configured 403), then the rate limit.
 func (l *linksAPI) write(h func(w http.ResponseWriter, r *http.Request) (what string, err error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if l.tokenSum == nil {
-			l.fail(w, http.StatusForbidden, problem{Error: "admin.token is not configured: link management is read-only"})
-			return
-		}
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="clickedge admin"`)
-			l.fail(w, http.StatusUnauthorized, problem{Error: "missing bearer token (Authorization: Bearer <admin.token>)"})
-			return
-		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if subtle.ConstantTimeCompare(sum[:], l.tokenSum[:]) != 1 {
-			l.log.Warn("links: write refused: wrong token", "who", TokenID(strings.TrimSpace(token)), "remote", r.RemoteAddr,
-				"method", r.Method, "path", r.URL.Path)
-			l.fail(w, http.StatusForbidden, problem{Error: "wrong bearer token"})
+		allowed := l.token.Allow(w, r, linksRefusals, func(w http.ResponseWriter, status int, reason string) {
+			if reason == linksRefusals.Wrong {
+				tok, _ := bearer.Parse(r.Header.Get("Authorization"))
+				l.log.Warn("links: write refused: wrong token", "who", TokenID(tok), "remote", r.RemoteAddr,
+					"method", r.Method, "path", r.URL.Path)
+			}
+			l.fail(w, status, problem{Error: reason})
+		})
+		if !allowed {
 			return
 		}
 		if res := l.limit.Reserve(); !res.OK() || res.Delay() > 0 {

@@ -234,7 +234,9 @@ func (s *Server) keep(dev device.Info) bool {
 func (s *Server) record(rec *outbox.Record, link string) bool {
 	err := s.recorder.Append(rec)
 	if err == nil {
-		s.m.outcome(outcomeRecorded)
+		if !s.onFate {
+			s.m.outcome(outcomeRecorded)
+		} // else counted by CountFate or CountLost (lost.go)
 		return true
 	}
 	kind := errorKind(err)

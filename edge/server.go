@@ -30,6 +30,7 @@ type Server struct {
 	geo        *geo.DB
 	trusted    []netip.Prefix // IPv4 prefixes in IPv4 form, so unmapped addresses match
 	onError    RecordErrorPolicy
+	onFate     bool // count accepted clicks when CountFate reports them
 	bots       BotPolicy
 	now        func() time.Time // nil: time.Now, and the request's start time is reused
 	log        *slog.Logger
@@ -64,6 +65,7 @@ func New(cfg *Config) (*Server, error) {
 		recorder: c.Recorder,
 		geo:      c.Geo,
 		onError:  c.OnRecordError,
+		onFate:   c.CountOnFate,
 		bots:     c.BotClicks,
 		now:      c.Now,
 		log:      c.Logger,

@@ -2,13 +2,13 @@ package edge
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"html/template"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/clickedge/clickedge/internal/bearer"
 )
 
 // Status is what GET /status shows: one node at a glance, for a person
@@ -150,18 +150,17 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 // admin listener is read-only and the page is open, like /admin/outbox.
 func (a *admin) readAuthorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if a.tokenSum == nil {
+		if a.token == nil {
 			h(w, r)
 			return
 		}
 		var token string
 		if _, pass, ok := r.BasicAuth(); ok {
 			token = pass
-		} else if scheme, t, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-			token = strings.TrimSpace(t)
+		} else {
+			token, _ = bearer.Parse(r.Header.Get("Authorization"))
 		}
-		sum := sha256.Sum256([]byte(token))
-		if token == "" || subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
+		if a.token.Match(token) != bearer.OK {
 			w.Header().Set("WWW-Authenticate", `Basic realm="clickedge admin", charset="UTF-8"`)
 			adminText(w, http.StatusUnauthorized, "the admin token is needed: as a bearer token, or as the password of basic authentication")
 			return

@@ -94,7 +94,7 @@ func BenchmarkAppendSync(b *testing.B) {
 			db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucketPending); return err })
 			enc := make([][]byte, 1024)
 			for i := range enc {
-				enc[i] = appendRecord(nil, benchRecord(i))
+				enc[i] = mustInline(benchRecord(i))
 			}
 			runWriters(b, writers, func(i int) error {
 				return db.Update(func(tx *bolt.Tx) error {
@@ -553,4 +553,36 @@ func BenchmarkAppendSyncLog(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkEncode is the caller's share of an Append: format 3 (the route
+// interned, harden #11) against format 1 (the route in every record).
+//
+//	go test -run '^$' -bench 'Encode' -benchmem ./outbox/
+func BenchmarkEncode(b *testing.B) {
+	r := benchRecord(1)
+	b.Run("format=3", func(b *testing.B) {
+		o, err := Open(filepath.Join(b.TempDir(), "o.db"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer o.Close()
+		var n int
+		for b.Loop() {
+			buf, err := o.encode(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n = len(*buf)
+			o.putBuf(buf)
+		}
+		b.ReportMetric(float64(n), "bytes/record")
+	})
+	b.Run("format=1", func(b *testing.B) {
+		buf := make([]byte, 0, 1024)
+		for b.Loop() {
+			buf = appendRecordV1(buf[:0], r)
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/record")
+	})
 }

@@ -293,51 +293,21 @@ func sortedKeys[V any](m map[uint64]V) []uint64 {
 // TestFormat1FileUpgraded opens a file as the previous build wrote it
 // (format 1: delivered records moved, marked, into the retained bucket),
 // and checks that it is read, acknowledged into, pruned and verified as
-// before, and carries format 2 afterwards; a format from a newer build is
+// before, and carries the current format afterwards; a format from a newer build is
 // refused, untouched.
 func TestFormat1FileUpgraded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "o.db")
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	enc := func(i int, delivered bool) []byte {
+	var old []oldRecord
+	for i := 1; i <= 5; i++ {
 		r := &Record{Time: t0, Exchange: "x", RoutingKey: "k", MessageID: fmt.Sprint(i), Body: []byte("b")}
-		v := appendRecord(nil, r)
-		if delivered {
-			v = markDelivered(nil, v, t0.Add(time.Minute))
+		rec := oldRecord{v: appendRecordV1(nil, r)}
+		if i <= 2 {
+			rec.delivered = t0.Add(time.Minute).UnixNano()
 		}
-		return v
+		old = append(old, rec)
 	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c counts
-	err = db.Update(func(tx *bolt.Tx) error {
-		m, _ := tx.CreateBucket(bucketMeta)
-		p, _ := tx.CreateBucket(bucketPending)
-		r, _ := tx.CreateBucket(bucketRetained)
-		for i := 1; i <= 5; i++ {
-			k := seqKey(uint64(i))
-			v := enc(i, i <= 2)
-			if i <= 2 {
-				r.Put(k[:], v)
-				c.retainedCount++
-				c.retainedBytes += int64(len(v))
-			} else {
-				p.Put(k[:], v)
-				c.pendingCount++
-				c.pendingBytes += int64(len(v))
-			}
-		}
-		c.nextSeq = 6
-		if err := putUint64(m, metaFormat, 1); err != nil {
-			return err
-		}
-		return c.put(m)
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeOldFile(t, path, 1, old)
 
 	var clock atomic.Int64 // read by the writer
 	clock.Store(t0.Add(10 * time.Minute).UnixNano())
@@ -374,7 +344,7 @@ func TestFormat1FileUpgraded(t *testing.T) {
 	if _, err := Verify(path); err != nil {
 		t.Fatalf("Verify after the upgrade: %v", err)
 	}
-	db, err = bolt.Open(path, 0o600, nil)
+	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +355,7 @@ func TestFormat1FileUpgraded(t *testing.T) {
 		return putUint64(tx.Bucket(bucketMeta), metaFormat, fileFormat+1)
 	})
 	db.Close()
-	if _, err := Open(path, nil); err == nil || !strings.Contains(err.Error(), "file format 3") {
-		t.Errorf("Open of a format-3 file = %v, want a refusal naming the format", err)
+	if _, err := Open(path, nil); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("file format %d", fileFormat+1)) {
+		t.Errorf("Open of a format-%d file = %v, want a refusal naming the format", fileFormat+1, err)
 	}
 }

@@ -135,11 +135,15 @@ func TestFullFilesystemEvictsRetained(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	// 8000 records of ~600 bytes: about twice the filesystem.
+	// 8000 records of ~600 bytes: about twice the filesystem. (A click
+	// record is ~190 bytes since format 3; the padding keeps the test's
+	// proportions.)
 	for round := range 40 {
 		for i := range 200 {
 			id := fmt.Sprintf("r%02d-%03d", round, i)
-			if err := o.Append(outboxtest.Record(id)); err != nil {
+			r := outboxtest.Record(id)
+			r.Body = append(r.Body, make([]byte, 420)...)
+			if err := o.Append(r); err != nil {
 				st := o.Stats()
 				t.Fatalf("Append(%s) = %v (retained %d, evicted %d)", id, err, st.Retained, st.Evicted)
 			}

@@ -34,6 +34,23 @@ and a quarter of the log is used (or the next frame does not fit), the
 next frame starts the log again from its start under a new generation,
 written in the same fdatasync; frames of older generations end any scan.
 
+# Routes
+
+What is the same for every record of one kind from one node (exchange,
+routing key, headers) is a route, stored once in the file's routes bucket
+and named by id in each record (routes.go, record format 3). Append interns
+the route; the writer writes a new route in the transaction of the first
+record that names it, so a committed record's route is always committed.
+At most 4096 routes are interned, none longer than 1 KiB; others are
+stored inline in their records. Routes are never deleted. Records of
+format 1 (route inline, older builds) are read as before. A record naming
+an unknown route is damage (ErrCorrupt). Callers see Record unchanged.
+With the log, the first frame of each log generation that names a route
+carries it too (the record's defined form, in the frame only), so a crash
+between the log's fdatasync and the move never leaves a logged record whose
+route is nowhere on disk: replaying the log puts such routes in the bucket
+before the records.
+
 # When a record is durable
 
 In Sync mode (the default) Append returns nil only after the commit holding
@@ -150,7 +167,7 @@ Scan walks records in batches, each in its own read transaction, for export
 and replay. Verify checks a file without opening it for writing. Compact
 rewrites a stopped node's file without its free pages and swaps it in,
 keeping the original as a backup. Salvage copies every record whose bytes
-are intact from a damaged file into a new one, walking the tree tolerantly
+are intact, and the routes they name, from a damaged file into a new one, walking the tree tolerantly
 and then every page of the file; a record found more than once keeps its
 delivered copy, since only a broker ack writes one. Verify reports the
 log next to the file and the records the file lacks; Salvage appends

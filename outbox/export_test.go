@@ -19,3 +19,7 @@ func init() {
 	// OUTBOX_TEST_LOG=1 runs every test with Options.Log on.
 	testLog = os.Getenv("OUTBOX_TEST_LOG") == "1"
 }
+
+// ClearWriteBackoff ends the write back-off after a failed commit, so a
+// test need not wait for it.
+func (o *Outbox) ClearWriteBackoff() { o.failedUntil.Store(0) }

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/clickedge/clickedge/internal/backoff"
 )
 
 // The forwarder delivers the outbox to the broker: it reads pending records,
@@ -19,6 +20,14 @@ import (
 // published again: after a reconnect, every record that was never
 // confirmed; after a nack or return, the failed records, once a back-off
 // has passed.
+//
+// A nack stops all publishing for the back-off: the broker failed to take a
+// message, whatever its route. A return (unroutable) holds only its route,
+// the pair (exchange, routing key): records of that route are skipped, and
+// stay pending, until the route's own back-off has passed, while every
+// other route flows on. An unbound `actions` exchange or a missing queue
+// for link changes never delays clicks. A held route is then probed (at
+// most ProbeWindow of its records in flight) until one is delivered.
 //
 // Two cursors share the window: the live cursor follows new records, and a
 // backlog pass walks the older pending records from the start. A pass
@@ -53,9 +62,10 @@ type ForwarderConfig struct {
 	// that ended without delivering a record. Defaults 100ms and 30s.
 	ReconnectMin, ReconnectMax time.Duration
 
-	// RetryMin and RetryMax bound the back-off after a nack or a return.
-	// Defaults 1s and 10s: RetryMax is how long delivery may take to resume
-	// after a queue is bound again, and a retry costs only a probe window.
+	// RetryMin and RetryMax bound the back-off after a nack (all
+	// publishing) or a return (the returned route only). Defaults 1s and
+	// 10s: RetryMax is how long delivery may take to resume after a queue
+	// is bound again, and a retry costs only a probe window.
 	RetryMin, RetryMax time.Duration
 
 	// ProbeWindow is the window after a nack or return, until one publish
@@ -102,7 +112,6 @@ type Forwarder struct {
 	spillAfter   uint64 // last spill seq handed to Publish
 	maxPublished uint64 // highest disk seq published since start
 	maxSpillPub  uint64
-	retryDelay   time.Duration
 	lastLogged   string
 
 	st forwarderCounters
@@ -112,6 +121,7 @@ type forwarderCounters struct {
 	connected      atomic.Bool
 	blocked        atomic.Bool
 	retrying       atomic.Bool
+	heldRoutes     atomic.Int64
 	addr           atomic.Pointer[string]
 	published      atomic.Uint64
 	confirmed      atomic.Uint64
@@ -131,7 +141,8 @@ type ForwarderStats struct {
 	Connected     bool
 	Addr          string // broker of the current session, "" when none
 	Blocked       bool   // the broker blocked publishing (resource alarm)
-	Retrying      bool   // backing off after a nack or return
+	Retrying      bool   // backing off after a nack, or holding a route after a return
+	HeldRoutes    int    // routes held after a return (their records wait; others flow)
 	InFlight      int    // publishes awaiting their confirm
 	Published     uint64
 	Confirmed     uint64 // delivered: basic.ack without basic.return
@@ -227,7 +238,8 @@ func (f *Forwarder) Stats() ForwarderStats {
 	s := ForwarderStats{
 		Connected:      f.st.connected.Load(),
 		Blocked:        f.st.blocked.Load(),
-		Retrying:       f.st.retrying.Load(),
+		Retrying:       f.st.retrying.Load() || f.st.heldRoutes.Load() > 0,
+		HeldRoutes:     int(f.st.heldRoutes.Load()),
 		InFlight:       int(f.st.inFlight.Load()),
 		Published:      f.st.published.Load(),
 		Confirmed:      f.st.confirmed.Load(),
@@ -264,7 +276,7 @@ func (f *Forwarder) setErr(err error) {
 
 // run connects, serves sessions and reconnects until Close.
 func (f *Forwarder) run() {
-	backoff := f.cfg.ReconnectMin
+	wait := backoff.Backoff{Min: f.cfg.ReconnectMin, Max: f.cfg.ReconnectMax}
 	sessions := 0
 	for !f.closed() {
 		sess, err := f.cfg.Publisher.Connect(f.ctx)
@@ -276,10 +288,9 @@ func (f *Forwarder) run() {
 				f.log.Warn("forwarder cannot reach the broker; clicks wait in the outbox", "err", err)
 				f.lastLogged = msg
 			}
-			if !f.sleep(jitter(backoff)) {
+			if !f.sleep(wait.Next()) {
 				return
 			}
-			backoff = min(2*backoff, f.cfg.ReconnectMax)
 			continue
 		}
 		f.lastLogged = ""
@@ -306,17 +317,16 @@ func (f *Forwarder) run() {
 		// and then drops us) is retried ever more slowly, like a refused
 		// connection (harden #5).
 		if f.st.confirmed.Load() > confirmed {
-			backoff = f.cfg.ReconnectMin
+			wait.Reset()
 		}
 		if err != nil {
 			f.st.sessionErrors.Add(1)
 			f.setErr(err)
 			f.log.Warn("forwarder session ended; unconfirmed records will be published again", "broker", addr, "err", err)
 			f.lastLogged = err.Error()
-			if !f.sleep(jitter(backoff)) {
+			if !f.sleep(wait.Next()) {
 				return
 			}
-			backoff = min(2*backoff, f.cfg.ReconnectMax)
 		}
 	}
 }
@@ -333,20 +343,24 @@ func (f *Forwarder) sleep(d time.Duration) bool {
 	}
 }
 
-// jitter spreads d over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
 // flight is one publish awaiting its confirm.
 type flight struct {
 	seq     uint64
 	spilled bool
 	sent    time.Time
-	key     string // routing key, for logs
+	route   route
+}
+
+// route is where a record goes: returns hold a route, not the forwarder.
+type route struct{ exchange, key string }
+
+// hold is a route's back-off after a return.
+type hold struct {
+	until    time.Time       // skip the route's records until then
+	retry    backoff.Backoff // the back-off that sets until
+	probing  bool            // past until: at most ProbeWindow in flight, until one delivery
+	inflight int             // the route's publishes awaiting their confirm
+	skipped  bool            // records were returned or skipped: a pass must publish them again
 }
 
 // flightKey identifies a record across the disk and spill sequences.
@@ -357,13 +371,12 @@ type flightKey struct {
 
 // pass is a walk over the older pending records, from the start.
 type pass struct {
-	after      uint64 // last seq read
-	end        uint64 // the pass covers seqs <= end
-	republish  uint64 // seqs <= this were published before the pass
-	active     bool
-	probing    bool // failure recovery: small window until one delivery
-	retryAt    time.Time
-	retryDelay time.Duration
+	after     uint64 // last seq read
+	end       uint64 // the pass covers seqs <= end
+	republish uint64 // seqs <= this were published before the pass
+	active    bool
+	probing   bool // failure recovery: small window until one delivery
+	retryAt   time.Time
 }
 
 // session is the state of one serve call.
@@ -373,6 +386,9 @@ type session struct {
 	inSet    map[flightKey]struct{}
 	pass     pass
 	paused   bool // after a failure, until pass.retryAt
+	// retry spaces the retries after a nack, a return or a failed ack
+	// commit (RetryMin to RetryMax); reset by a delivery after one.
+	retry backoff.Backoff
 	// passDue, when set, is when to try again a backlog pass that could
 	// not start (its acks did not commit); passProbe is its mode.
 	passDue   time.Time
@@ -380,6 +396,13 @@ type session struct {
 	acks      []uint64
 	spillAck  []uint64
 	buf       []Record
+	// holds are the routes held after a return (and routes with records
+	// in flight while one is). Empty in the common case, so the check per
+	// publish is one length test.
+	holds map[route]*hold
+	// holdPass asks for a backlog pass: a held route with skipped
+	// records was delivered again.
+	holdPass bool
 }
 
 // serve runs one session until it fails or the forwarder closes. It returns
@@ -389,7 +412,10 @@ func (f *Forwarder) serve(s Session) error {
 		s:        s,
 		inflight: make(map[uint64]flight, f.cfg.Window),
 		inSet:    make(map[flightKey]struct{}, f.cfg.Window),
+		holds:    map[route]*hold{},
+		retry:    backoff.Backoff{Min: f.cfg.RetryMin, Max: f.cfg.RetryMax},
 	}
+	defer f.st.heldRoutes.Store(0)
 	// Everything pending up to the live cursor was never confirmed on this
 	// session: publish it again, from the oldest.
 	f.startPass(ss, false)
@@ -455,7 +481,7 @@ func (f *Forwarder) startPass(ss *session, probe bool) {
 	if err := f.o.commitAcks(); err != nil {
 		// Live records and the spill keep flowing meanwhile: a failing disk
 		// is when the spill matters most.
-		delay := f.nextRetry(ss)
+		delay := ss.retry.Next()
 		err = fmt.Errorf("commit the acks before a backlog pass: %w", err)
 		f.setErr(err)
 		if ss.passDue.IsZero() {
@@ -463,18 +489,16 @@ func (f *Forwarder) startPass(ss *session, probe bool) {
 				"retry_in", delay.String())
 		}
 		ss.pass.active = false
-		ss.pass.retryDelay = delay
 		ss.passDue = time.Now().Add(delay)
 		ss.passProbe = probe
 		return
 	}
 	ss.passDue = time.Time{}
 	ss.pass = pass{
-		end:        f.live,
-		republish:  f.maxPublished,
-		active:     true,
-		probing:    probe,
-		retryDelay: ss.pass.retryDelay,
+		end:       f.live,
+		republish: f.maxPublished,
+		active:    true,
+		probing:   probe,
 	}
 }
 
@@ -500,6 +524,7 @@ func (f *Forwarder) fill(ss *session) error {
 	} else if !ss.passDue.IsZero() && !time.Now().Before(ss.passDue) {
 		f.startPass(ss, ss.passProbe)
 	}
+	f.releaseHolds(ss)
 	for {
 		if f.closed() {
 			return nil
@@ -517,6 +542,11 @@ func (f *Forwarder) fill(ss *session) error {
 			k := flightKey{r.Seq, true}
 			if _, busy := ss.inSet[k]; busy {
 				f.spillAfter = r.Seq
+				continue
+			}
+			if f.held(ss, r) {
+				f.spillAfter = r.Seq
+				progress = true // read on: other routes may follow
 				continue
 			}
 			ok, err := f.publish(ss, r, r.Seq <= f.maxSpillPub)
@@ -565,6 +595,11 @@ func (f *Forwarder) fillLive(ss *session, room int) (int, error) {
 	n := 0
 	for i := range ss.buf {
 		r := &ss.buf[i]
+		if f.held(ss, r) {
+			f.live = r.Seq // it stays pending; the pass after its hold takes it
+			n++            // progress: read on, other routes may follow
+			continue
+		}
 		ok, err := f.publish(ss, r, r.Seq <= f.maxPublished)
 		if !ok {
 			return n, err
@@ -594,12 +629,16 @@ func (f *Forwarder) fillPass(ss *session, room int) (int, error) {
 			return n, nil
 		}
 		if _, busy := ss.inSet[flightKey{r.Seq, false}]; !busy {
-			ok, err := f.publish(ss, r, r.Seq <= p.republish)
-			if !ok {
-				return n, err
+			if f.held(ss, r) {
+				n++ // progress: read on, other routes may follow
+			} else {
+				ok, err := f.publish(ss, r, r.Seq <= p.republish)
+				if !ok {
+					return n, err
+				}
+				f.maxPublished = max(f.maxPublished, r.Seq)
+				n++
 			}
-			f.maxPublished = max(f.maxPublished, r.Seq)
-			n++
 		}
 		p.after = r.Seq
 	}
@@ -642,7 +681,13 @@ func (f *Forwarder) publish(ss *session, r *Record, again bool) (bool, error) {
 		return false, fmt.Errorf("publish: %w", err)
 	}
 	f.st.blocked.Store(false)
-	ss.inflight[tag] = flight{seq: r.Seq, spilled: r.Spilled, sent: time.Now(), key: r.RoutingKey}
+	rt := route{r.Exchange, r.RoutingKey}
+	ss.inflight[tag] = flight{seq: r.Seq, spilled: r.Spilled, sent: time.Now(), route: rt}
+	if len(ss.holds) > 0 {
+		if h := ss.holds[rt]; h != nil {
+			h.inflight++
+		}
+	}
 	ss.inSet[flightKey{r.Seq, r.Spilled}] = struct{}{}
 	f.st.inFlight.Store(int64(len(ss.inflight)))
 	f.st.published.Add(1)
@@ -662,7 +707,21 @@ func (f *Forwarder) confirm(ss *session, c Confirm) {
 	delete(ss.inSet, flightKey{fl.seq, fl.spilled})
 	f.st.inFlight.Store(int64(len(ss.inflight)))
 	f.st.confirmLatency.observe(time.Since(fl.sent).Seconds())
+	var h *hold
+	if len(ss.holds) > 0 {
+		if h = ss.holds[fl.route]; h != nil {
+			h.inflight--
+		}
+	}
 	if c.Delivered() {
+		if h != nil {
+			// The route takes messages again: end its hold, and let a
+			// pass publish what was skipped meanwhile.
+			delete(ss.holds, fl.route)
+			f.st.heldRoutes.Store(int64(len(ss.holds)))
+			ss.holdPass = ss.holdPass || h.skipped
+			f.log.Info("forwarder: route delivers again", "exchange", fl.route.exchange, "routing_key", fl.route.key)
+		}
 		f.st.confirmed.Add(1)
 		if fl.spilled {
 			ss.spillAck = append(ss.spillAck, fl.seq)
@@ -671,28 +730,90 @@ func (f *Forwarder) confirm(ss *session, c Confirm) {
 		}
 		if ss.pass.probing {
 			ss.pass.probing = false
-			ss.pass.retryDelay = 0
+			ss.retry.Reset()
 		}
 		return
 	}
-	what := "nacked"
 	if c.Returned {
 		f.st.returned.Add(1)
-		what = "returned (unroutable)"
-	} else {
-		f.st.nacked.Add(1)
+		f.setErr(fmt.Errorf("broker returned a message to exchange %q with routing key %q (unroutable): %s",
+			fl.route.exchange, fl.route.key, c.Reason))
+		f.holdRoute(ss, fl.route, h, c.Reason)
+		return
 	}
-	err := fmt.Errorf("broker %s a message with routing key %q: %s", what, fl.key, c.Reason)
+	f.st.nacked.Add(1)
+	err := fmt.Errorf("broker nacked a message with routing key %q: %s", fl.route.key, c.Reason)
 	f.setErr(err)
 	if !ss.paused {
-		f.log.Warn("forwarder: message not delivered; it stays pending and is retried", "routing_key", fl.key,
-			"outcome", what, "reason", c.Reason, "retry_in", f.nextRetry(ss).String())
+		f.log.Warn("forwarder: message not delivered; it stays pending and is retried", "routing_key", fl.route.key,
+			"outcome", "nacked", "reason", c.Reason, "retry_in", ss.retry.Base().String())
 	}
 	f.pause(ss)
 }
 
-func (f *Forwarder) nextRetry(ss *session) time.Duration {
-	return min(max(2*ss.pass.retryDelay, f.cfg.RetryMin), f.cfg.RetryMax)
+// holdRoute holds rt after a return: its records wait out a back-off that
+// doubles with each failed probe, while other routes flow. Returns of
+// publishes made before the hold began change nothing.
+func (f *Forwarder) holdRoute(ss *session, rt route, h *hold, reason string) {
+	if h != nil {
+		h.skipped = true // the returned record: a pass publishes it again
+	}
+	switch {
+	case h == nil:
+		h = &hold{skipped: true, retry: backoff.Backoff{Min: f.cfg.RetryMin, Max: f.cfg.RetryMax}}
+		for _, fl := range ss.inflight {
+			if fl.route == rt {
+				h.inflight++
+			}
+		}
+		ss.holds[rt] = h
+		f.st.heldRoutes.Store(int64(len(ss.holds)))
+	case h.probing:
+		h.probing = false // a probe came back: hold again, longer
+	default:
+		return // already held
+	}
+	d := h.retry.Next()
+	h.until = time.Now().Add(d)
+	f.log.Warn("forwarder: route unroutable; its records stay pending and are retried, other routes flow",
+		"exchange", rt.exchange, "routing_key", rt.key, "reason", reason, "retry_in", d.String())
+}
+
+// held reports whether r's route is held, so r must wait (it stays
+// pending). A route past its back-off is probed: at most ProbeWindow of its
+// records in flight until one is delivered.
+func (f *Forwarder) held(ss *session, r *Record) bool {
+	if len(ss.holds) == 0 {
+		return false
+	}
+	h := ss.holds[route{r.Exchange, r.RoutingKey}]
+	if h == nil || h.probing && h.inflight < f.cfg.ProbeWindow {
+		return false
+	}
+	h.skipped = true
+	return true
+}
+
+// releaseHolds starts probing the held routes whose back-off has passed,
+// and starts a backlog pass to publish the records they skipped, oldest
+// first (the spill's too).
+func (f *Forwarder) releaseHolds(ss *session) {
+	due := ss.holdPass
+	ss.holdPass = false
+	if len(ss.holds) > 0 {
+		now := time.Now()
+		for _, h := range ss.holds {
+			if !h.probing && !now.Before(h.until) {
+				h.probing = true
+				due = due || h.skipped
+				h.skipped = false
+			}
+		}
+	}
+	if due && !ss.paused {
+		f.spillAfter = 0
+		f.startPass(ss, ss.pass.probing)
+	}
 }
 
 // pause stops publishing after a failure until a back-off has passed; then
@@ -701,8 +822,7 @@ func (f *Forwarder) pause(ss *session) {
 	if ss.paused {
 		return
 	}
-	ss.pass.retryDelay = f.nextRetry(ss)
-	ss.pass.retryAt = time.Now().Add(ss.pass.retryDelay)
+	ss.pass.retryAt = time.Now().Add(ss.retry.Next())
 	ss.pass.active = false
 	ss.paused = true
 	f.st.retrying.Store(true)

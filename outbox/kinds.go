@@ -14,10 +14,25 @@ type ExchangeCount struct {
 }
 
 // recordExchange returns the exchange of an encoded record that passed
-// checkRecord, without decoding the rest.
-func recordExchange(b []byte) string {
-	n, k := binary.Uvarint(b[recordFixedLen:])
-	start := recordFixedLen + k
+// checkRecord, without decoding the rest: the first string of its inline
+// route (or of a version-1 record), or its route's.
+func recordExchange(routes *routeTable, b []byte) string {
+	off := recordFixedLen
+	if b[0] == recordV3 {
+		f, k := binary.Uvarint(b[off:])
+		if k <= 0 {
+			return ""
+		}
+		if f&1 == 0 {
+			if r := routes.lookup(f >> 1); r != nil {
+				return r.exchange
+			}
+			return ""
+		}
+		off += k
+	}
+	n, k := binary.Uvarint(b[off:])
+	start := off + k
 	if k <= 0 || n > uint64(len(b)-start) {
 		return ""
 	}
@@ -25,8 +40,8 @@ func recordExchange(b []byte) string {
 }
 
 // countExchange adds a record to s.Exchanges.
-func (s *Summary) countExchange(v []byte, delivered bool) {
-	name := recordExchange(v)
+func (s *Summary) countExchange(routes *routeTable, v []byte, delivered bool) {
+	name := recordExchange(routes, v)
 	if s.Exchanges == nil {
 		s.Exchanges = make(map[string]*ExchangeCount)
 	}

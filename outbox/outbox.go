@@ -195,6 +195,18 @@ type Options struct {
 	// thread-safe and must not block or call back into the Outbox.
 	OnLost func(n int)
 
+	// OnAsyncFate, when set, is told what became of records whose Append
+	// returned before their commit (Async mode; never called in Sync
+	// mode, nor for AppendIndexed, whose callers wait): n records of the
+	// route in r (Exchange, RoutingKey and Headers set, nothing else; r
+	// and its Headers must not be modified or kept) were committed
+	// (FateCommitted) or, after a failed commit, moved to the spill
+	// (FateSpilled). Those the spill cannot take go to OnLost. Together,
+	// each such record is reported once. Called from the writer
+	// goroutine; must be thread-safe and must not block or call back into
+	// the Outbox.
+	OnAsyncFate func(r *Record, f Fate, n int)
+
 	// Now returns the current time. Nil means time.Now. Tests use it to
 	// drive retention without sleeping.
 	Now func() time.Time
@@ -298,13 +310,15 @@ var (
 	metaRetainedBytes = []byte("retained_bytes")
 )
 
-// fileFormat 2 keeps delivered records in place, named by the spans of the
-// delivered bucket (delivered.go); format 1 moved each one to the retained
-// bucket. A format-1 file is upgraded when opened for writing (its retained
-// records stay where they are); a build that reads only format 1 refuses a
-// format-2 file rather than publish its delivered records again.
+// fileFormat 3 stores each route once, in the routes bucket, and writes
+// version-3 records that name it (routes.go, record.go). Format 2 keeps
+// delivered records in place, named by the spans of the delivered bucket
+// (delivered.go); format 1 moved each one to the retained bucket. An older
+// file is upgraded when opened for writing (its records stay as they are,
+// and are read as before); a build that reads only older formats refuses a
+// newer file rather than misread it.
 const (
-	fileFormat       = 2
+	fileFormat       = 3
 	oldestFileFormat = 1
 )
 
@@ -373,6 +387,12 @@ type Outbox struct {
 	// spans are the delivered spans as of the last commit (delivered.go):
 	// set by load, then owned by the writer.
 	spans []span
+
+	// routes is the route table (routes.go): loaded at open, grown by
+	// encoders. stored holds the ids already in the file: set by load,
+	// then owned by the writer.
+	routes *routeTable
+	stored map[uint32]bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -452,6 +472,8 @@ func Open(path string, opts *Options) (*Outbox, error) {
 		closing: make(chan struct{}),
 		ctr:     newCounters(),
 		bufs:    make(chan *[]byte, 4096),
+		routes:  newRouteTable(),
+		stored:  map[uint32]bool{},
 	}
 	o.log = o.opts.Logger
 	o.spill.max = o.opts.SpillBytes
@@ -553,7 +575,7 @@ func (o *Outbox) load() error {
 		if m != nil && m.Get(metaFormat) != nil && !formatKnown(getUint64(m, metaFormat)) {
 			return nil // refused below, untouched
 		}
-		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained, bucketDelivered} {
+		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained, bucketDelivered, bucketRoutes} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -569,7 +591,7 @@ func (o *Outbox) load() error {
 			return putUint64(m, metaNextSeq, 1)
 		}
 		if getUint64(m, metaFormat) != fileFormat {
-			return putUint64(m, metaFormat, fileFormat) // format 1: upgraded
+			return putUint64(m, metaFormat, fileFormat) // format 1 or 2: upgraded
 		}
 		return nil
 	}
@@ -597,6 +619,12 @@ func (o *Outbox) load() error {
 			return corruptError(o.path, err)
 		}
 		o.spans = spans
+		if err := o.routes.load(tx.Bucket(bucketRoutes)); err != nil {
+			return corruptError(o.path, err)
+		}
+		for id := range o.routes.snap.Load().byID {
+			o.stored[id] = true
+		}
 		o.nextSeq.Store(getUint64(m, metaNextSeq))
 		o.pendingCount.Store(int64(getUint64(m, metaPendingCount)))
 		o.pendingBytes.Store(int64(getUint64(m, metaPendingBytes)))
@@ -747,8 +775,20 @@ func (o *Outbox) signalWriter() {
 	}
 }
 
+// encodeRoute encodes r's route into scratch and interns it: it returns the
+// route id (0: inline), the encoded route and the record's encoded size.
+func (o *Outbox) encodeRoute(r *Record, scratch []byte) (id uint32, route []byte, n int, err error) {
+	route, err = appendRoute(scratch, r.Exchange, r.RoutingKey, r.Headers)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	id = o.routes.intern(route)
+	return id, route, encodedLen(r, id, route), nil
+}
+
 func (o *Outbox) encode(r *Record) (*[]byte, error) {
-	n, err := encodedLen(r)
+	var scratch [256]byte
+	id, route, n, err := o.encodeRoute(r, scratch[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -764,7 +804,7 @@ func (o *Outbox) encode(r *Record) (*[]byte, error) {
 		b := make([]byte, 0, max(n, 512))
 		buf = &b
 	}
-	*buf = appendRecord((*buf)[:0], r)
+	*buf = appendRecord((*buf)[:0], r, id, route)
 	return buf, nil
 }
 

@@ -467,7 +467,11 @@ func TestInvalidRecordRefused(t *testing.T) {
 }
 
 func TestSpill(t *testing.T) {
-	one := len(outboxtest.Record("0").Body) + 100
+	probe := outboxtest.Open(t, nil)
+	if err := probe.Spill(outboxtest.Record("0")); err != nil {
+		t.Fatal(err)
+	}
+	one := int(probe.Stats().Spill.Bytes) + 8 // the size of one spilled record, and some
 	o := outboxtest.Open(t, &outbox.Options{SpillBytes: 3 * one})
 	var spilled int
 	for i := range 10 {

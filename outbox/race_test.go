@@ -134,3 +134,59 @@ func TestAsyncCommitFailureSpillsOrCounts(t *testing.T) {
 		}
 	}
 }
+
+// harden #2, issue 12's async double count: every record an Async Append
+// accepted is reported once, as committed or spilled (OnAsyncFate) or lost
+// (OnLost), whether its commit failed or not; records of a route arrive
+// with that route.
+func TestAsyncFateReportedOnce(t *testing.T) {
+	one := len(outboxtest.Record("r-00").Body) + 100
+	var failing atomic.Bool
+	failing.Store(true)
+	var lost, committed, spilled atomic.Int64
+	opts := &outbox.Options{
+		Durability: outbox.Async, FlushInterval: time.Millisecond, MaxBatchRecords: 1000,
+		SpillBytes: 8 * one,
+		OnLost:     func(n int) { lost.Add(int64(n)) },
+		OnAsyncFate: func(r *outbox.Record, f outbox.Fate, n int) {
+			if r.Exchange != "clicks" || r.Header("node") != "t1" {
+				t.Errorf("fate of %d records of route %+v, want the clicks of t1", n, r)
+			}
+			switch f {
+			case outbox.FateCommitted:
+				committed.Add(int64(n))
+			case outbox.FateSpilled:
+				spilled.Add(int64(n))
+			}
+		},
+	}
+	outbox.SetBeforeCommit(opts, func() error {
+		if failing.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	o := outboxtest.Open(t, opts)
+	for i := range 20 {
+		if err := o.Append(outboxtest.Record(fmt.Sprintf("r-%02d", i))); err != nil {
+			t.Fatalf("async Append(%d) = %v", i, err)
+		}
+	}
+	if err := o.Sync(); !errors.Is(err, outbox.ErrWrite) {
+		t.Fatalf("Sync on a failing disk = %v, want ErrWrite", err)
+	}
+	failing.Store(false)
+	o.ClearWriteBackoff()
+	for i := range 10 {
+		if err := o.Append(outboxtest.Record(fmt.Sprintf("s-%02d", i))); err != nil {
+			t.Fatalf("async Append(%d) = %v", i, err)
+		}
+	}
+	if err := o.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if spilled.Load() == 0 || lost.Load() == 0 || committed.Load() != 10 || spilled.Load()+lost.Load() != 20 {
+		t.Fatalf("30 accepted: %d committed, %d spilled, %d lost; want 10 committed and 20 spilled or lost, some of each",
+			committed.Load(), spilled.Load(), lost.Load())
+	}
+}

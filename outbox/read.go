@@ -34,7 +34,7 @@ func (o *Outbox) read(state State, dst []Record, after uint64, max, maxBytes int
 			return errReadFull
 		}
 		var r Record
-		if err := decodeRecord(v, &r); err != nil {
+		if err := decodeRecord(v, &r, o.routes); err != nil {
 			return corruptError(o.path, fmt.Errorf("record %d in %s: %w", seq, bucket, err))
 		}
 		r.Seq = seq

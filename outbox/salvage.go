@@ -142,6 +142,11 @@ type SalvageReport struct {
 	Reassigned int64
 	// BadChecksums counts record copies that failed their checksum.
 	BadChecksums int64
+	// Routes counts the routes (routes.go) copied; NoRoute counts record
+	// copies that name a route no intact copy of the routes bucket holds:
+	// they are treated as damaged.
+	Routes  int
+	NoRoute int64
 	// Lost lists (at most 100 of) the sequences of records that were seen
 	// only damaged; LostCount counts them all.
 	Lost      []uint64
@@ -221,6 +226,7 @@ func Salvage(src, dst string, opts *SalvageOptions) (*SalvageReport, error) {
 	if err := s.read(); err != nil {
 		return rep, err
 	}
+	s.dropRouteless()
 	picked := s.pick()
 	if err := writeSalvaged(dst, s, picked); err != nil {
 		return rep, err
@@ -244,6 +250,7 @@ const (
 	tierTree    = iota // in the tree, as the tree says
 	tierCurrent        // in a page the tree reaches, by the page scan
 	tierStale          // anywhere else: free pages, lost subtrees
+	tierRecord         // a route found in a record that defines it
 )
 
 // copyOf is one copy of a record in the source file.
@@ -278,6 +285,14 @@ type salvager struct {
 	// records they cover are written delivered. Spans the walk could not
 	// read leave their records pending, to be published again.
 	spans []span
+	// routes are the intact routes found, the tree's copy first.
+	routes map[uint32]routeCopy
+}
+
+// routeCopy is an intact route found in the source file.
+type routeCopy struct {
+	v    []byte // the routes bucket's value: checksum and route
+	tier uint8
 }
 
 func (s *salvager) problem(format string, args ...any) {
@@ -518,6 +533,13 @@ func (s *salvager) visitTree(bucket string, k, v []byte, flags uint32, lo, hi bo
 		}
 		return true
 	}
+	if bucket == string(bucketRoutes) {
+		if !s.takeRoute(k, v, tierTree) {
+			s.problem("bucket %q: damaged route at key %x", bucket, k)
+			return false
+		}
+		return true
+	}
 	if bucket == string(bucketDelivered) {
 		if !s.takeSpan(k, v) {
 			// Its records come back pending: published again, not lost.
@@ -557,13 +579,24 @@ func (s *salvager) take(seq uint64, v []byte, tier uint8) bool {
 		}
 	}
 	if err != nil {
-		if len(v) >= recordFixedLen && v[0] == recordVersion {
+		if len(v) >= recordFixedLen && knownVersion(v[0]) {
 			s.rep.BadChecksums++
 			if tier != tierTree {
 				s.badCopies[seq] = true
 			}
 		}
 		return false
+	}
+	if id, inline, n := recordRoute(v); inline && id != 0 {
+		// A record that defines its route: a copy of last resort.
+		d := decoder{b: v, off: recordFixedLen + n}
+		d.string()
+		d.string()
+		d.headers()
+		if d.err == nil {
+			k, rv := routeEntry(id, string(v[recordFixedLen+n:d.off]))
+			s.takeRoute(k, rv, tierRecord)
+		}
 	}
 	_, delivered := recordTimes(v)
 	s.copies = append(s.copies, copyOf{
@@ -786,7 +819,7 @@ func (s *salvager) scanLeaf(p []byte, count uint16, depth int, tier uint8) bool 
 			sound = false
 			continue
 		}
-		if flags&bucketLeafFlag != 0 && !(len(k) == 8 && len(v) >= recordFixedLen && v[0] == recordVersion) {
+		if flags&bucketLeafFlag != 0 && !(len(k) == 8 && len(v) >= recordFixedLen && knownVersion(v[0])) {
 			if root, inline, ok := bucketValue(v); depth == 0 && ok && root == 0 && len(inline) >= pageHeaderSize {
 				if string(k) == "meta" {
 					s.scanMeta(inline)
@@ -802,6 +835,9 @@ func (s *salvager) scanLeaf(p []byte, count uint16, depth int, tier uint8) bool 
 		case len(k) == 8 && len(v) == spanValueLen && s.takeSpan(k, v):
 			// A delivered span, current or stale: a sequence once
 			// delivered stays delivered, so any intact copy is true.
+		case len(k) == 4 && s.takeRoute(k, v, tier):
+			// A route: routes are never changed, so any intact copy is
+			// true (but see takeRoute).
 		case len(k) == 8 && len(v) >= recordFixedLen:
 			if s.take(keySeq(k), v, tier) {
 				records++
@@ -840,7 +876,7 @@ func (s *salvager) scanMeta(p []byte) {
 func (s *salvager) carve(start, end int, tier uint8) {
 	s.rep.PagesCarved++
 	for i := start + 8; i+recordFixedLen <= end; i++ {
-		if s.data[i] != recordVersion {
+		if !knownVersion(s.data[i]) {
 			continue
 		}
 		n, ok := recordLen(s.data[i:end])
@@ -857,7 +893,7 @@ func (s *salvager) carve(start, end int, tier uint8) {
 // recordLen parses the structure of the encoded record at the start of b
 // without copying and returns its length.
 func recordLen(b []byte) (int, bool) {
-	if len(b) < recordFixedLen || b[0] != recordVersion {
+	if len(b) < recordFixedLen || !knownVersion(b[0]) {
 		return 0, false
 	}
 	off := recordFixedLen
@@ -877,45 +913,64 @@ func recordLen(b []byte) (int, bool) {
 		off += int(l)
 		return true
 	}
-	for range 3 { // exchange, routing key, message id
+	if b[0] == recordV1 {
+		// exchange, routing key, message id, headers
+		if !skip() || !skip() || !skip() || !skipHeaders(b, &off, skip) {
+			return 0, false
+		}
+	} else {
+		f, ok := uv()
+		if !ok || f == 0 || f>>1 > maxRouteID {
+			return 0, false
+		}
+		// an inline route: exchange, routing key, headers; then message id
+		if f&1 == 1 && (!skip() || !skip() || !skipHeaders(b, &off, skip)) {
+			return 0, false
+		}
 		if !skip() {
 			return 0, false
 		}
 	}
-	nh, ok := uv()
-	if !ok || nh > maxHeaders {
-		return 0, false
-	}
-	for range nh {
-		if !skip() || off >= len(b) {
-			return 0, false
-		}
-		t := b[off]
-		off++
-		switch t {
-		case 's':
-			if !skip() {
-				return 0, false
-			}
-		case 'i':
-			if _, n := binary.Varint(b[off:]); n <= 0 {
-				return 0, false
-			} else {
-				off += n
-			}
-		case 'b':
-			if off >= len(b) || b[off] > 1 {
-				return 0, false
-			}
-			off++
-		default:
-			return 0, false
-		}
-	}
-	if !skip() {
+	if !skip() { // body
 		return 0, false
 	}
 	return off, true
+}
+
+// skipHeaders moves *off past an encoded header list in b.
+func skipHeaders(b []byte, off *int, skip func() bool) bool {
+	nh, n := binary.Uvarint(b[*off:])
+	if n <= 0 || nh > maxHeaders {
+		return false
+	}
+	*off += n
+	for range nh {
+		if !skip() || *off >= len(b) {
+			return false
+		}
+		t := b[*off]
+		*off++
+		switch t {
+		case 's':
+			if !skip() {
+				return false
+			}
+		case 'i':
+			_, n := binary.Varint(b[*off:])
+			if n <= 0 {
+				return false
+			}
+			*off += n
+		case 'b':
+			if *off >= len(b) || b[*off] > 1 {
+				return false
+			}
+			*off++
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // trusted reports whether only the tree's copy of seq counts.
@@ -1116,6 +1171,11 @@ func writeSalvaged(dst string, s *salvager, recs []picked) error {
 	if err != nil {
 		return err
 	}
+	if err := w.putRoutes(s.routes); err != nil {
+		w.abort()
+		return fmt.Errorf("outbox: salvage: write %s: %w", dst, err)
+	}
+	s.rep.Routes = len(s.routes)
 	for _, p := range recs {
 		if err := w.put(p.seq, p.c.v); err != nil {
 			w.abort()
@@ -1154,7 +1214,7 @@ func createFresh(path string) (*freshWriter, error) {
 	}
 	w := &freshWriter{path: path, db: db}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained} {
+		for _, name := range [][]byte{bucketMeta, bucketPending, bucketRetained, bucketRoutes} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
@@ -1166,6 +1226,23 @@ func createFresh(path string) (*freshWriter, error) {
 		return nil, fmt.Errorf("outbox: create %s: %w", path, err)
 	}
 	return w, nil
+}
+
+// putRoutes writes routes (checked entries of a routes bucket) in a
+// transaction of their own, before any record names them.
+func (w *freshWriter) putRoutes(routes map[uint32]routeCopy) error {
+	if len(routes) == 0 {
+		return nil
+	}
+	return w.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRoutes)
+		for id, r := range routes {
+			if err := b.Put(binary.BigEndian.AppendUint32(nil, id), r.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // put adds one encoded record under seq; seqs must increase.
@@ -1271,6 +1348,51 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// takeRoute keeps an intact route found in the tree or a page. A route id
+// is written once with one route, but an id given out in a commit that
+// failed may have reached a free page with another route: the tree's copy
+// wins, and two other copies that disagree are reported.
+func (s *salvager) takeRoute(k, v []byte, tier uint8) bool {
+	id, _, err := decodeRouteEntry(k, v)
+	if err != nil {
+		return false
+	}
+	if s.routes == nil {
+		s.routes = map[uint32]routeCopy{}
+	}
+	old, ok := s.routes[id]
+	switch {
+	case !ok || tier < old.tier:
+		s.routes[id] = routeCopy{v: v, tier: tier}
+	case string(old.v) != string(v) && tier == old.tier && tier != tierTree && tier != tierRecord:
+		s.problem("route %d: two different copies outside the tree; the first found is kept", id)
+	}
+	return true
+}
+
+// dropRouteless treats every record copy that names a route not found as
+// damaged: it cannot be published as it was written.
+func (s *salvager) dropRouteless() {
+	s.copies = slices.DeleteFunc(s.copies, func(c copyOf) bool {
+		id, _ := recordRouteID(c.v)
+		if id == 0 {
+			return false
+		}
+		if _, ok := s.routes[id]; ok {
+			return false
+		}
+		s.rep.NoRoute++
+		s.problem("record %d names route %d, which no intact copy of the routes bucket holds", c.seq, id)
+		if c.tier == tierTree {
+			s.damaged[c.seq] = true
+			s.rep.TreeComplete = false
+		} else {
+			s.badCopies[c.seq] = true
+		}
+		return true
+	})
 }
 
 // takeSpan keeps an intact delivered span found in the tree or a page.

@@ -99,7 +99,7 @@ func (o *Outbox) Scan(opts *ScanOptions, fn func(*Record) error) error {
 			}
 			batch = append(batch, Record{Seq: seq})
 			r := &batch[len(batch)-1]
-			if err := decodeRecord(v, r); err != nil {
+			if err := decodeRecord(v, r, o.routes); err != nil {
 				return corruptError(o.path, fmt.Errorf("record %d in %s: %w", seq, bucket, err))
 			}
 			if delivered != 0 && r.Delivered.IsZero() {
@@ -318,7 +318,7 @@ func (o *Outbox) Summarize() (*Summary, error) {
 				return corruptError(o.path, fmt.Errorf("record %d in %s: %w", seq, bucket, err))
 			}
 			appended, _ := recordTimes(v)
-			s.countExchange(v, delivered != 0)
+			s.countExchange(o.routes, v, delivered != 0)
 			if delivered == 0 {
 				s.Pending.add(seq, len(v), appended, 0)
 			} else {

@@ -42,7 +42,8 @@ func (o *Outbox) Spill(r *Record) error {
 	if r.Time.IsZero() {
 		r.Time = o.opts.Now()
 	}
-	n, err := encodedLen(r)
+	var scratch [256]byte
+	id, route, n, err := o.encodeRoute(r, scratch[:0])
 	if err != nil {
 		o.spill.dropped.Add(1)
 		return err
@@ -51,7 +52,7 @@ func (o *Outbox) Spill(r *Record) error {
 	s.mu.Lock()
 	full := s.max <= 0 || s.bytes+n > s.max
 	s.mu.Unlock()
-	if full || !s.put(appendRecord(make([]byte, 0, n), r)) {
+	if full || !s.put(appendRecord(make([]byte, 0, n), r, id, route)) {
 		s.dropped.Add(1)
 		return ErrSpillFull
 	}
@@ -75,7 +76,7 @@ func (o *Outbox) ReadSpill(dst []Record, after uint64, max int) []Record {
 		}
 		e.handed = true
 		var r Record
-		if err := decodeRecord(e.buf, &r); err != nil {
+		if err := decodeRecord(e.buf, &r, o.routes); err != nil {
 			continue // cannot happen: encoded by us, in memory
 		}
 		r.Seq = e.seq
@@ -228,14 +229,17 @@ func cmpUint64(a, b uint64) int {
 // reported to Options.OnLost and logged. Nothing vanishes uncounted.
 func (o *Outbox) rescue(recs []*[]byte, cause error) {
 	lost := 0
+	var fates fateCounter
 	for _, buf := range recs {
 		// The buffer changes hands: the spill keeps it.
 		if o.spill.put(*buf) {
 			o.ctr.rescued.Add(1)
+			fates.add(o, *buf, FateSpilled)
 		} else {
 			lost++
 		}
 	}
+	fates.flush(o)
 	if len(recs) > lost {
 		o.notifyReader()
 	}

@@ -63,6 +63,7 @@ type ForwarderStatus struct {
 	Addr          string     `json:"addr,omitempty"`
 	Blocked       bool       `json:"blocked"`
 	Retrying      bool       `json:"retrying"`
+	HeldRoutes    int        `json:"held_routes"`
 	InFlight      int        `json:"in_flight"`
 	Published     uint64     `json:"published"`
 	Confirmed     uint64     `json:"confirmed"`
@@ -137,7 +138,7 @@ func (o *Outbox) Status(f *Forwarder, now time.Time) Status {
 	if f != nil {
 		fs := f.Stats()
 		st.Forwarder = &ForwarderStatus{
-			Connected: fs.Connected, Addr: fs.Addr, Blocked: fs.Blocked, Retrying: fs.Retrying, InFlight: fs.InFlight,
+			Connected: fs.Connected, Addr: fs.Addr, Blocked: fs.Blocked, Retrying: fs.Retrying, HeldRoutes: fs.HeldRoutes, InFlight: fs.InFlight,
 			Published: fs.Published, Confirmed: fs.Confirmed, Nacked: fs.Nacked, Returned: fs.Returned,
 			Republished: fs.Republished, Reconnects: fs.Reconnects, ConnectErrors: fs.ConnectErrors,
 			SessionErrors: fs.SessionErrors, LastError: fs.LastError, LastErrorAt: timePtr(fs.LastErrorAt),

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"os"
 	"runtime/debug"
+	"slices"
 	"syscall"
 )
 
@@ -20,8 +21,9 @@ import (
 // long as the high-water mark says; every page reachable from the root is
 // in bounds, of the right type, referenced once, with its elements inside
 // the page and its keys in order; the freelist does not hold reachable
-// pages; every record's checksum; and the counters in the meta bucket match
-// the records.
+// pages; every record's checksum; every route a record names is in the
+// routes bucket, and every route a record carries is the bucket's; and
+// the counters in the meta bucket match the records.
 //
 // A meta page that fails its checksum is damage, not a torn write: the meta
 // fields sit in the page's first 80 bytes, inside one disk sector, so a
@@ -152,6 +154,21 @@ type verifier struct {
 	spanRecords  int64
 	spanBytes    int64
 	pendingBegun bool
+
+	// routes are the routes bucket's routes by id; named the ids records
+	// name, each with the first record naming it; carried the routes that
+	// records carry with their id (record.go), each with the first such
+	// record. The routes bucket is walked after the records, so they are
+	// compared at the end.
+	routes  map[uint32]string
+	named   map[uint32]uint64
+	carried map[uint32]carriedRoute
+}
+
+// carriedRoute is a route a record carries with its id.
+type carriedRoute struct {
+	seq uint64
+	enc string
 }
 
 func (v *verifier) problem(format string, args ...any) {
@@ -262,6 +279,7 @@ func (v *verifier) run() {
 		}
 	}
 	v.checkCounters()
+	v.checkRoutes()
 }
 
 func (v *verifier) isMarked(id uint64) bool { return v.reachable[id/64]&(1<<(id%64)) != 0 }
@@ -347,7 +365,7 @@ func (v *verifier) walkRoot(root uint64) {
 			return
 		}
 		switch {
-		case name == "meta", name == "pending", name == "retained", name == "delivered", isIndexBucket(name):
+		case name == "meta", name == "pending", name == "retained", name == "delivered", name == "routes", isIndexBucket(name):
 		default:
 			v.problem("root: unexpected bucket %q: not an outbox file?", name)
 			return
@@ -503,6 +521,18 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 		v.spans = append(v.spans, sp)
 		return
 	}
+	if bucket == "routes" {
+		id, r, err := decodeRouteEntry(k, val)
+		if err != nil {
+			v.problem("%v", err)
+			return
+		}
+		if v.routes == nil {
+			v.routes = map[uint32]string{}
+		}
+		v.routes[id] = r.enc
+		return
+	}
 	if bucket == "meta" {
 		if len(val) == 8 {
 			v.meta[string(k)] = binary.BigEndian.Uint64(val)
@@ -519,6 +549,28 @@ func (v *verifier) visit(bucket string, k, val []byte, flags uint32) {
 	if err := checkRecord(val); err != nil {
 		v.problem("%s: record %d: %v", bucket, seq, err)
 		return
+	}
+	switch id, inline, n := recordRoute(val); {
+	case n < 0:
+		v.problem("%s: record %d: bad route field", bucket, seq)
+	case !inline:
+		if v.named == nil {
+			v.named = map[uint32]uint64{}
+		}
+		if _, ok := v.named[id]; !ok {
+			v.named[id] = seq
+		}
+	case id != 0:
+		if v.carried == nil {
+			v.carried = map[uint32]carriedRoute{}
+		}
+		if _, ok := v.carried[id]; !ok {
+			if _, enc := routeCarriedBy(val); enc == nil {
+				v.problem("%s: record %d: the route it carries does not decode", bucket, seq)
+			} else {
+				v.carried[id] = carriedRoute{seq, string(enc)}
+			}
+		}
 	}
 	_, delivered := recordTimes(val)
 	switch bucket {
@@ -564,6 +616,39 @@ func (v *verifier) endSpan() {
 	}
 	v.spanAt++
 	v.spanRecords, v.spanBytes = 0, 0
+}
+
+// checkRoutes reports every route a record names that the routes bucket
+// does not hold (such a record cannot be published as it was written), and
+// every route a record carries that differs from the bucket's (the writer
+// copies the bucket's, so one of them is not what was written).
+func (v *verifier) checkRoutes() {
+	var ids []uint32
+	for id := range v.named {
+		if _, ok := v.routes[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	for id := range v.carried {
+		if _, named := v.named[id]; !named {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range slices.Compact(ids) {
+		seq, ok := v.named[id]
+		if !ok {
+			seq = v.carried[id].seq
+		}
+		if _, ok := v.routes[id]; !ok {
+			v.problem("record %d names route %d, which the routes bucket does not hold", seq, id)
+		}
+	}
+	for id, c := range v.carried {
+		if enc, ok := v.routes[id]; ok && enc != c.enc {
+			v.problem("record %d carries route %d, which differs from the routes bucket's", c.seq, id)
+		}
+	}
 }
 
 func (v *verifier) checkCounters() {

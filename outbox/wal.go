@@ -341,13 +341,13 @@ func (l *walWriter) fits(recs []*[]byte) bool {
 	for _, r := range recs {
 		n += recLenLen + int64(len(*r))
 	}
-	return l.off+n <= l.size
+	return l.off+n+logSlack <= l.size
 }
 
 // frameFits reports whether a frame of the records would fit in an empty
 // log at all.
 func (l *walWriter) frameFits(bytes, records int) bool {
-	return int64(frameHeadLen+bytes+recLenLen*records) <= l.size-logDataStart
+	return int64(frameHeadLen+logSlack+bytes+recLenLen*records) <= l.size-logDataStart
 }
 
 // write appends one frame of recs, numbered from seq, and makes it durable
@@ -431,6 +431,9 @@ func (o *Outbox) takeMove(now time.Time) (*batch, []*batch) {
 
 // logState is owned by the log goroutine.
 type logState struct {
+	// defined holds the routes a frame of the current generation carries
+	// (see frameRecords).
+	defined  map[uint32]bool
 	next     uint64    // the sequence of the next logged record
 	lastEnd  time.Time // when the previous frame was synced
 	gather   int       // records in flight then: the next frame's goal
@@ -630,8 +633,11 @@ func (o *Outbox) logWrite(ls *logState, b *batch, newGen bool) error {
 		<-b.done // timed out just now
 		return b.err
 	}
+	var defs []uint32
 	if err == nil {
-		err = o.wal.write(b.recs, ls.next, newGen)
+		var frame []*[]byte
+		frame, defs = o.frameRecords(ls, b.recs, newGen)
+		err = o.wal.write(frame, ls.next, newGen)
 	}
 	if err != nil {
 		ls.failedAt = time.Now()
@@ -644,9 +650,53 @@ func (o *Outbox) logWrite(ls *logState, b *batch, newGen bool) error {
 	}
 	ls.failedAt, ls.retry = time.Time{}, 0
 	o.logFailedUntil.Store(0)
+	if newGen || ls.defined == nil {
+		ls.defined = map[uint32]bool{}
+	}
+	for _, id := range defs {
+		ls.defined[id] = true
+	}
 	b.seq = ls.next
 	ls.next += uint64(len(b.recs))
 	return nil
+}
+
+// logSlack is room a frame may need beyond its records: the routes it
+// carries (frameRecords), in practice one or two, each at most
+// maxRouteBytes. A frame that needs more than this and does not fit fails
+// like any failed log write (ErrWrite: its appenders spill).
+const logSlack = 2 * (maxRouteBytes + 16)
+
+// frameRecords returns the records of a frame: recs, but for the first
+// record naming each route that no frame of the generation carries yet,
+// which is written in its defined form (the route carried too), and the
+// routes so defined. A route reaches bbolt only with the move of its first
+// record, so without this a crash between the log's fdatasync and that
+// move would leave logged records naming a route that is nowhere on disk.
+// The batch's own records stay as they are: the tree stores routes once.
+func (o *Outbox) frameRecords(ls *logState, recs []*[]byte, newGen bool) ([]*[]byte, []uint32) {
+	var frame []*[]byte
+	var defs []uint32
+	for i, r := range recs {
+		id, _ := recordRouteID(*r)
+		if id == 0 || !newGen && ls.defined[id] || slices.Contains(defs, id) {
+			continue
+		}
+		rt := o.routes.lookup(uint64(id))
+		if rt == nil {
+			continue // cannot happen: Append interned it
+		}
+		if frame == nil {
+			frame = slices.Clone(recs)
+		}
+		d := defineRoute(make([]byte, 0, definedLen(*r, id, rt.enc)), *r, id, rt.enc)
+		frame[i] = &d
+		defs = append(defs, id)
+	}
+	if frame == nil {
+		return recs, nil
+	}
+	return frame, defs
 }
 
 // replayLog commits the records a log left that the file does not hold
@@ -676,9 +726,35 @@ func (o *Outbox) replayLog() error {
 		}
 		count := int64(getUint64(m, metaPendingCount))
 		bytes := int64(getUint64(m, metaPendingBytes))
+		// Routes first: the generation's frames carry every route their
+		// records name that the file may lack (frameRecords).
+		routes, err := tx.CreateBucketIfNotExists(bucketRoutes)
+		if err != nil {
+			return err
+		}
+		for _, r := range s.records {
+			if checkRecord(r.rec) != nil {
+				continue // refused below if it is to be moved
+			}
+			if id, enc := routeCarriedBy(r.rec); id != 0 {
+				k, v := routeEntry(id, string(enc))
+				if routes.Get(k) == nil {
+					if err := routes.Put(k, v); err != nil {
+						return err
+					}
+				}
+			}
+		}
 		for _, r := range recs {
 			if err := checkRecord(r.rec); err != nil {
 				return corruptError(lp, fmt.Errorf("record %d: %w", r.seq, err))
+			}
+			if id, ok := recordRouteID(r.rec); !ok {
+				return corruptError(lp, fmt.Errorf("record %d: route field does not parse", r.seq))
+			} else if id != 0 {
+				if k := binary.BigEndian.AppendUint32(nil, id); routes.Get(k) == nil {
+					return corruptError(lp, fmt.Errorf("record %d names route %d, which neither the file nor the log holds", r.seq, id))
+				}
 			}
 			k := seqKey(r.seq)
 			if err := p.Put(k[:], r.rec); err != nil {
@@ -752,7 +828,7 @@ func salvageLog(src, dst string) (int, error) {
 			break
 		}
 		var r Record
-		if err = decodeRecord(lr.rec, &r); err == nil && !seen[r.MessageID] {
+		if err = decodeRecord(lr.rec, &r, o.routes); err == nil && !seen[r.MessageID] {
 			seen[r.MessageID] = true
 			err = o.Append(&r)
 			n++

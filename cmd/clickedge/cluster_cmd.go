@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +21,7 @@ import (
 	"github.com/clickedge/clickedge/catalog"
 	"github.com/clickedge/clickedge/cluster"
 	"github.com/clickedge/clickedge/edge"
+	"github.com/clickedge/clickedge/internal/bearer"
 	"github.com/clickedge/clickedge/outbox"
 )
 
@@ -264,8 +263,7 @@ type drainResult struct {
 // included) and answers with the outcome before its admin listener
 // closes. Needs the token.
 func (n *node) serveDrain(w http.ResponseWriter, r *http.Request) {
-	if msg, status := checkBearer(n.cfg.Admin.Token, r); status != 0 {
-		writeAdminJSON(w, status, map[string]string{"error": msg})
+	if !cluster.RequireToken(bearer.New(n.cfg.Admin.Token), w, r) {
 		return
 	}
 	reply := make(chan drainResult, 1)
@@ -281,22 +279,6 @@ func (n *node) serveDrain(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeAdminJSON(w, status, res)
-}
-
-// checkBearer checks a write request's token: it returns a message and a
-// status, or 0 when allowed.
-func checkBearer(token string, r *http.Request) (string, int) {
-	if token == "" {
-		return "no admin.token is configured: the admin API is read-only", http.StatusForbidden
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return "missing Authorization: Bearer token", http.StatusUnauthorized
-	}
-	if !constantTimeEqual(got, token) {
-		return "wrong token", http.StatusForbidden
-	}
-	return "", 0
 }
 
 func writeAdminJSON(w http.ResponseWriter, status int, v any) {
@@ -713,11 +695,4 @@ func cmdDrain(args []string, stdout, stderr io.Writer, env []string) int {
 		return 1
 	}
 	return 0
-}
-
-// constantTimeEqual compares a presented token with the configured one
-// without leaking where they differ.
-func constantTimeEqual(got, want string) bool {
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }

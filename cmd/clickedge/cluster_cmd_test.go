@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -300,4 +301,35 @@ func parseMetricsText(r io.Reader) (map[string]float64, error) {
 		m[line[:i]] = v
 	}
 	return m, sc.Err()
+}
+
+// harden: POST /admin/drain takes the one bearer check (internal/bearer):
+// none configured 403, none sent 401 with a challenge, a wrong one 403, and
+// only the right one reaches the drain.
+func TestDrainNeedsToken(t *testing.T) {
+	for _, tt := range []struct {
+		name, configured, header string
+		want                     int
+	}{
+		{"none configured", "", "Bearer x", http.StatusForbidden},
+		{"none sent", "s3cret", "", http.StatusUnauthorized},
+		{"wrong", "s3cret", "Bearer nope", http.StatusForbidden},
+		{"right, already stopping", "s3cret", "bearer s3cret", http.StatusConflict},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &node{cfg: &Config{Admin: AdminConfig{Token: tt.configured}}} // drainReq nil: "already stopping"
+			r := httptest.NewRequest("POST", "/admin/drain", nil)
+			if tt.header != "" {
+				r.Header.Set("Authorization", tt.header)
+			}
+			w := httptest.NewRecorder()
+			n.serveDrain(w, r)
+			if w.Code != tt.want {
+				t.Fatalf("POST /admin/drain (%s) = %d %s, want %d", tt.name, w.Code, w.Body, tt.want)
+			}
+			if tt.want == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+				t.Errorf("401 without WWW-Authenticate")
+			}
+		})
+	}
 }

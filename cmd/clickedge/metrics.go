@@ -113,7 +113,8 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 var (
 	fwConnected     = desc("forwarder_connected", "1 while a broker session is open.")
 	fwBlocked       = desc("forwarder_blocked", "1 while the broker blocks publishing (resource alarm).")
-	fwRetrying      = desc("forwarder_retrying", "1 while backing off after a nack or a return.")
+	fwRetrying      = desc("forwarder_retrying", "1 while backing off after a nack, or while a route is held after a return.")
+	fwHeldRoutes    = desc("forwarder_held_routes", "Routes (exchange, routing key) held after a return: their records wait, other routes flow.")
 	fwInFlight      = desc("forwarder_in_flight", "Publishes awaiting their confirm.")
 	fwPublished     = desc("forwarder_published_total", "Messages published.")
 	fwConfirmed     = desc("forwarder_confirmed_total", "Messages confirmed delivered (ack without return).")
@@ -129,7 +130,7 @@ var (
 type forwarderCollector struct{ f *outbox.Forwarder }
 
 func (c *forwarderCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{fwConnected, fwBlocked, fwRetrying, fwInFlight, fwPublished, fwConfirmed,
+	for _, d := range []*prometheus.Desc{fwConnected, fwBlocked, fwRetrying, fwHeldRoutes, fwInFlight, fwPublished, fwConfirmed,
 		fwNacked, fwReturned, fwRepublished, fwReconnects, fwConnectErrs, fwSessionErrs, fwConfirmLatncy} {
 		ch <- d
 	}
@@ -140,6 +141,7 @@ func (c *forwarderCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(ch, fwConnected, boolf(s.Connected))
 	gauge(ch, fwBlocked, boolf(s.Blocked))
 	gauge(ch, fwRetrying, boolf(s.Retrying))
+	gauge(ch, fwHeldRoutes, float64(s.HeldRoutes))
 	gauge(ch, fwInFlight, float64(s.InFlight))
 	counter(ch, fwPublished, s.Published)
 	counter(ch, fwConfirmed, s.Confirmed)

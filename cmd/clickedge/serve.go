@@ -154,6 +154,7 @@ func startNode(cfg *Config, logger *slog.Logger) (_ *node, err error) {
 	}
 	oo := outboxOptions(cfg, logger)
 	oo.OnLost = n.countLost
+	oo.OnAsyncFate = n.countFate
 	n.o, err = outbox.Open(obPath, oo)
 	if err != nil {
 		return nil, err
@@ -275,6 +276,8 @@ func edgeConfig(cfg *Config, rec edge.Recorder, g *geo.DB, logger *slog.Logger) 
 	ec.Geo = g
 	ec.TrustedProxies = cfg.TrustedProxies()
 	ec.OnRecordError, _ = edge.ParseRecordErrorPolicy(cfg.Outbox.OnError) // validated
+	d, _ := outbox.ParseDurability(cfg.Outbox.Durability)                 // validated
+	ec.CountOnFate = d == outbox.Async
 	ec.BotClicks, _ = edge.ParseBotPolicy(cfg.HTTP.BotClicks)
 	ec.Logger = logger.With("component", "edge")
 	return ec
@@ -407,6 +410,14 @@ func (n *node) stop() int {
 func (n *node) countLost(k int) {
 	if s := n.lostSrv.Load(); s != nil {
 		s.CountLost(k)
+	}
+}
+
+// countFate is the outbox's OnAsyncFate: in Async mode a click is counted
+// once its fate is known (edge/lost.go).
+func (n *node) countFate(r *outbox.Record, f outbox.Fate, k int) {
+	if s := n.lostSrv.Load(); s != nil {
+		s.CountFate(r, f, k)
 	}
 }
 

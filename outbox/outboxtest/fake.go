@@ -27,7 +27,8 @@ type FakePublisher struct {
 	DropSessions atomic.Bool
 
 	mu       sync.Mutex
-	received map[string]int // message id -> publishes that reached the "broker"
+	noRoute  map[string]bool // routing keys returned as unroutable
+	received map[string]int  // message id -> publishes that reached the "broker"
 	cur      *FakeSession
 	sessions int
 	connects []time.Time  // every Connect call, refused or not
@@ -64,6 +65,27 @@ func (p *FakePublisher) Connect(ctx context.Context) (outbox.Session, error) {
 		s.fail(errors.New("fake: connection dropped after open"))
 	}
 	return s, nil
+}
+
+// SetUnroutableKeys makes publishes with these routing keys come back as
+// basic.return + ack (no queue bound for them); others are delivered. No
+// keys: every key routes again (unless Unroutable is set).
+func (p *FakePublisher) SetUnroutableKeys(keys ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.noRoute = map[string]bool{}
+	for _, k := range keys {
+		p.noRoute[k] = true
+	}
+}
+
+func (p *FakePublisher) routes(key string) bool {
+	if p.Unroutable.Load() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.noRoute[key]
 }
 
 // ConnectTimes returns when each Connect call happened.
@@ -191,7 +213,7 @@ func (s *FakeSession) Publish(ctx context.Context, r *outbox.Record) (uint64, er
 	s.mu.Lock()
 	s.tag++
 	c := outbox.Confirm{Tag: s.tag, Ack: true}
-	if s.p.Unroutable.Load() {
+	if !s.p.routes(r.RoutingKey) {
 		c.Returned, c.Reason = true, "312 NO_ROUTE"
 	} else {
 		s.p.mu.Lock()
