@@ -219,12 +219,27 @@ func TestLinksAcrossNodes(t *testing.T) {
 	if code, _, errOut := runCmd(t, nil, "links", "push", "-config", cfgA, exported); code != 0 {
 		t.Fatalf("push of the export = %d %s", code, errOut)
 	}
+	// The push returns once the broker confirmed its changes, not once
+	// the nodes applied them: equal digests may be a moment when both
+	// have applied the same part. Wait until they are equal and stay so
+	// for 500 ms (the feed delivers in milliseconds), so that the restart
+	// below compares with everything a applied.
 	deadline := time.Now().Add(10 * time.Second)
-	for adminCatalog(t, a).Digest != adminCatalog(t, b).Digest {
-		if time.Now().After(deadline) {
-			t.Fatalf("digests differ: %+v, %+v", adminCatalog(t, a), adminCatalog(t, b))
+	var same string
+	var since time.Time
+	for {
+		da, db := adminCatalog(t, a).Digest, adminCatalog(t, b).Digest
+		if da != db {
+			same = ""
+		} else if da != same {
+			same, since = da, time.Now()
+		} else if time.Since(since) >= 500*time.Millisecond {
+			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("digests differ or keep changing: %+v, %+v", adminCatalog(t, a), adminCatalog(t, b))
+		}
+		time.Sleep(20 * time.Millisecond) // polling, with a deadline
 	}
 
 	resp, err := http.Get("http://" + b.admin + "/metrics")
