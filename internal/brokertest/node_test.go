@@ -46,6 +46,15 @@ func TestNodeKillAndRestartKeepPersistentMessages(t *testing.T) {
 
 	// A graceful restart under a live consumer: it reconnects by itself.
 	n.Restart()
+	// Publish once the consumer is back: consuming proves the queue has
+	// recovered, and a publish routed before that is returned (and lost:
+	// publish does not watch for returns).
+	for deadline := time.Now().Add(15 * time.Second); c.Connects() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer not reconnected 15s after the restart (%d connects)", c.Connects())
+		}
+		time.Sleep(20 * time.Millisecond) // polling, with a deadline
+	}
 	publish(t, n.URL(), "clicks", "click.eu", "m2")
 	if err := c.WaitUnique(2, 15*time.Second); err != nil {
 		t.Fatalf("after Restart: %v", err)
