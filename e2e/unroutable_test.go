@@ -38,6 +38,12 @@ func TestUnroutable(t *testing.T) {
 	h.unbind()
 	h.runFor(8 * time.Second)
 	returned1, pending1 := h.returnedAndPending()
+	// A return holds its route (exchange, routing key), not the forwarder:
+	// the clicks' one route is held while unbound, and released once a
+	// probe is delivered after the rebind (checked below).
+	if held := h.edge.mustMetrics(t)["clickedge_forwarder_held_routes"]; held != 1 {
+		t.Errorf("clickedge_forwarder_held_routes = %v while the queue is unbound, want 1", held)
+	}
 	h.bind()
 	h.heal(f)
 	h.note("queue unbound 8s: %v returned publishes, %v pending at the rebind", returned1, pending1)
@@ -46,6 +52,9 @@ func TestUnroutable(t *testing.T) {
 	// that each fault's resume time is its own.
 	if n := h.waitCaughtUp(0, resumeLimit+10*time.Second); n > 0 {
 		t.Errorf("%d clicks answered during the unbind still undelivered %v after the rebind", n, resumeLimit+10*time.Second)
+	}
+	if held := h.edge.mustMetrics(t)["clickedge_forwarder_held_routes"]; held != 0 {
+		t.Errorf("clickedge_forwarder_held_routes = %v once caught up after the rebind, want 0", held)
 	}
 	h.runFor(2 * time.Second)
 

@@ -21,6 +21,15 @@ import (
 // latencies from HDR histograms, since ns/op of a concurrent benchmark is
 // not a latency.
 
+// benchRecords returns n distinct benchRecords.
+func benchRecords(n int) []*Record {
+	recs := make([]*Record, n)
+	for i := range recs {
+		recs[i] = benchRecord(i)
+	}
+	return recs
+}
+
 func benchRecord(i int) *Record {
 	id := fmt.Sprintf("0190f3c2a1b27c3d8e4f%012d", i)
 	return &Record{
@@ -74,10 +83,7 @@ func BenchmarkAppendSync(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer o.Close()
-			recs := make([]*Record, 1024)
-			for i := range recs {
-				recs[i] = benchRecord(i)
-			}
+			recs := benchRecords(1024)
 			runWriters(b, writers, func(i int) error {
 				r := *recs[i%len(recs)]
 				return o.Append(&r)
@@ -518,10 +524,7 @@ func BenchmarkAppendSyncLog(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer o.Close()
-				recs := make([]*Record, 1024)
-				for i := range recs {
-					recs[i] = benchRecord(i)
-				}
+				recs := benchRecords(1024)
 				var mu sync.Mutex
 				h := hdrhistogram.New(1, int64(10*time.Second), 3)
 				runWriters(b, writers, func(i int) error {

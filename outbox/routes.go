@@ -175,9 +175,12 @@ func (t *routeTable) put(b *bolt.Bucket, id uint32) error {
 	return b.Put(k, v)
 }
 
+// routeKey is route id's key in the routes bucket.
+func routeKey(id uint32) []byte { return binary.BigEndian.AppendUint32(nil, id) }
+
 // routeEntry returns the key and value of route id in the routes bucket.
 func routeEntry(id uint32, enc string) (k, v []byte) {
-	k = binary.BigEndian.AppendUint32(nil, id)
+	k = routeKey(id)
 	v = make([]byte, 4, 4+len(enc))
 	v = append(v, enc...)
 	binary.BigEndian.PutUint32(v, routeChecksum(k, v[4:]))

@@ -1237,7 +1237,7 @@ func (w *freshWriter) putRoutes(routes map[uint32]routeCopy) error {
 	return w.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRoutes)
 		for id, r := range routes {
-			if err := b.Put(binary.BigEndian.AppendUint32(nil, id), r.v); err != nil {
+			if err := b.Put(routeKey(id), r.v); err != nil {
 				return err
 			}
 		}

@@ -752,7 +752,7 @@ func (o *Outbox) replayLog() error {
 			if id, ok := recordRouteID(r.rec); !ok {
 				return corruptError(lp, fmt.Errorf("record %d: route field does not parse", r.seq))
 			} else if id != 0 {
-				if k := binary.BigEndian.AppendUint32(nil, id); routes.Get(k) == nil {
+				if routes.Get(routeKey(id)) == nil {
 					return corruptError(lp, fmt.Errorf("record %d names route %d, which neither the file nor the log holds", r.seq, id))
 				}
 			}
