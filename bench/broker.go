@@ -22,7 +22,7 @@ type sink struct {
 }
 
 // Queue kinds for the bench's queue.
-var queueKinds = []string{"transient", "classic", "quorum"}
+var queueKinds = []string{"transient", "classic", "classic2", "quorum"}
 
 func newSink(url, kind string) (*sink, error) {
 	var b [4]byte
@@ -47,8 +47,13 @@ func newSink(url, kind string) (*sink, error) {
 	if err == nil {
 		args := amqp.Table{"x-queue-type": "classic", "x-expires": int32(10 * 60 * 1000)}
 		durable := kind != "transient"
-		if kind == "quorum" {
+		switch kind {
+		case "quorum":
 			args["x-queue-type"] = "quorum"
+		case "classic2":
+			// RabbitMQ 3.10's second classic queue store (a per-queue
+			// message store and index): a broker setting, not clickedge's.
+			args["x-queue-version"] = int32(2)
 		}
 		_, err = s.ch.QueueDeclare(s.queue, durable, false, false, false, args)
 	}

@@ -43,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBare(args, stderr)
 	case "direct":
 		return cmdDirect(args, stderr)
+	case "ceiling":
+		return cmdCeiling(args, stdout, stderr)
 	case "load":
 		return cmdLoad(args, stdout, stderr)
 	case "postback":
@@ -68,6 +70,7 @@ commands:
   report     redraw results.md and the charts from a results.json
   bare       serve the bare net/http 302 baseline (used by run)
   direct     serve the publish-and-confirm-per-click server (used by run)
+  ceiling    publish to the broker as fast as it confirms (used by run's drain phase)
   load       drive load at a running server: -addr, -workers or -rate, -d
   postback   signed postbacks/s at sync durability beside the redirect path (docs/performance.md)
   gencatalog write a generated catalog of -n links to stdout

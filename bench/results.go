@@ -29,13 +29,16 @@ type Results struct {
 	// repetition of the phases that measure the outbox.
 	Disk []DiskRun `json:"disk,omitempty"`
 	// LoadgenCheck is the bare server under vegeta and under fasthttp.
-	LoadgenCheck []CapacityRun  `json:"loadgen_check"`
-	Drain        []DrainRun     `json:"drain"`
-	LinkCache    []LinkCacheRun `json:"link_cache"`
-	Micro        []MicroRun     `json:"micro"`
-	Profiles     []Profile      `json:"profiles"`
-	Problems     []string       `json:"problems,omitempty"`
-	Reruns       []*Rerun       `json:"reruns,omitempty"` // phases measured again later (-merge)
+	LoadgenCheck []CapacityRun `json:"loadgen_check"`
+	Drain        []DrainRun    `json:"drain"`
+	// Ceiling is the broker alone under a bare publisher, beside each
+	// drain run: what the drain target is read against.
+	Ceiling   []CeilingRun   `json:"ceiling,omitempty"`
+	LinkCache []LinkCacheRun `json:"link_cache"`
+	Micro     []MicroRun     `json:"micro"`
+	Profiles  []Profile      `json:"profiles"`
+	Problems  []string       `json:"problems,omitempty"`
+	Reruns    []*Rerun       `json:"reruns,omitempty"` // phases measured again later (-merge)
 
 	Summary Summary `json:"summary"`
 }
@@ -115,6 +118,7 @@ type Summary struct {
 	Capacity64 []CapacitySummary `json:"capacity64,omitempty"`
 	Latency    []LatencySummary  `json:"latency"`
 	Drain      *DrainSummary     `json:"drain,omitempty"`
+	Ceiling    *Stat             `json:"ceiling,omitempty"` // confirms/s of the bare publisher
 	Targets    []Target          `json:"targets"`
 }
 
@@ -301,6 +305,15 @@ func (r *Results) summarize() {
 		r.Summary.Latency = append(r.Summary.Latency, s)
 	}
 	r.Summary.Drain = summarizeDrain(r.Drain)
+	r.Summary.Ceiling = nil
+	if len(r.Ceiling) > 0 {
+		var rates []float64
+		for _, c := range r.Ceiling {
+			rates = append(rates, c.Rate)
+		}
+		st := statOf(rates)
+		r.Summary.Ceiling = &st
+	}
 	r.Summary.Targets = r.targets()
 }
 

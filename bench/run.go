@@ -176,7 +176,7 @@ func (b *bencher) clearPhases() {
 		r.Latency = nil
 	}
 	if b.want("drain") {
-		r.Drain = nil
+		r.Drain, r.Ceiling = nil, nil
 	}
 	if b.want("linkcache") {
 		r.LinkCache = nil
@@ -799,6 +799,14 @@ func (b *bencher) latencyRun(r *LatencyRun) error {
 
 func (b *bencher) drain() error {
 	for rep := 1; rep <= b.plan.DrainReps; rep++ {
+		c, err := b.ceilingRun(rep)
+		if err != nil {
+			b.problem("ceiling rep %d: %v", rep, err)
+		} else {
+			b.res.Ceiling = append(b.res.Ceiling, c)
+			b.logf("  ceiling rep %d: a bare publisher alone, window %d: %.0f confirms/s; broker %.2f cores (%.3f s per 1,000), publisher %.2f, machine %.2f",
+				rep, c.Window, c.Rate, c.CPU.Broker, c.BrokerPer1, c.CPU.Server, c.CPU.Machine)
+		}
 		b.logf("  drain rep %d: %d req/s live, %v outage", rep, b.plan.DrainRate, b.plan.Outage)
 		r, err := b.drainRun(rep, rep == b.plan.DrainReps)
 		if err != nil {
