@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -452,5 +453,51 @@ func TestSmoke(t *testing.T) {
 		if c.Scenario != "bare" && c.Delivery.Delivered != c.Delivery.Answered {
 			t.Errorf("%s: delivered %d, answered %d", c.Scenario, c.Delivery.Delivered, c.Delivery.Answered)
 		}
+	}
+}
+
+// With the -log scenarios measured, each sync target is read for both
+// write paths, and the drain row names the broker's ceiling.
+func TestTargetsWithLog(t *testing.T) {
+	r := syntheticResults()
+	for rep := 1; rep <= 3; rep++ {
+		r.Capacity64 = append(r.Capacity64,
+			CapacityRun{Scenario: "sync-cutoff-log", Rep: rep, Load: LoadResult{Throughput: 27000, Latency: Percentiles{P50: 1500, P99: 4000}}, Delivery: Delivery{OK: true}},
+			CapacityRun{Scenario: "sync-broker-log", Rep: rep, Load: LoadResult{Throughput: 12000, Latency: Percentiles{P50: 1500, P99: 90000}}, Delivery: Delivery{OK: true}})
+		for sc, p99 := range map[string]float64{"sync-cutoff-log": 1000, "sync-broker-log": 4000} {
+			r.Latency = append(r.Latency, LatencyRun{Scenario: sc, Rep: rep, Rate: 4000,
+				Load: LoadResult{Requests: 1, Throughput: 4000, Latency: Percentiles{P50: 300, P99: p99}}, Delivery: Delivery{OK: true},
+				Server: &ServerLatency{P50: 200, P99: p99 / 2}})
+		}
+		r.Latency = append(r.Latency, LatencyRun{Scenario: "sync-cutoff-log", Rep: rep, Fraction: 0.5, Rate: 40000,
+			Load: LoadResult{Requests: 1, Throughput: 40000, Latency: Percentiles{P50: 300, P99: 5000}}, Delivery: Delivery{OK: true},
+			Server: &ServerLatency{P50: 250, P99: 4000}})
+		r.Ceiling = append(r.Ceiling, CeilingRun{Rep: rep, Rate: 50000})
+	}
+	r.summarize()
+	want := map[string]bool{
+		"sync + log p50 server latency at 50 % of bare's rate, cut off":                   true,  // 0.25 ms against 0.3
+		"sync + log p99 at 50 % of bare's rate, cut off (server side)":                    false, // 4 ms
+		"sync-cutoff-log at 64 connections (closed model) against bare net/http":          false, // 0.71×
+		"sync/log p99 with the forwarder live against cut off, at 4000 req/s":             false, // 4×
+		"sync + log, forwarding live, against the seed's aiohttp design (64 connections)": false, // 8×
+	}
+	seen := map[string]bool{}
+	for _, tg := range r.Summary.Targets {
+		seen[tg.Measure] = true
+		if met, ok := want[tg.Measure]; ok && (tg.Met != met || tg.Missing) {
+			t.Errorf("%s: met %v (missing %v), want %v; shown %q", tg.Measure, tg.Met, tg.Missing, met, tg.Shown)
+		}
+		if tg.Measure == "drain rate while serving 4k req/s" && !strings.Contains(tg.Shown, "the broker alone under a bare publisher: 50.0k msg/s") {
+			t.Errorf("drain row does not name the ceiling: %q", tg.Shown)
+		}
+	}
+	for m := range want {
+		if !seen[m] {
+			t.Errorf("no target %q", m)
+		}
+	}
+	if n := strings.Count(fmt.Sprint(r.Summary.Targets), "broker CPU per 1,000"); n != 1 {
+		t.Errorf("the broker CPU row appears %d times, want once", n)
 	}
 }

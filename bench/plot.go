@@ -27,6 +27,8 @@ var scenarioColor = map[string]color.RGBA{
 	"bare-fasthttp":    {120, 120, 120, 255},
 	"sync-cutoff-net":  {0, 60, 100, 255},
 	"async-cutoff-net": {0, 90, 60, 255},
+	"sync-cutoff-log":  {230, 159, 0, 255},
+	"sync-broker-log":  {240, 228, 66, 255},
 }
 
 var dashed = []vg.Length{vg.Points(5), vg.Points(3)}
@@ -242,6 +244,10 @@ func shortLabel(sc string) string {
 		return "sync, cut off, net/http"
 	case "async-cutoff-net":
 		return "async, cut off, net/http"
+	case "sync-cutoff-log":
+		return "sync + log, cut off"
+	case "sync-broker-log":
+		return "sync + log, forwarding"
 	}
 	return sc
 }

@@ -318,7 +318,7 @@ func (r *Results) summarize() {
 }
 
 // scenarioOrder is the order of tables and charts.
-var scenarioOrder = []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-broker", "async-broker", "direct", "seed"}
+var scenarioOrder = []string{"bare", "bare-fasthttp", "sync-cutoff", "async-cutoff", "sync-cutoff-net", "async-cutoff-net", "sync-cutoff-log", "sync-broker", "sync-broker-log", "async-broker", "direct", "seed"}
 
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")

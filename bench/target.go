@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,9 @@ type scenario struct {
 	// proxy held in Blackhole during the load; after it, the proxy passes
 	// again and the bench waits for the backlog to drain.
 	cutoff bool
+	// writePath: the edge's outbox.write_path for this scenario; "" is the
+	// run's -write-path (or clickedge's default).
+	writePath string
 }
 
 var scenarios = map[string]scenario{
@@ -33,7 +37,13 @@ var scenarios = map[string]scenario{
 		server: "net"},
 	"async-cutoff-net": {Name: "async-cutoff-net", Label: "clickedge async, forwarder cut off, http.server net", kind: "edge", dur: "async", cutoff: true,
 		server: "net"},
-	"sync-broker":  {Name: "sync-broker", Label: "clickedge sync, forwarding to the local broker", kind: "edge", dur: "sync"},
+	"sync-broker": {Name: "sync-broker", Label: "clickedge sync, forwarding to the local broker", kind: "edge", dur: "sync"},
+	// The same two with the log before the tree, so both write paths run
+	// side by side in one invocation.
+	"sync-cutoff-log": {Name: "sync-cutoff-log", Label: "clickedge sync, log before the tree, forwarder cut off", kind: "edge", dur: "sync", cutoff: true,
+		writePath: "log"},
+	"sync-broker-log": {Name: "sync-broker-log", Label: "clickedge sync, log before the tree, forwarding to the local broker", kind: "edge", dur: "sync",
+		writePath: "log"},
 	"async-broker": {Name: "async-broker", Label: "clickedge async, forwarding to the local broker", kind: "edge", dur: "async"},
 	"direct":       {Name: "direct", Label: "direct publish + confirm per click", kind: "direct"},
 	"seed":         {Name: "seed", Label: "the seed's design: aiohttp + aio-pika, confirm per click", kind: "seed"},
@@ -107,7 +117,7 @@ func (b *bencher) start(sc scenario) (*sut, error) {
 			}
 			url = strings.Replace(url, host, s.proxy.Addr(), 1)
 		}
-		cfg, err := writeEdgeConfig(dir, edgeSpec{durability: sc.dur, server: sc.server, amqpURL: url, exchange: b.sink.exchange, region: "bench", window: b.plan.FwdWindow, writePath: b.plan.WritePath}, addr, admin)
+		cfg, err := writeEdgeConfig(dir, edgeSpec{durability: sc.dur, server: sc.server, amqpURL: url, exchange: b.sink.exchange, region: "bench", window: b.plan.FwdWindow, writePath: cmp.Or(sc.writePath, b.plan.WritePath)}, addr, admin)
 		if err != nil {
 			return nil, err
 		}
