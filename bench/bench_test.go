@@ -472,7 +472,7 @@ func TestTargetsWithLog(t *testing.T) {
 		r.Latency = append(r.Latency, LatencyRun{Scenario: "sync-cutoff-log", Rep: rep, Fraction: 0.5, Rate: 40000,
 			Load: LoadResult{Requests: 1, Throughput: 40000, Latency: Percentiles{P50: 300, P99: 5000}}, Delivery: Delivery{OK: true},
 			Server: &ServerLatency{P50: 250, P99: 4000}})
-		r.Ceiling = append(r.Ceiling, CeilingRun{Rep: rep, Rate: 50000})
+		r.Ceiling = append(r.Ceiling, CeilingRun{Rep: rep, Rate: 50000, Coalesced: true}, CeilingRun{Rep: rep, Rate: 30000})
 	}
 	r.summarize()
 	want := map[string]bool{
@@ -488,7 +488,7 @@ func TestTargetsWithLog(t *testing.T) {
 		if met, ok := want[tg.Measure]; ok && (tg.Met != met || tg.Missing) {
 			t.Errorf("%s: met %v (missing %v), want %v; shown %q", tg.Measure, tg.Met, tg.Missing, met, tg.Shown)
 		}
-		if tg.Measure == "drain rate while serving 4k req/s" && !strings.Contains(tg.Shown, "the broker alone under a bare publisher: 50.0k msg/s") {
+		if tg.Measure == "drain rate while serving 4k req/s" && !strings.Contains(tg.Shown, "the broker alone under a bare publisher (writes coalesced): 50.0k msg/s") {
 			t.Errorf("drain row does not name the ceiling: %q", tg.Shown)
 		}
 	}

@@ -10,10 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"strconv"
 	"time"
 
+	"github.com/clickedge/clickedge/internal/wcoalesce"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -27,6 +29,7 @@ type CeilingRun struct {
 	Rep        int       `json:"rep"`
 	At         time.Time `json:"at"`
 	Window     int       `json:"window"`
+	Coalesced  bool      `json:"coalesced"` // socket writes coalesced, as clickedge's forwarder does
 	BodyBytes  int       `json:"body_bytes"`
 	Seconds    float64   `json:"seconds"`
 	Confirmed  int64     `json:"confirmed"`
@@ -44,15 +47,15 @@ type ceilingResult struct {
 }
 
 // ceilingRun runs the ceiling subcommand as a child on the server's CPUs.
-func (b *bencher) ceilingRun(rep int) (CeilingRun, error) {
+func (b *bencher) ceilingRun(rep int, coalesced bool) (CeilingRun, error) {
 	p := b.plan
-	r := CeilingRun{Rep: rep, At: time.Now(), Window: 4096, BodyBytes: 300, Seconds: p.Outage.Seconds() / 2}
+	r := CeilingRun{Rep: rep, At: time.Now(), Window: 4096, Coalesced: coalesced, BodyBytes: 300, Seconds: p.Outage.Seconds() / 4}
 	if r.Seconds < 3 {
 		r.Seconds = 3
 	}
 	argv := []string{b.self, "ceiling", "-amqp", b.opts.amqpURL, "-queue", b.opts.queue,
 		"-window", strconv.Itoa(r.Window), "-body", strconv.Itoa(r.BodyBytes),
-		"-duration", time.Duration(r.Seconds * float64(time.Second)).String()}
+		"-duration", time.Duration(r.Seconds * float64(time.Second)).String(), "-coalesce=" + strconv.FormatBool(coalesced)}
 	if p.ServerCPUs != "" {
 		argv = append([]string{"taskset", "-c", p.ServerCPUs}, argv...)
 	}
@@ -99,10 +102,11 @@ func cmdCeiling(args []string, stdout, stderr io.Writer) int {
 	window := fs.Int("window", 4096, "publishes awaiting their confirm")
 	body := fs.Int("body", 300, "message body `bytes`")
 	d := fs.Duration("duration", 10*time.Second, "how long to publish")
+	coalesce := fs.Bool("coalesce", false, "coalesce the publishes' socket writes (internal/wcoalesce)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	res, err := publishCeiling(*url, *kind, *window, *body, *d)
+	res, err := publishCeiling(*url, *kind, *window, *body, *d, *coalesce)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench ceiling:", err)
 		return 1
@@ -111,7 +115,7 @@ func cmdCeiling(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func publishCeiling(url, kind string, window, bodyBytes int, d time.Duration) (ceilingResult, error) {
+func publishCeiling(url, kind string, window, bodyBytes int, d time.Duration, coalesce bool) (ceilingResult, error) {
 	var res ceilingResult
 	if window < 1 || bodyBytes < 2 {
 		return res, errors.New("window and body must be positive")
@@ -120,7 +124,17 @@ func publishCeiling(url, kind string, window, bodyBytes int, d time.Duration) (c
 	rand.Read(id[:])
 	name := "bench.ceiling." + hex.EncodeToString(id[:])
 	res.Queue = name
-	conn, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": "bench ceiling"}})
+	cfg := amqp.Config{Properties: amqp.Table{"connection_name": "bench ceiling"}}
+	if coalesce {
+		cfg.Dial = func(network, addr string) (net.Conn, error) {
+			c, err := net.DialTimeout(network, addr, 30*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			return wcoalesce.New(c), nil
+		}
+	}
+	conn, err := amqp.DialConfig(url, cfg)
 	if err != nil {
 		return res, err
 	}

@@ -19,7 +19,7 @@ func brokerURL() string {
 // The ceiling publisher gets every publish confirmed, stops on time, and
 // leaves nothing behind on the broker.
 func TestPublishCeiling(t *testing.T) {
-	res, err := publishCeiling(brokerURL(), "classic", 64, 300, 500*time.Millisecond)
+	res, err := publishCeiling(brokerURL(), "classic", 64, 300, 500*time.Millisecond, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestPublishCeiling(t *testing.T) {
 	if _, err := ch.QueueDeclarePassive(res.Queue, true, false, false, false, nil); err == nil {
 		t.Errorf("queue %s is still there after the run", res.Queue)
 	}
-	if _, err := publishCeiling(brokerURL(), "classic", 0, 300, time.Millisecond); err == nil {
+	if _, err := publishCeiling(brokerURL(), "classic", 0, 300, time.Millisecond, false); err == nil {
 		t.Error("window 0 accepted")
 	}
 }

@@ -246,11 +246,15 @@ func markdown(w io.Writer, r *Results) {
 				x.CPU.Server, x.CPU.Loadgen, x.CPU.Broker, x.CPU.Other, x.CPU.Machine, r.Machine.NumCPU)
 		}
 		if len(r.Ceiling) > 0 {
-			p("**The broker's ceiling**, measured before each drain run: a bare amqp091 publisher (`bench ceiling`, on the server's CPU), nothing else running, publishes persistent messages shaped like clickedge's (its properties and headers, a %d-byte body) to a durable queue of the same kind, with %d publishes awaiting their confirm. No forwarder can drain faster than this broker confirms.\n\n",
+			p("**The broker's ceiling**, measured before each drain run: a bare amqp091 publisher (`bench ceiling`, on the server's CPU), nothing else running, publishes persistent messages shaped like clickedge's (its properties and headers, a %d-byte body) to a durable queue of the same kind, with %d publishes awaiting their confirm, its socket writes coalesced as clickedge's forwarder does them (internal/wcoalesce) or one per publish (amqp091's own). No forwarder can drain faster than this broker confirms.\n\n",
 				r.Ceiling[0].BodyBytes, r.Ceiling[0].Window)
-			p("| Rep | confirms/s | seconds | broker cores | broker s per 1,000 | publisher cores | machine |\n|---|---|---|---|---|---|---|\n")
+			p("| Rep | writes | confirms/s | seconds | broker cores | broker s per 1,000 | publisher cores | machine |\n|---|---|---|---|---|---|---|---|\n")
 			for _, c := range r.Ceiling {
-				p("| %d | %.0f | %.1f | %.2f | %.3f | %.2f | %.2f |\n", c.Rep, c.Rate, c.Seconds, c.CPU.Broker, c.BrokerPer1, c.CPU.Server, c.CPU.Machine)
+				w := "one per publish"
+				if c.Coalesced {
+					w = "coalesced"
+				}
+				p("| %d | %s | %.0f | %.1f | %.2f | %.3f | %.2f | %.2f |\n", c.Rep, w, c.Rate, c.Seconds, c.CPU.Broker, c.BrokerPer1, c.CPU.Server, c.CPU.Machine)
 			}
 			p("\n")
 		}

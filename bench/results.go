@@ -118,7 +118,7 @@ type Summary struct {
 	Capacity64 []CapacitySummary `json:"capacity64,omitempty"`
 	Latency    []LatencySummary  `json:"latency"`
 	Drain      *DrainSummary     `json:"drain,omitempty"`
-	Ceiling    *Stat             `json:"ceiling,omitempty"` // confirms/s of the bare publisher
+	Ceiling    *Stat             `json:"ceiling,omitempty"` // confirms/s of the bare publisher, writes coalesced as clickedge's
 	Targets    []Target          `json:"targets"`
 }
 
@@ -306,10 +306,12 @@ func (r *Results) summarize() {
 	}
 	r.Summary.Drain = summarizeDrain(r.Drain)
 	r.Summary.Ceiling = nil
-	if len(r.Ceiling) > 0 {
+	if slices.ContainsFunc(r.Ceiling, func(c CeilingRun) bool { return c.Coalesced }) {
 		var rates []float64
 		for _, c := range r.Ceiling {
-			rates = append(rates, c.Rate)
+			if c.Coalesced {
+				rates = append(rates, c.Rate)
+			}
 		}
 		st := statOf(rates)
 		r.Summary.Ceiling = &st

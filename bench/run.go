@@ -799,13 +799,15 @@ func (b *bencher) latencyRun(r *LatencyRun) error {
 
 func (b *bencher) drain() error {
 	for rep := 1; rep <= b.plan.DrainReps; rep++ {
-		c, err := b.ceilingRun(rep)
-		if err != nil {
-			b.problem("ceiling rep %d: %v", rep, err)
-		} else {
+		for _, coalesced := range []bool{false, true} {
+			c, err := b.ceilingRun(rep, coalesced)
+			if err != nil {
+				b.problem("ceiling rep %d: %v", rep, err)
+				continue
+			}
 			b.res.Ceiling = append(b.res.Ceiling, c)
-			b.logf("  ceiling rep %d: a bare publisher alone, window %d: %.0f confirms/s; broker %.2f cores (%.3f s per 1,000), publisher %.2f, machine %.2f",
-				rep, c.Window, c.Rate, c.CPU.Broker, c.BrokerPer1, c.CPU.Server, c.CPU.Machine)
+			b.logf("  ceiling rep %d: a bare publisher alone, window %d, coalesced %v: %.0f confirms/s; broker %.2f cores (%.3f s per 1,000), publisher %.2f, machine %.2f",
+				rep, c.Window, c.Coalesced, c.Rate, c.CPU.Broker, c.BrokerPer1, c.CPU.Server, c.CPU.Machine)
 		}
 		b.logf("  drain rep %d: %d req/s live, %v outage", rep, b.plan.DrainRate, b.plan.Outage)
 		r, err := b.drainRun(rep, rep == b.plan.DrainReps)

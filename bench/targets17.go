@@ -120,7 +120,7 @@ func (r *Results) issue17Targets(atLeast, atMost func(*Target, float64), add fun
 				d.DeliveryRate.Min/1e3, d.DeliveryRate.Max/1e3, d.NetRate.Median/1e3)
 			atLeast(&t, 15000)
 			if c := r.Summary.Ceiling; c != nil {
-				t.Shown += fmt.Sprintf("; the broker alone under a bare publisher: %.1fk msg/s (%.1fk–%.1fk), so the drain is %.0f%% of what the broker confirms at all",
+				t.Shown += fmt.Sprintf("; the broker alone under a bare publisher (writes coalesced): %.1fk msg/s (%.1fk–%.1fk), so the drain is %.0f%% of what the broker confirms at all",
 					c.Median/1e3, c.Min/1e3, c.Max/1e3, 100*d.DeliveryRate.Median/c.Median)
 			}
 			if d.LiveRate < 4000 {

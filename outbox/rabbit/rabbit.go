@@ -30,6 +30,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/clickedge/clickedge/internal/wcoalesce"
 	"github.com/clickedge/clickedge/outbox"
 )
 
@@ -201,8 +202,11 @@ func (p *Publisher) dial(ctx context.Context, rawURL string) (*session, error) {
 				c.Close()
 				return nil, err
 			}
-			netConn = c
-			return c, nil
+			// Publishes made while the previous write is in the kernel
+			// leave together in the next one (internal/wcoalesce):
+			// amqp091 flushes once per publish.
+			netConn = wcoalesce.New(c)
+			return netConn, nil
 		},
 	})
 	if err != nil {

@@ -490,3 +490,54 @@ func TestBrokerAlarmPausesAndResumes(t *testing.T) {
 	n, dups := r.settle(60 * time.Second)
 	t.Logf("alarm: %d records waited while blocked; %d records, lost 0, %d duplicates", blockedPending, n, dups)
 }
+
+// Publishes made back to back share socket writes (internal/wcoalesce),
+// and every one of them still arrives and is confirmed.
+func TestPublishesShareWrites(t *testing.T) {
+	shared := brokertest.SharedURL(t)
+	exchange := randomName("ce-test-")
+	q := brokertest.TempQueue(t, shared, exchange, "click.#")
+	c := brokertest.Consume(t, shared, q)
+	cfg := rabbit.DefaultConfig()
+	cfg.URLs = []string{shared}
+	cfg.Exchange = exchange
+	p, err := rabbit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 2000
+	for i := range n {
+		r := &outbox.Record{Seq: uint64(i + 1), MessageID: fmt.Sprintf("m-%d", i), Exchange: exchange, RoutingKey: "click.test", Body: []byte(`{"n":1}`)}
+		if _, err := s.Publish(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked := 0
+	deadline := time.After(30 * time.Second)
+	for acked < n {
+		select {
+		case cf := <-s.Confirms():
+			if !cf.Delivered() {
+				t.Fatalf("publish %d not delivered: %+v", cf.Tag, cf)
+			}
+			acked++
+		case <-deadline:
+			t.Fatalf("%d of %d confirmed", acked, n)
+		}
+	}
+	for end := time.Now().Add(30 * time.Second); len(received(c)()) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%d of %d messages reached the queue", len(received(c)()), n)
+		}
+	}
+	writes, syscalls := rabbit.WriteCounts(s)
+	if writes < n || syscalls >= writes {
+		t.Errorf("%d publishes: %d writes became %d kernel writes; want fewer kernel writes than writes", n, writes, syscalls)
+	}
+	t.Logf("%d publishes: %d writes, %d kernel writes", n, writes, syscalls)
+}
