@@ -419,6 +419,12 @@ func TestUsage(t *testing.T) {
 	if code := run([]string{"run", "-pin", "diagonal"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "-pin") {
 		t.Errorf("bench run -pin diagonal = %d, %q; want 1 naming -pin", code, errb.String())
 	}
+	for _, f := range []string{"-lat-scenarios", "-live-scenarios", "-c64-scenarios"} {
+		errb.Reset()
+		if code := run([]string{"run", f, "sync-cutoff,nope"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), f+`: unknown scenario "nope"`) {
+			t.Errorf("bench run %s sync-cutoff,nope = %d, %q; want 1 naming the flag and the scenario", f, code, errb.String())
+		}
+	}
 }
 
 var smoke = flag.Bool("smoke", false, "run TestSmoke: the bench against a real clickedge and the shared RabbitMQ (about 30 s)")

@@ -137,6 +137,8 @@ type runOptions struct {
 	fractions   string
 	queue       string
 	fwdWindow   int
+	latScen     string
+	liveScen    string
 	writePath   string
 	merge       bool
 }
@@ -249,6 +251,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.client, "client", clientFast, "load-generator client: fasthttp or vegeta (see load.go)")
 	fs.IntVar(&o.serverProcs, "server-procs", 2, "GOMAXPROCS of the servers under test with -pin split")
 	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated capacity `scenarios` (default: the plan's): bare, bare-fasthttp, sync-cutoff, async-cutoff, sync-cutoff-net, async-cutoff-net, sync-cutoff-log, sync-broker, sync-broker-log, async-broker, direct")
+	fs.StringVar(&o.latScen, "lat-scenarios", "", "comma-separated `scenarios` of the open model at each fraction (default: the plan's)")
+	fs.StringVar(&o.liveScen, "live-scenarios", "", "comma-separated `scenarios` of the open model at the live rate, forwarding live against cut off (default: the plan's)")
 	fs.StringVar(&o.c64, "c64-scenarios", "", "comma-separated `scenarios` of the capacity64 phase (default: the plan's); seed is the aiohttp design")
 	fs.StringVar(&o.fractions, "fractions", "", "comma-separated open-model `fractions` of bare's capacity (default: the plan's, 0.25,0.5,0.75,0.9)")
 	fs.StringVar(&o.queue, "queue", "classic", "the bench's queue on the broker: transient (not durable), classic (durable) or quorum")
@@ -336,6 +340,22 @@ func newBencher(o runOptions, log io.Writer, command string) (*bencher, error) {
 				return nil, fmt.Errorf("-scenarios: unknown scenario %q", s)
 			}
 			p.CapScenarios = append(p.CapScenarios, s)
+		}
+	}
+	for _, l := range []struct {
+		flag, val string
+		dst       *[]string
+	}{{"-lat-scenarios", o.latScen, &p.LatScenarios}, {"-live-scenarios", o.liveScen, &p.LiveScenarios}} {
+		if l.val == "" {
+			continue
+		}
+		*l.dst = nil
+		for _, s := range strings.Split(l.val, ",") {
+			s = strings.TrimSpace(s)
+			if _, ok := scenarios[s]; !ok {
+				return nil, fmt.Errorf("%s: unknown scenario %q", l.flag, s)
+			}
+			*l.dst = append(*l.dst, s)
 		}
 	}
 	if o.fractions != "" {
