@@ -589,3 +589,82 @@ func BenchmarkEncode(b *testing.B) {
 		b.ReportMetric(float64(len(buf)), "bytes/record")
 	})
 }
+
+// BenchmarkAppendSyncLogRate is the log at a low, paced rate: one appender,
+// one Append per tick of -rate (default 1k/s), b.N appends, with the moves
+// into the tree made at once (MoveDelay < 0, as before it existed) and
+// gathered (the default MoveDelay). It reports the process's CPU per 1,000
+// records (user+system, getrusage), bbolt commits per second, log batches
+// per move and the move latency. A tick missed while an Append runs is
+// dropped (appends/s says the rate reached). -count runs each
+// sub-benchmark's repetitions in a row: for A/B/A/B, repeat the command.
+//
+//	for i in 1 2 3; do go test -run '^$' -bench 'AppendSyncLogRate' -benchtime 3000x ./outbox/; done
+func BenchmarkAppendSyncLogRate(b *testing.B) {
+	rate := 1000
+	if s := os.Getenv("OUTBOX_BENCH_RATE"); s != "" {
+		rate, _ = strconv.Atoi(s)
+	}
+	var logBytes int64 // OUTBOX_BENCH_LOG_BYTES: a small log is reused often
+	if s := os.Getenv("OUTBOX_BENCH_LOG_BYTES"); s != "" {
+		logBytes, _ = strconv.ParseInt(s, 10, 64)
+	}
+	for _, delay := range []time.Duration{-1, 0} {
+		name := "moveDelay=default"
+		if delay < 0 {
+			name = "moveDelay=none"
+		}
+		b.Run(fmt.Sprintf("rate=%d/%s", rate, name), func(b *testing.B) {
+			o, err := Open(filepath.Join(b.TempDir(), "o.db"), &Options{Log: true, LogBytes: logBytes, MoveDelay: delay})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer o.Close()
+			recs := benchRecords(1024)
+			h := hdrhistogram.New(1, int64(10*time.Second), 3)
+			before := o.Stats()
+			cpu0 := cpuTime()
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			defer tick.Stop()
+			start := time.Now()
+			b.ResetTimer()
+			for i := range b.N {
+				<-tick.C
+				r := *recs[i%len(recs)]
+				t0 := time.Now()
+				if err := o.Append(&r); err != nil {
+					b.Fatal(err)
+				}
+				h.RecordValue(int64(time.Since(t0)))
+			}
+			// Wait for the last moves as they come, not forced by Sync.
+			for o.Stats().Moving > 0 {
+				time.Sleep(time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			cpu := cpuTime() - cpu0
+			b.StopTimer()
+			st := o.Stats()
+			commits := st.Commits - before.Commits
+			b.ReportMetric(cpu.Seconds()/float64(b.N)*1000, "cpu-s/1k-records")
+			b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cores")
+			b.ReportMetric(float64(commits)/elapsed.Seconds(), "commits/s")
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
+			b.ReportMetric(float64(st.LogLatency.Count)/float64(max(st.Moves, 1)), "batches/move")
+			b.ReportMetric(st.MoveLatency.Quantile(0.5)*1e3, "move-p50-ms")
+			b.ReportMetric(st.MoveLatency.Quantile(0.99)*1e3, "move-p99-ms")
+			b.ReportMetric(float64(h.ValueAtQuantile(99))/1e6, "append-p99-ms")
+			b.ReportMetric(float64(h.Max())/1e6, "append-max-ms")
+			b.ReportMetric(float64(o.ctr.logWaits.Load()), "log-full-waits")
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

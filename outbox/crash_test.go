@@ -29,6 +29,8 @@ import (
 const (
 	crashChildEnv = "OUTBOX_CRASH_CHILD"
 	crashLogEnv   = "OUTBOX_CRASH_LOG"
+	// crashGatherEnv paces the child's appends and lets moves gather.
+	crashGatherEnv = "OUTBOX_CRASH_GATHER"
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +48,11 @@ func TestMain(m *testing.M) {
 // crashChild appends until killed.
 func crashChild(path, prefix string) {
 	opts := &outbox.Options{LockTimeout: 10 * time.Second}
-	if os.Getenv(crashLogEnv) != "" {
+	if os.Getenv(crashGatherEnv) != "" {
+		// Moves that gather for long (Options.MoveDelay) at a low rate:
+		// at the kill, the last second's records are in the log only.
+		opts.Log, opts.MoveDelay = true, time.Second
+	} else if os.Getenv(crashLogEnv) != "" {
 		// A small log, reused often, and moves into the tree that lag
 		// behind: at the kill the log holds records the tree does not.
 		opts.Log, opts.LogBytes = true, 256<<10
@@ -71,6 +77,9 @@ func crashChild(path, prefix string) {
 					os.Exit(4)
 				}
 				out <- id
+				if opts.MoveDelay > 0 {
+					time.Sleep(time.Millisecond)
+				}
 			}
 		}()
 	}
@@ -124,6 +133,24 @@ func TestCrashKill9WithRecordsOnlyInTheLog(t *testing.T) {
 	t.Logf("%d acknowledged appends survived kill -9, %d of them moved from the log by Open", total, replayed)
 	if replayed == 0 {
 		t.Fatal("no kill found records only in the log: the test proved nothing about it")
+	}
+}
+
+// The same while the writer lets logged batches gather before it moves
+// them (Options.MoveDelay): paced appends, a long move delay, so that at
+// most kills the records answered last are in the log only. Open moves
+// them; none is lost.
+func TestCrashKill9WhileMovesGather(t *testing.T) {
+	replayed, kills := 0, 0
+	total := crashCycles(t, &outbox.Options{Log: true}, []string{crashGatherEnv + "=1"}, func(o *outbox.Outbox) {
+		if n := o.Stats().LogReplayed; n > 0 {
+			replayed += n
+			kills++
+		}
+	})
+	t.Logf("%d acknowledged appends survived kill -9; %d kills left %d records gathering in the log", total, kills, replayed)
+	if replayed == 0 {
+		t.Fatal("no kill found records gathering in the log: the test proved nothing about it")
 	}
 }
 

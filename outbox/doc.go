@@ -26,9 +26,13 @@ appenders as soon as that fdatasync returns and hands the batch to the
 writer, which moves every logged batch waiting into bbolt in one commit,
 with the acks and the prune step, while the logger writes the next ones:
 a bbolt commit's two fdatasyncs are shared by many log batches and
-overlap with log writes. Batches that need the tree's answer (an
-AppendIndexed, Sync's and Prune's, the spill's way back) are not logged:
-the logger hands them to the writer, which commits them after every
+overlap with log writes. At a low rate the writer lets logged batches
+gather (moveWait): while they hold fewer than 256 records it moves
+them Options.MoveDelay after the oldest was logged, not at once; never at
+Close, with acks or a prune step due, with a direct batch behind them,
+or once the log is half used or the logger waits for room. Batches
+that need the tree's answer (an AppendIndexed, Sync's and Prune's, the
+spill's way back) are not logged: the logger hands them to the writer, which commits them after every
 logged batch before them, and waits. Once everything logged is in bbolt
 and a quarter of the log is used (or the next frame does not fit), the
 next frame starts the log again from its start under a new generation,
@@ -67,8 +71,9 @@ power loss in the log, and Open moves it into bbolt before anything else
 bbolt's next_seq; a frame torn by the crash was never answered and is
 ignored, and a damaged frame followed by valid ones makes Open fail with
 ErrCorrupt). Readers (ReadPending, Scan, the forwarder) see a record once
-it is in bbolt: one commit after the log, a few milliseconds (Stats
-MoveLatency); Sync waits for it. When the log is full the logger waits
+it is in bbolt: within Options.MoveDelay (10 ms by default) and one
+commit after the log (Stats MoveLatency); Sync waits for it, and moves
+at once. When the log is full the logger waits
 for the writer to move what it holds; when bbolt takes no writes then
 (a write back-off), Append fails with ErrWrite and the caller spills, as
 without the log. A write error of the log fails the batch (ErrWrite); the

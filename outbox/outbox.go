@@ -102,6 +102,7 @@ const (
 	DefaultCommitTimeout   = 5 * time.Second
 	DefaultSpillBytes      = 32 << 20
 	DefaultLockTimeout     = time.Second
+	DefaultMoveDelay       = 10 * time.Millisecond
 )
 
 // Options configures an Outbox. A nil *Options means all defaults; every
@@ -177,6 +178,16 @@ type Options struct {
 	// LogBytes is the size of the log file, allocated and zero-filled when
 	// it is created. Zero means DefaultLogBytes.
 	LogBytes int64
+
+	// MoveDelay is, with the log, how long at most the writer lets logged
+	// batches gather before it moves them into the tree in one commit,
+	// while they hold fewer than 256 records: at a low rate one bbolt
+	// commit then moves many batches instead of one each. Readers (the
+	// forwarder) see a record once it is moved, so this adds up to
+	// MoveDelay to a record's way to the broker, never to an Append (see
+	// Stats.MoveLatency). Zero means DefaultMoveDelay; negative moves at
+	// once.
+	MoveDelay time.Duration
 
 	// ReadOnly opens the file without taking the write lock exclusively and
 	// without a writer: Append, Ack and Spill return ErrClosed. For tools.
@@ -273,6 +284,9 @@ func (o *Options) withDefaults() Options {
 		r.LogBytes = DefaultLogBytes
 	}
 	r.LogBytes = max(r.LogBytes, minLogBytes)
+	if r.MoveDelay == 0 {
+		r.MoveDelay = DefaultMoveDelay
+	}
 	if r.LockTimeout <= 0 {
 		r.LockTimeout = DefaultLockTimeout
 	}
@@ -354,6 +368,9 @@ type Outbox struct {
 	wal         *walWriter    // owned by the log goroutine
 	logWake     chan struct{} // cap 1: there is work for the log goroutine
 	moved       chan struct{} // cap 1: the writer committed a move
+	logSize     int64         // the log file's size
+	logOff      atomic.Int64  // where the log's next frame goes, for the writer's moveWait
+	logWaiting  atomic.Bool   // the log goroutine waits for room (logBatch)
 	logDone     chan struct{} // closed when the log goroutine has ended
 	replayed    int           // records moved from the log by Open
 
@@ -499,6 +516,8 @@ func Open(path string, opts *Options) (*Outbox, error) {
 			return nil, err
 		default:
 			o.wal = wal
+			o.logSize = wal.size
+			o.logOff.Store(wal.off)
 			o.logWake = make(chan struct{}, 1)
 			o.moved = make(chan struct{}, 1)
 			o.logDone = make(chan struct{})

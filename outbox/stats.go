@@ -45,12 +45,14 @@ type Stats struct {
 
 	// With the log (Options.Log): records logged since Open, logged and
 	// not yet moved into the tree (counted in Queued too), moved from the
-	// log by Open, and batches refused because the log was full while the
-	// tree took no writes.
+	// log by Open, batches refused because the log was full while the
+	// tree took no writes, and commits (counted in Commits too) that moved
+	// logged records into the tree.
 	Logged      uint64
 	Moving      int
 	LogReplayed int
 	LogFull     uint64
+	Moves       uint64
 
 	BatchSize     Histogram // records per commit
 	CommitLatency Histogram // seconds from begin to fsynced commit
@@ -108,6 +110,7 @@ func (o *Outbox) Stats() Stats {
 		MoveLatency:   o.ctr.moveLatency.snapshot(),
 		Logged:        o.ctr.logged.Load(),
 		LogFull:       o.ctr.logFull.Load(),
+		Moves:         o.ctr.moves.Load(),
 		LogReplayed:   o.replayed,
 	}
 	s.OldestPending = fromUnixNano(o.oldestPending.Load())
@@ -140,7 +143,8 @@ type counters struct {
 	commits, commitErrors                        atomic.Uint64
 	full, overloaded, timeouts, rescued          atomic.Uint64
 	retry                                        atomic.Int64 // current write back-off, ns
-	logged, logFull                              atomic.Uint64
+	logged, logFull, moves                       atomic.Uint64
+	logWaits                                     atomic.Uint64 // the logger waited for room (benchmarks)
 
 	batchSize     *histogram
 	commitLatency *histogram

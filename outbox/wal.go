@@ -392,6 +392,53 @@ func (l *walWriter) write(recs []*[]byte, seq uint64, newGen bool) error {
 	return nil
 }
 
+// moveGoal is the count of logged records a move holds before the writer
+// stops letting them gather (moveWait). A bbolt commit costs two
+// fdatasyncs and a few pages (meta, the tree's root and branch, the route
+// and span pages) whatever it moves; from a few hundred records on, that
+// fixed cost is a small share of the commit, so waiting longer buys little.
+// Above 256 records per DefaultMoveDelay (25k records/s) a move is full
+// before its delay ends: the wait shrinks as the rate grows, and busy
+// nodes move as before (natural batching).
+const moveGoal = 256
+
+// moveWait returns how long the writer lets the logged batches at the head
+// of moveQ gather before it moves them (Options.MoveDelay), or 0 to move
+// now: at a low rate each batch would otherwise cost a bbolt commit of its
+// own. It never waits at Close (final), when a prune step or acks are due
+// (they ride in the move's commit, and a move in theirs), when a batch to
+// commit directly waits behind the logged ones (an indexed append, Sync,
+// the spill's way back), when the log is half used or the log goroutine
+// waits for room in it, or once the batches hold moveGoal records or a
+// quarter of MaxBatchBytes. The wait ends MoveDelay after the oldest
+// batch was logged; every logged batch, direct batch and ack wakes the
+// writer, which asks again. o.mu is held.
+func (o *Outbox) moveWait(now time.Time, final, pruneDue bool) time.Duration {
+	if final || pruneDue || o.opts.MoveDelay <= 0 || len(o.moveQ) == 0 || o.logWaiting.Load() ||
+		2*(o.logOff.Load()-logDataStart) >= o.logSize-logDataStart {
+		return 0
+	}
+	recs, bytes := 0, 0
+	for _, m := range o.moveQ {
+		if m.seq == 0 {
+			return 0
+		}
+		recs += len(m.recs)
+		bytes += m.bytes
+	}
+	if recs >= min(moveGoal, o.opts.MaxBatchRecords) || 4*bytes >= o.opts.MaxBatchBytes {
+		return 0
+	}
+	d := time.Duration(o.moveQ[0].logged + int64(o.opts.MoveDelay) - now.UnixNano())
+	if len(o.acks) > 0 {
+		if len(o.acks) >= ackBatch {
+			return 0
+		}
+		d = min(d, ackDelay-now.Sub(o.acksSince))
+	}
+	return max(d, 0)
+}
+
 // takeMove takes the writer's next work with the log: a batch to commit
 // directly, or the logged batches at the head of moveQ merged into one
 // (returned too, so that a failed move can put them back). o.mu is held.
@@ -595,6 +642,7 @@ func (o *Outbox) logBatch(ls *logState, b *batch) error {
 		return o.writeError()
 	}
 	l := o.wal
+	defer o.logWaiting.Store(false)
 	for {
 		allMoved := o.nextSeq.Load() >= ls.next
 		// Reuse the log from its start whenever it is all moved and a
@@ -609,6 +657,8 @@ func (o *Outbox) logBatch(ls *logState, b *batch) error {
 			o.ctr.logFull.Add(1)
 			return o.writeError()
 		}
+		o.ctr.logWaits.Add(1)
+		o.logWaiting.Store(true) // the writer moves without gathering
 		o.signalWriter()
 		t := time.NewTimer(10 * time.Millisecond)
 		select {
@@ -650,6 +700,7 @@ func (o *Outbox) logWrite(ls *logState, b *batch, newGen bool) error {
 	}
 	ls.failedAt, ls.retry = time.Time{}, 0
 	o.logFailedUntil.Store(0)
+	o.logOff.Store(o.wal.off)
 	if newGen || ls.defined == nil {
 		ls.defined = map[uint32]bool{}
 	}

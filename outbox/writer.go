@@ -219,6 +219,11 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	var b *batch
 	var moving []*batch // with the log: the logged batches b merges
 	if o.wal != nil {
+		pruneSoon := now.Sub(w.lastPrune) >= o.opts.PruneInterval || o.pruneNow.Load()
+		if d := o.moveWait(now, final, pruneSoon); d > 0 {
+			o.mu.Unlock()
+			return d, false
+		}
 		b, moving = o.takeMove(now)
 	} else if len(o.queue) > 0 {
 		b = o.queue[0]
@@ -311,6 +316,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 
 	if moving != nil {
 		if err == nil {
+			o.ctr.moves.Add(1)
 			now := time.Now().UnixNano()
 			for _, m := range moving {
 				o.ctr.moveLatency.observe(float64(now-m.logged) / 1e9)

@@ -68,6 +68,12 @@ var (
 	obBatch          = desc("outbox_commit_batch_records", "Records per commit.")
 	obCommitLatency  = desc("outbox_commit_duration_seconds", "Commit latency, begin to fsynced.")
 	obPruneLatency   = desc("outbox_prune_commit_duration_seconds", "Latency of commits that pruned or evicted.")
+	// The log before the tree (outbox.write_path: log); 0 without it.
+	obLogged      = desc("outbox_log_records_total", "Records written to the log and answered (outbox.write_path: log).")
+	obLogFull     = desc("outbox_log_full_total", "Batches refused because the log was full while the file took no writes.")
+	obMoving      = desc("outbox_moving_records", "Records answered from the log and not yet moved into the file (counted in outbox_queued_records too).")
+	obMoves       = desc("outbox_moves_total", "Commits that moved logged records into the file (counted in outbox_commits_total too).")
+	obMoveLatency = desc("outbox_move_latency_seconds", "From a batch's fdatasync in the log to its commit in the file: what the log adds to a record's way to the broker.")
 )
 
 type outboxCollector struct{ o *outbox.Outbox }
@@ -76,7 +82,7 @@ func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{obPending, obPendingBytes, obOldestAge, obRetained, obRetainedBytes,
 		obFileSize, obQueued, obFailing, obAppended, obAcked, obPruned, obEvicted, obCommits, obCommitErrors,
 		obRefused, obSpillRecords, obSpillBytes, obSpilled, obSpillDelivered, obSpillDropped, obBatch,
-		obCommitLatency, obPruneLatency} {
+		obCommitLatency, obPruneLatency, obLogged, obLogFull, obMoving, obMoves, obMoveLatency} {
 		ch <- d
 	}
 }
@@ -108,6 +114,11 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	histogram(ch, obBatch, s.BatchSize)
 	histogram(ch, obCommitLatency, s.CommitLatency)
 	histogram(ch, obPruneLatency, s.PruneLatency)
+	counter(ch, obLogged, s.Logged)
+	counter(ch, obLogFull, s.LogFull)
+	gauge(ch, obMoving, float64(s.Moving))
+	counter(ch, obMoves, s.Moves)
+	histogram(ch, obMoveLatency, s.MoveLatency)
 }
 
 var (
