@@ -74,6 +74,13 @@ func (b *bencher) ceilingRun(rep int, coalesced bool) (CeilingRun, error) {
 	// over its whole life, so the rate below uses the child's own clock.
 	waitErr := cmd.Wait()
 	r.CPU = cpu.read()
+	// The meter reads /proc, which a reaped child has left: take its CPU
+	// from the wait status instead.
+	if st := cmd.ProcessState; st != nil {
+		if wall := time.Since(cpu.start).Seconds(); wall > 0 {
+			r.CPU.Server = (st.UserTime() + st.SystemTime()).Seconds() / wall
+		}
+	}
 	if waitErr != nil {
 		return r, fmt.Errorf("ceiling: %v: %s", waitErr, bytes.TrimSpace(errb.Bytes()))
 	}

@@ -47,12 +47,17 @@ type Stats struct {
 	// not yet moved into the tree (counted in Queued too), moved from the
 	// log by Open, batches refused because the log was full while the
 	// tree took no writes, and commits (counted in Commits too) that moved
-	// logged records into the tree.
+	// logged records into the tree. LogWaits counts the times the logger
+	// found no room and waited for the writer to move everything logged
+	// (answers wait meanwhile); LogRestarts the times the log started over
+	// from its beginning (a new generation).
 	Logged      uint64
 	Moving      int
 	LogReplayed int
 	LogFull     uint64
 	Moves       uint64
+	LogWaits    uint64
+	LogRestarts uint64
 
 	BatchSize     Histogram // records per commit
 	CommitLatency Histogram // seconds from begin to fsynced commit
@@ -111,6 +116,8 @@ func (o *Outbox) Stats() Stats {
 		Logged:        o.ctr.logged.Load(),
 		LogFull:       o.ctr.logFull.Load(),
 		Moves:         o.ctr.moves.Load(),
+		LogWaits:      o.ctr.logWaits.Load(),
+		LogRestarts:   o.ctr.logRestarts.Load(),
 		LogReplayed:   o.replayed,
 	}
 	s.OldestPending = fromUnixNano(o.oldestPending.Load())
@@ -144,7 +151,7 @@ type counters struct {
 	full, overloaded, timeouts, rescued          atomic.Uint64
 	retry                                        atomic.Int64 // current write back-off, ns
 	logged, logFull, moves                       atomic.Uint64
-	logWaits                                     atomic.Uint64 // the logger waited for room (benchmarks)
+	logWaits, logRestarts                        atomic.Uint64
 
 	batchSize     *histogram
 	commitLatency *histogram

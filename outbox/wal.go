@@ -701,6 +701,9 @@ func (o *Outbox) logWrite(ls *logState, b *batch, newGen bool) error {
 	ls.failedAt, ls.retry = time.Time{}, 0
 	o.logFailedUntil.Store(0)
 	o.logOff.Store(o.wal.off)
+	if newGen {
+		o.ctr.logRestarts.Add(1)
+	}
 	if newGen || ls.defined == nil {
 		ls.defined = map[uint32]bool{}
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // heldMoves opens an outbox with the log whose moves into the tree wait
@@ -184,6 +185,9 @@ func TestLogReuseAcrossGenerations(t *testing.T) {
 			want = append(want, id)
 		}
 		gen := o.wal.gen
+		if st := o.Stats(); st.LogRestarts < 2 {
+			t.Fatalf("round %d: Stats.LogRestarts = %d after 100 frames in a 16-frame log, want several", round, st.LogRestarts)
+		}
 		if err := o.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -244,6 +248,61 @@ func TestLogFullWhileTreeFails(t *testing.T) {
 	}
 	if st := o.Stats(); st.Pending != int64(taken+1) {
 		t.Fatalf("pending %d, want %d", st.Pending, taken+1)
+	}
+}
+
+// When the log has no room, the logger waits for the writer to move what
+// was logged (the answers wait meanwhile), counts the wait, and answers
+// once the moves are in.
+func TestLogWaitsForRoomAndCountsIt(t *testing.T) {
+	release := make(chan struct{})
+	var block atomic.Bool
+	opts := &Options{Log: true, LogBytes: minLogBytes}
+	opts.beforeCommit = func() error {
+		if block.Load() {
+			<-release
+		}
+		return nil
+	}
+	o, err := Open(filepath.Join(t.TempDir(), "outbox.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	block.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		for i := range 40 { // one page each: more than the log's 16
+			r := &Record{Exchange: "clicks", MessageID: fmt.Sprint(i), Body: []byte("{}")}
+			if err := o.Append(r); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for o.Stats().LogWaits == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the log never waited for room with the writer blocked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("40 appends into a 16-page log finished while the writer was blocked: %v", err)
+	default:
+	}
+	block.Store(false)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if st := o.Stats(); st.Pending != 40 || st.LogRestarts == 0 {
+		t.Fatalf("pending %d, log restarts %d; want 40 and at least 1", st.Pending, st.LogRestarts)
 	}
 }
 

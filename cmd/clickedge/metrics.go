@@ -73,6 +73,8 @@ var (
 	obLogFull     = desc("outbox_log_full_total", "Batches refused because the log was full while the file took no writes.")
 	obMoving      = desc("outbox_moving_records", "Records answered from the log and not yet moved into the file (counted in outbox_queued_records too).")
 	obMoves       = desc("outbox_moves_total", "Commits that moved logged records into the file (counted in outbox_commits_total too).")
+	obLogWaits    = desc("outbox_log_waits_total", "Times the log had no room and new answers waited until the file had taken every logged record.")
+	obLogRestarts = desc("outbox_log_restarts_total", "Times the log started over from its beginning (every logged record moved).")
 	obMoveLatency = desc("outbox_move_latency_seconds", "From a batch's fdatasync in the log to its commit in the file: what the log adds to a record's way to the broker.")
 )
 
@@ -82,7 +84,7 @@ func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{obPending, obPendingBytes, obOldestAge, obRetained, obRetainedBytes,
 		obFileSize, obQueued, obFailing, obAppended, obAcked, obPruned, obEvicted, obCommits, obCommitErrors,
 		obRefused, obSpillRecords, obSpillBytes, obSpilled, obSpillDelivered, obSpillDropped, obBatch,
-		obCommitLatency, obPruneLatency, obLogged, obLogFull, obMoving, obMoves, obMoveLatency} {
+		obCommitLatency, obPruneLatency, obLogged, obLogFull, obMoving, obMoves, obLogWaits, obLogRestarts, obMoveLatency} {
 		ch <- d
 	}
 }
@@ -118,6 +120,8 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, obLogFull, s.LogFull)
 	gauge(ch, obMoving, float64(s.Moving))
 	counter(ch, obMoves, s.Moves)
+	counter(ch, obLogWaits, s.LogWaits)
+	counter(ch, obLogRestarts, s.LogRestarts)
 	histogram(ch, obMoveLatency, s.MoveLatency)
 }
 

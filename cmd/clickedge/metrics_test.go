@@ -57,6 +57,8 @@ func TestOutboxLogMetrics(t *testing.T) {
 		"clickedge_outbox_log_full_total":       0,
 		"clickedge_outbox_moving_records":       1,
 		"clickedge_outbox_moves_total":          1,
+		"clickedge_outbox_log_waits_total":      0,
+		"clickedge_outbox_log_restarts_total":   0,
 		"clickedge_outbox_move_latency_seconds": 0, // at least one observation, below
 	} {
 		v, ok := got[name]
