@@ -76,6 +76,9 @@ var ErrLogPending = errors.New("outbox: the log holds records not yet moved into
 // logPath is the log's path for the outbox file at path.
 func logPath(path string) string { return path + logSuffix }
 
+// LogPath is where the outbox at path keeps its log (Options.Log).
+func LogPath(path string) string { return logPath(path) }
+
 // walWriter is the open log. It is owned by the log goroutine (after Open's
 // replay).
 type walWriter struct {

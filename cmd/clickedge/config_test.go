@@ -78,7 +78,7 @@ func wantDefaults() Config {
 			FlushInterval: d("10ms"),
 			OnError:       "spill",
 			SpillBytes:    32 << 20,
-			WritePath:     "tree",
+			WritePath:     "log",
 		},
 		Forwarder: ForwarderConfig{
 			AMQPURLs:        []string{"amqp://guest:guest@127.0.0.1:5672/"},

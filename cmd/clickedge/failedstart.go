@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+
+	"github.com/clickedge/clickedge/outbox"
 )
 
 // mkdirAllTracked is os.MkdirAll that appends the directories it created
@@ -34,8 +36,12 @@ func mkdirAllTracked(dir string, perm os.FileMode, created *[]string) error {
 // created. A directory that is not empty (someone else wrote there) stays.
 func (n *node) removeCreated() {
 	if p := n.createdOutbox; p != "" {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			n.log.Warn("cannot remove the outbox the failed start created", "path", p, "err", err)
+		// Its log too: a node that never served answered nothing, so the
+		// log of an outbox this start created holds nothing to keep.
+		for _, f := range []string{p, outbox.LogPath(p)} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				n.log.Warn("cannot remove the outbox the failed start created", "path", f, "err", err)
+			}
 		}
 	}
 	if p := n.createdCatalog; p != "" {
