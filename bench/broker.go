@@ -24,6 +24,22 @@ type sink struct {
 // Queue kinds for the bench's queue.
 var queueKinds = []string{"transient", "classic", "classic2", "quorum"}
 
+// queueArgs is how a queue of kind is declared: durable or not, and its
+// arguments. It expires after 10 idle minutes if the bench dies before
+// deleting it.
+func queueArgs(kind string) (durable bool, args amqp.Table) {
+	args = amqp.Table{"x-queue-type": "classic", "x-expires": int32(10 * 60 * 1000)}
+	switch kind {
+	case "quorum":
+		args["x-queue-type"] = "quorum"
+	case "classic2":
+		// RabbitMQ 3.10's second classic queue store (a per-queue
+		// message store and index): a broker setting, not clickedge's.
+		args["x-queue-version"] = int32(2)
+	}
+	return kind != "transient", args
+}
+
 func newSink(url, kind string) (*sink, error) {
 	var b [4]byte
 	rand.Read(b[:])
@@ -45,16 +61,7 @@ func newSink(url, kind string) (*sink, error) {
 	// queue would, for clickedge and the direct server alike.
 	err = s.ch.ExchangeDeclare(s.exchange, "topic", true, false, false, false, nil)
 	if err == nil {
-		args := amqp.Table{"x-queue-type": "classic", "x-expires": int32(10 * 60 * 1000)}
-		durable := kind != "transient"
-		switch kind {
-		case "quorum":
-			args["x-queue-type"] = "quorum"
-		case "classic2":
-			// RabbitMQ 3.10's second classic queue store (a per-queue
-			// message store and index): a broker setting, not clickedge's.
-			args["x-queue-version"] = int32(2)
-		}
+		durable, args := queueArgs(kind)
 		_, err = s.ch.QueueDeclare(s.queue, durable, false, false, false, args)
 	}
 	if err == nil {

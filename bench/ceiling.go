@@ -150,15 +150,9 @@ func publishCeiling(url, kind string, window, bodyBytes int, d time.Duration, co
 	if err != nil {
 		return res, err
 	}
-	args := amqp.Table{"x-queue-type": "classic", "x-expires": int32(10 * 60 * 1000)}
-	switch kind {
-	case "quorum":
-		args["x-queue-type"] = "quorum"
-	case "classic2":
-		args["x-queue-version"] = int32(2)
-	}
+	durable, args := queueArgs(kind)
 	if err = ch.ExchangeDeclare(name, "topic", true, false, false, false, nil); err == nil {
-		if _, err = ch.QueueDeclare(name, kind != "transient", false, false, false, args); err == nil {
+		if _, err = ch.QueueDeclare(name, durable, false, false, false, args); err == nil {
 			err = ch.QueueBind(name, "click.#", name, false, nil)
 		}
 	}
