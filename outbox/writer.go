@@ -218,9 +218,10 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 	o.mu.Lock()
 	var b *batch
 	var moving []*batch // with the log: the logged batches b merges
+	// A prune step due by time or asked for (a batch may ask too, below).
+	pruneTimer := now.Sub(w.lastPrune) >= o.opts.PruneInterval || o.pruneNow.Load()
 	if o.wal != nil {
-		pruneSoon := now.Sub(w.lastPrune) >= o.opts.PruneInterval || o.pruneNow.Load()
-		if d := o.moveWait(now, final, pruneSoon); d > 0 {
+		if d := o.moveWait(now, final, pruneTimer); d > 0 {
 			o.mu.Unlock()
 			return d, false
 		}
@@ -240,7 +241,7 @@ func (o *Outbox) commitNext(w *writerState, final bool) (wait time.Duration, mor
 			}
 		}
 	}
-	pruneDue := now.Sub(w.lastPrune) >= o.opts.PruneInterval || o.pruneNow.Load() || b != nil && b.prune
+	pruneDue := pruneTimer || b != nil && b.prune
 	if b == nil && len(o.acks) > 0 && len(o.acks) < ackBatch && !final {
 		if d := ackDelay - now.Sub(o.acksSince); d > 0 && !pruneDue {
 			o.mu.Unlock()
