@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -53,8 +54,22 @@ func TestUnroutable(t *testing.T) {
 	if n := h.waitCaughtUp(0, resumeLimit+10*time.Second); n > 0 {
 		t.Errorf("%d clicks answered during the unbind still undelivered %v after the rebind", n, resumeLimit+10*time.Second)
 	}
-	if held := h.edge.mustMetrics(t)["clickedge_forwarder_held_routes"]; held != 0 {
+	m := h.edge.mustMetrics(t)
+	if held := m["clickedge_forwarder_held_routes"]; held != 0 {
 		t.Errorf("clickedge_forwarder_held_routes = %v once caught up after the rebind, want 0", held)
+	}
+	// The default write path is the log: its figures reach /metrics
+	// through the binary, and the moves gather (fewer commits than clicks).
+	if os.Getenv("E2E_WRITE_PATH") != "tree" {
+		logged, moves := m["clickedge_outbox_log_records_total"], m["clickedge_outbox_moves_total"]
+		if logged == 0 || moves == 0 || moves >= logged {
+			t.Errorf("clickedge_outbox_log_records_total = %v, clickedge_outbox_moves_total = %v; want both > 0 and fewer moves than records", logged, moves)
+		}
+		for _, name := range []string{"clickedge_outbox_log_waits_total", "clickedge_outbox_log_restarts_total", "clickedge_outbox_moving_records"} {
+			if _, ok := m[name]; !ok {
+				t.Errorf("%s is not exported", name)
+			}
+		}
 	}
 	h.runFor(2 * time.Second)
 
