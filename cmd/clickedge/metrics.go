@@ -75,6 +75,7 @@ var (
 	obMoves       = desc("outbox_moves_total", "Commits that moved logged records into the file (counted in outbox_commits_total too).")
 	obLogWaits    = desc("outbox_log_waits_total", "Times the log had no room and new answers waited until the file had taken every logged record.")
 	obLogRestarts = desc("outbox_log_restarts_total", "Times the log started over from its beginning (every logged record moved).")
+	obLogLatency  = desc("outbox_log_write_duration_seconds", "A frame's write and fdatasync in the log; its count is the frames written (outbox_log_records_total over it: records per fdatasync).")
 	obMoveLatency = desc("outbox_move_latency_seconds", "From a batch's fdatasync in the log to its commit in the file: what the log adds to a record's way to the broker.")
 )
 
@@ -84,7 +85,7 @@ func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{obPending, obPendingBytes, obOldestAge, obRetained, obRetainedBytes,
 		obFileSize, obQueued, obFailing, obAppended, obAcked, obPruned, obEvicted, obCommits, obCommitErrors,
 		obRefused, obSpillRecords, obSpillBytes, obSpilled, obSpillDelivered, obSpillDropped, obBatch,
-		obCommitLatency, obPruneLatency, obLogged, obLogFull, obMoving, obMoves, obLogWaits, obLogRestarts, obMoveLatency} {
+		obCommitLatency, obPruneLatency, obLogged, obLogFull, obMoving, obMoves, obLogWaits, obLogRestarts, obLogLatency, obMoveLatency} {
 		ch <- d
 	}
 }
@@ -122,6 +123,7 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, obMoves, s.Moves)
 	counter(ch, obLogWaits, s.LogWaits)
 	counter(ch, obLogRestarts, s.LogRestarts)
+	histogram(ch, obLogLatency, s.LogLatency)
 	histogram(ch, obMoveLatency, s.MoveLatency)
 }
 

@@ -53,17 +53,26 @@ func TestOutboxLogMetrics(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]float64{
-		"clickedge_outbox_log_records_total":    4,
-		"clickedge_outbox_log_full_total":       0,
-		"clickedge_outbox_moving_records":       1,
-		"clickedge_outbox_moves_total":          1,
-		"clickedge_outbox_log_waits_total":      0,
-		"clickedge_outbox_log_restarts_total":   0,
-		"clickedge_outbox_move_latency_seconds": 0, // at least one observation, below
+		"clickedge_outbox_log_records_total":          4,
+		"clickedge_outbox_log_full_total":             0,
+		"clickedge_outbox_moving_records":             1,
+		"clickedge_outbox_moves_total":                1,
+		"clickedge_outbox_log_waits_total":            0,
+		"clickedge_outbox_log_restarts_total":         0,
+		"clickedge_outbox_move_latency_seconds":       0, // at least one observation, below
+		"clickedge_outbox_log_write_duration_seconds": 0, // frames, below
 	} {
 		v, ok := got[name]
 		if !ok {
 			t.Errorf("%s is not exported", name)
+			continue
+		}
+		if name == "clickedge_outbox_log_write_duration_seconds" {
+			// One frame per Append at most (each waits for its own in
+			// sync mode), and at least two: "b" came after the Sync.
+			if v < 2 || v > 4 {
+				t.Errorf("%s = %v frames for 4 records, want 2 to 4", name, v)
+			}
 			continue
 		}
 		if name == "clickedge_outbox_move_latency_seconds" || name == "clickedge_outbox_moves_total" {
