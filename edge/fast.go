@@ -326,7 +326,10 @@ const fastMaxBody = 4 << 10
 //     default) goes back to a pool between requests, so an idle
 //     connection costs about 8 KiB instead of 76 KiB
 //     (TestIdleConnectionCost); the cost is a pool Get and Put per
-//     request.
+//     request, and a 1-byte read for each request's first byte, which
+//     the listener's read ahead (limitConn.Read) answers together with
+//     the rest of the request: one read system call per request, as
+//     without it (TestListenerReadsAhead).
 //   - SecureErrorLogMessage: fasthttp's errors would otherwise quote the
 //     request, query parameters included, into the log.
 //   - CloseOnShutdown: answers sent while shutting down carry

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ type limitServer struct {
 	reg    *prometheus.Registry
 }
 
-func startLimitServer(t *testing.T, server string, lo edge.ListenerOptions, fo edge.FastOptions) *limitServer {
+func startLimitServer(t *testing.T, server string, lo edge.ListenerOptions, fo edge.FastOptions, wrap ...func(net.Listener) net.Listener) *limitServer {
 	t.Helper()
 	cfg := edge.DefaultConfig()
 	cfg.Region, cfg.Node, cfg.Recorder = region, node, &edgetest.Recorder{}
@@ -41,6 +43,9 @@ func startLimitServer(t *testing.T, server string, lo edge.ListenerOptions, fo e
 		t.Fatal(err)
 	}
 	ls.addr = raw.Addr().String()
+	for _, w := range wrap {
+		raw = w(raw)
+	}
 	lo.Name, lo.Limits, lo.NetHTTP = edge.ListenerPublic, ls.limits, server == "net"
 	ln := edge.Listen(raw, lo)
 	served := make(chan struct{})
@@ -263,4 +268,108 @@ func vecValue(c prometheus.Collector, label string) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// countingListener counts the Read calls made on its connections: the
+// system calls a request costs the server, less the poller's retries.
+type countingListener struct {
+	net.Listener
+	reads *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, reads: l.reads}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	reads *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+// SyscallConn counts the reads made on the descriptor that returned (the
+// listener's read ahead reads there); those that found nothing and wait
+// are not counted, as Read does not count the poller's.
+func (c countingConn) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return countingRaw{RawConn: rc, reads: c.reads}, nil
+}
+
+type countingRaw struct {
+	syscall.RawConn
+	reads *atomic.Int64
+}
+
+func (r countingRaw) Read(f func(fd uintptr) bool) error {
+	return r.RawConn.Read(func(fd uintptr) bool {
+		done := f(fd)
+		if done {
+			r.reads.Add(1)
+		}
+		return done
+	})
+}
+
+// A keep-alive request costs the fasthttp listener one read from the
+// socket, not two: fasthttp waits for the next request with a 1-byte read
+// (ReduceMemoryUsage), and the listener reads ahead into a pooled chunk
+// that answers the read of the rest. Pipelined requests and a request
+// larger than the chunk are read whole.
+func TestListenerReadsAhead(t *testing.T) {
+	var reads atomic.Int64
+	ls := startLimitServer(t, "fasthttp", edge.ListenerOptions{}, edge.FastOptions{},
+		func(l net.Listener) net.Listener { return countingListener{Listener: l, reads: &reads} })
+	c, err := net.Dial("tcp", ls.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	answer := func(i int) {
+		t.Helper()
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 302 {
+			t.Fatalf("request %d: status %d, want 302", i, res.StatusCode)
+		}
+	}
+	req := "GET /r/Summer?subid=a HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: */*\r\n\r\n"
+	answer0 := func() { io.WriteString(c, req); answer(0) }
+	answer0() // the connection's first request: fasthttp reads it another way
+	const n = 100
+	start := reads.Load()
+	for i := range n {
+		io.WriteString(c, req)
+		answer(i + 1)
+	}
+	// Each request: one read. The server may already be waiting in the
+	// read for the next one, counted before it returns: at most one more.
+	if got := reads.Load() - start; got > n+1 {
+		t.Errorf("%d keep-alive requests took %d reads from the socket, want at most %d (one each)", n, got, n+1)
+	}
+
+	// Three pipelined requests in one write, and one larger than a chunk.
+	io.WriteString(c, req+req+req)
+	for i := range 3 {
+		answer(n + 1 + i)
+	}
+	big := "GET /r/Summer?subid=b HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 10<<10) + "\r\n\r\n"
+	io.WriteString(c, big)
+	answer(n + 4)
+	answer0()
 }
