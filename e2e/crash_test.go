@@ -17,12 +17,35 @@ const edgeKill = "edge kill -9"
 // Scenario 1: kill -9 of the edge under load at random moments, restarting
 // on the same data directory. Guarantee 1 (answered means durable) and 2
 // (durable means delivered): every answered click arrives; a click whose
-// request died with the process may arrive too (recovered).
+// request died with the process may arrive too (recovered). The edge runs
+// the suite's write path (E2E_WRITE_PATH, else the edge's default).
 func TestKill9UnderLoad(t *testing.T) {
 	h := newHarness(t)
-	h.startEdge()
-	rng := rand.New(rand.NewPCG(seed(), 1))
 	cycles := killCycles()
+	h.kill9Cycles(cycles, rand.NewPCG(seed(), 1))
+	h.finish(fmt.Sprintf("1 kill -9 edge x%d (%s)", cycles, writePath()), criteria{writePath: writePath()})
+}
+
+// Scenario 1b: scenario 1 on the other write path, the one the rest of
+// the suite does not run, with half the cycles (at least 10), so that
+// both paths are crashed in every run.
+func TestKill9UnderLoadOtherPath(t *testing.T) {
+	h := newHarness(t)
+	path := otherWritePath()
+	h.cfg.WritePath = path
+	cycles := otherPathCycles()
+	h.kill9Cycles(cycles, rand.NewPCG(seed(), 2))
+	h.finish(fmt.Sprintf("1b kill -9 edge x%d (%s)", cycles, path), criteria{writePath: path})
+}
+
+// kill9Cycles starts the edge, then cycles times lets the load run for a
+// random 0.5-2 s, SIGKILLs the edge and restarts it on the same data
+// directory; then it runs a second more and settles. The edge stays
+// running.
+func (h *harness) kill9Cycles(cycles int, src rand.Source) {
+	h.t.Helper()
+	h.startEdge()
+	rng := rand.New(src)
 	progress := max(1, cycles/20)
 	for i := range cycles {
 		h.runFor(500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond))))
@@ -31,12 +54,30 @@ func TestKill9UnderLoad(t *testing.T) {
 		h.startEdge()
 		h.heal(f)
 		if (i+1)%progress == 0 {
-			t.Logf("kill -9 cycle %d/%d: %d answered, %d delivered", i+1, cycles, h.load.answeredCount(), h.central.count())
+			h.t.Logf("kill -9 cycle %d/%d: %d answered, %d delivered", i+1, cycles, h.load.answeredCount(), h.central.count())
 		}
 	}
 	h.runFor(time.Second)
 	h.settle()
-	h.finish(fmt.Sprintf("1 kill -9 edge x%d", cycles), criteria{})
+}
+
+// wrongWritePath says how the running edge's figures contradict path, or
+// "" when they do not: with the log clickedge_outbox_log_records_total
+// counts what it answered, with the tree it stays 0. The stages that check
+// it gave their last edge a second of load before settling.
+func (h *harness) wrongWritePath(path string) string {
+	m, err := h.edge.metrics()
+	if err != nil {
+		return fmt.Sprintf("write path %s: /metrics: %v", path, err)
+	}
+	logged := m["clickedge_outbox_log_records_total"]
+	switch {
+	case path == "log" && logged == 0:
+		return fmt.Sprintf("write path %s: clickedge_outbox_log_records_total = 0 after a second of load, want > 0 (did the edge run the tree?)", path)
+	case path == "tree" && logged != 0:
+		return fmt.Sprintf("write path %s: clickedge_outbox_log_records_total = %v, want 0 (did the edge run the log?)", path, logged)
+	}
+	return ""
 }
 
 // Scenario 7: SIGTERM under load. A graceful stop answers every request it

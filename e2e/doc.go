@@ -16,9 +16,12 @@
 // Environment (read by the tests only):
 //
 //   - E2E_BIN: the clickedge binary; default: built from ./cmd/clickedge.
-//   - E2E_CYCLES: kill -9 cycles (default 40; 1000 for the long run).
-//   - E2E_WRITE_PATH: outbox.write_path of every edge (default: the edge's,
-//     tree); log runs the suite with the log before the tree.
+//   - E2E_CYCLES: kill -9 cycles of scenario 1 (default 40; 1000 for the
+//     long run); scenario 1b runs half of them, at least 10.
+//   - E2E_WRITE_PATH: outbox.write_path of every edge but scenario 1b's
+//     (tree or log; default: the edge's, log). Scenario 1b runs the kill -9
+//     cycles on the other path, so both are crashed in every run; the
+//     stage names in the report say which path each ran.
 //   - E2E_RATE: clicks per second the load driver offers (default 1000).
 //   - E2E_BLACKHOLE: how long the partition lasts (default 60s).
 //   - E2E_SEED: seed of the random kill moments (default: the clock; logged).

@@ -269,6 +269,9 @@ type criteria struct {
 	lost *int
 	// noResume skips the resume criterion (no heal to resume after).
 	noResume bool
+	// writePath, when set, is the outbox.write_path the running edge must
+	// show it ran (see wrongWritePath), as the scenario's name says.
+	writePath string
 }
 
 // finish computes the scenario's figures, records them for the report, and
@@ -311,6 +314,11 @@ func (h *harness) finish(name string, c criteria) Result {
 				fails = append(fails, fmt.Sprintf("fault %d (%s): forwarding resumed after %.1fs, want <= %v (-1: never)",
 					i+1, h.faults[i].Kind, s, resumeLimit))
 			}
+		}
+	}
+	if c.writePath != "" {
+		if f := h.wrongWritePath(c.writePath); f != "" {
+			fails = append(fails, f)
 		}
 	}
 	r.Passed = len(fails) == 0

@@ -48,8 +48,8 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: E2E_BIN: %v\n", err)
 		return 1
 	}
-	fmt.Printf("e2e: binary %s, seed %d, kill -9 cycles %d, rate %d/s, blackhole %v\n",
-		binPath, seed(), killCycles(), loadRate(), blackholeFor())
+	fmt.Printf("e2e: binary %s, seed %d, kill -9 cycles %d (%s; %d on %s), rate %d/s, blackhole %v\n",
+		binPath, seed(), killCycles(), writePath(), otherPathCycles(), otherWritePath(), loadRate(), blackholeFor())
 	code := m.Run()
 	writeReport()
 	return code
@@ -76,6 +76,37 @@ func envInt(name string, def int) int {
 
 // killCycles is E2E_CYCLES: kill -9 cycles in scenario 1.
 func killCycles() int { return max(1, envInt("E2E_CYCLES", 40)) }
+
+// otherPathCycles is the kill -9 cycles of scenario 1b: half of
+// E2E_CYCLES, at least 10.
+func otherPathCycles() int { return max(10, killCycles()/2) }
+
+// edgeDefaultWritePath is outbox.write_path when the config leaves it out
+// (docs/configuration.md). The kill -9 stages check through /metrics that
+// the edge ran the path their names say, so a change of the default fails
+// them rather than mislabel them.
+const edgeDefaultWritePath = "log"
+
+// writePath is E2E_WRITE_PATH: the outbox.write_path of every edge but
+// scenario 1b's; the edge's default when unset.
+func writePath() string {
+	switch v := os.Getenv("E2E_WRITE_PATH"); v {
+	case "":
+		return edgeDefaultWritePath
+	case "tree", "log":
+		return v
+	default:
+		panic(fmt.Sprintf("e2e: E2E_WRITE_PATH=%q: want tree or log", v))
+	}
+}
+
+// otherWritePath is the write path writePath is not: scenario 1b's.
+func otherWritePath() string {
+	if writePath() == "log" {
+		return "tree"
+	}
+	return "log"
+}
 
 // loadRate is E2E_RATE: the clicks per second the driver offers.
 func loadRate() int { return envInt("E2E_RATE", 1000) }

@@ -264,8 +264,8 @@ func writeReport() {
 	if len(results) == 0 {
 		return
 	}
-	fmt.Printf("\n== clickedge e2e: %d scenarios, %s, E2E_CYCLES=%d E2E_RATE=%d E2E_BLACKHOLE=%v\n%s\n",
-		len(results), time.Now().UTC().Format(time.RFC3339), killCycles(), loadRate(), blackholeFor(), table(results))
+	fmt.Printf("\n== clickedge e2e: %d scenarios, %s, E2E_CYCLES=%d E2E_WRITE_PATH=%s E2E_RATE=%d E2E_BLACKHOLE=%v\n%s\n",
+		len(results), time.Now().UTC().Format(time.RFC3339), killCycles(), writePath(), loadRate(), blackholeFor(), table(results))
 	for _, r := range results {
 		for _, n := range r.Notes {
 			fmt.Printf("  %s: %s\n", r.Scenario, n)
@@ -278,11 +278,12 @@ func writeReport() {
 	out := struct {
 		Date      string   `json:"date"`
 		Cycles    int      `json:"cycles"`
+		WritePath string   `json:"write_path"`
 		Rate      int      `json:"rate"`
 		Blackhole string   `json:"blackhole"`
 		Seed      uint64   `json:"seed"`
 		Results   []Result `json:"results"`
-	}{time.Now().UTC().Format(time.RFC3339), killCycles(), loadRate(), blackholeFor().String(), seed(), results}
+	}{time.Now().UTC().Format(time.RFC3339), killCycles(), writePath(), loadRate(), blackholeFor().String(), seed(), results}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err == nil {
 		err = os.WriteFile(path, append(b, '\n'), 0o644)
