@@ -407,7 +407,7 @@ func (n *node) stop() int {
 
 // countLost is the outbox's OnLost: answered clicks lost after they were
 // answered count in clickedge_clicks_total{outcome="dropped"} too.
-func (n *node) countLost(k int) {
+func (n *node) countLost(_ *outbox.Record, k int) {
 	if s := n.lostSrv.Load(); s != nil {
 		s.CountLost(k)
 	}
