@@ -39,15 +39,20 @@ func (s *Server) CountFate(rec *outbox.Record, f outbox.Fate, n int) {
 	}
 }
 
-// CountLost counts n clicks that were answered and that the Recorder lost
-// afterwards (an async commit that failed with the spill full, or a spill
-// left at shutdown) in clickedge_clicks_total{outcome="dropped"}, so that
-// the dropped count covers every answered click that was neither
-// committed nor delivered. With CountOnFate, a click lost by its failed
-// commit was in no outcome before: it is counted once. Safe for
+// CountLost counts n records of rec's route (the outbox's Options.OnLost)
+// that were answered and that the Recorder lost afterwards (an async
+// commit that failed with the spill full, or a spill left at shutdown):
+// clicks, that is records of this Server's exchange, in
+// clickedge_clicks_total{outcome="dropped"}, so that the dropped count
+// covers every answered click that was neither committed nor delivered.
+// A peer's clicks taken over in a hand-off are clicks too, and counted.
+// Records of another exchange (the postback role's actions, the links
+// feed) are not clicks and are ignored: each kind is counted by its own
+// role (postback.Handler.CountLost). With CountOnFate, a click lost by its
+// failed commit was in no outcome before: it is counted once. Safe for
 // concurrent use.
-func (s *Server) CountLost(n int) {
-	if n > 0 {
+func (s *Server) CountLost(rec *outbox.Record, n int) {
+	if n > 0 && rec.Exchange == s.exchange {
 		s.m.outcomes[outcomeDropped].Add(float64(n))
 	}
 }

@@ -38,11 +38,16 @@ func TestAsyncClicksCountedOnce(t *testing.T) {
 	route := &outbox.Record{Exchange: clicks[0].Exchange, RoutingKey: clicks[0].RoutingKey, Headers: clicks[0].Headers}
 	ts.CountFate(route, outbox.FateCommitted, 4)
 	ts.CountFate(route, outbox.FateSpilled, 2)
-	ts.CountLost(4)
+	ts.CountLost(route, 4)
 	// Records of other routes in the same outbox are not this node's clicks.
 	peer := &outbox.Record{Exchange: route.Exchange, RoutingKey: route.RoutingKey, Headers: []outbox.Header{{Key: "node", Value: "peer"}}}
 	ts.CountFate(peer, outbox.FateCommitted, 100)
-	ts.CountFate(&outbox.Record{Exchange: "actions", RoutingKey: "action." + region, Headers: route.Headers}, outbox.FateCommitted, 100)
+	actions := &outbox.Record{Exchange: "actions", RoutingKey: "action." + region, Headers: route.Headers}
+	ts.CountFate(actions, outbox.FateCommitted, 100)
+	// Lost records of another kind are not dropped clicks: the postback
+	// role counts its actions (postback.Handler.CountLost).
+	ts.CountLost(actions, 100)
+	ts.CountLost(&outbox.Record{Exchange: "links", RoutingKey: "links", Headers: route.Headers}, 100)
 
 	recorded := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", "recorded")
 	spilled := counterValue(t, ts.Server, "clickedge_clicks_total", "outcome", "spilled")

@@ -139,6 +139,9 @@ they become durable; one the forwarder had in flight is then published
 again (a duplicate). Close tries once more and counts what is left as
 lost (Stats.Spill.Dropped, Options.OnLost). In Async mode, the records of
 a commit that failed are moved to the spill, or counted the same way.
+OnLost reports each lost record once, with its route: the outbox holds
+several kinds of record (clicks, actions), and each is counted under its
+own kind above the outbox.
 
 # The index
 

@@ -21,46 +21,73 @@ func (f Fate) String() string {
 	return "unknown"
 }
 
-// fateCounter gathers the fates of consecutive records of one route, so
-// that Options.OnAsyncFate is called once per run rather than per record.
-// Owned by one goroutine.
-type fateCounter struct {
-	id   uint32
-	fate Fate
-	n    int
+// routeCounter gathers consecutive records of one route, so that
+// Options.OnAsyncFate (fate) or Options.OnLost (lost) is called once per
+// run rather than per record. Each record added is reported once; one
+// whose route cannot be read (cannot happen: encoded by this Outbox) with
+// an empty route. Owned by one goroutine.
+type routeCounter struct {
+	lost  bool // report to OnLost; else to OnAsyncFate with fate
+	fate  Fate
+	id    uint32
+	n     int // of the current run
+	total int // of every record added
+
+	// byExchange counts lost records per exchange, for the log.
+	byExchange map[string]int
+}
+
+// report calls the counter's callback for n records of r's route.
+func (c *routeCounter) report(o *Outbox, r *Record, n int) {
+	if !c.lost {
+		o.opts.OnAsyncFate(r, c.fate, n)
+		return
+	}
+	if c.byExchange == nil {
+		c.byExchange = make(map[string]int)
+	}
+	c.byExchange[r.Exchange] += n
+	if f := o.opts.OnLost; f != nil {
+		f(r, n)
+	}
 }
 
 // add counts one record, encoded as buf.
-func (c *fateCounter) add(o *Outbox, buf []byte, f Fate) {
-	if o.opts.OnAsyncFate == nil {
+func (c *routeCounter) add(o *Outbox, buf []byte) {
+	c.total++
+	if !c.lost && o.opts.OnAsyncFate == nil {
 		return
 	}
 	id, _ := recordRouteID(buf)
-	if id != 0 && id == c.id && f == c.fate {
+	if id != 0 && id == c.id {
 		c.n++
 		return
 	}
 	c.flush(o)
 	if id != 0 {
-		c.id, c.fate, c.n = id, f, 1
+		c.id, c.n = id, 1
 		return
 	}
 	// A route stored inline: reported on its own.
 	var r Record
-	if decodeRecord(buf, &r, o.routes) == nil {
-		o.opts.OnAsyncFate(&Record{Exchange: r.Exchange, RoutingKey: r.RoutingKey, Headers: r.Headers}, f, 1)
+	if decodeRecord(buf, &r, o.routes) != nil {
+		c.report(o, &Record{}, 1)
+		return
 	}
+	c.report(o, &Record{Exchange: r.Exchange, RoutingKey: r.RoutingKey, Headers: r.Headers}, 1)
 }
 
 // flush reports the run counted so far.
-func (c *fateCounter) flush(o *Outbox) {
+func (c *routeCounter) flush(o *Outbox) {
 	if c.n == 0 {
 		return
 	}
 	if rt := o.routes.lookup(uint64(c.id)); rt != nil {
-		o.opts.OnAsyncFate(&Record{Exchange: rt.exchange, RoutingKey: rt.routingKey, Headers: rt.headers}, c.fate, c.n)
+		c.report(o, &Record{Exchange: rt.exchange, RoutingKey: rt.routingKey, Headers: rt.headers}, c.n)
+	} else {
+		c.report(o, &Record{}, c.n)
 	}
-	*c = fateCounter{}
+	c.id, c.n = 0, 0
 }
 
 // reportCommitted reports the records of a committed Async batch whose
@@ -76,10 +103,10 @@ func (o *Outbox) reportCommitted(b *batch) {
 			waited[op.rec] = true
 		}
 	}
-	var c fateCounter
+	c := routeCounter{fate: FateCommitted}
 	for i, buf := range b.recs {
 		if !waited[i] {
-			c.add(o, *buf, FateCommitted)
+			c.add(o, *buf)
 		}
 	}
 	c.flush(o)

@@ -149,7 +149,7 @@ func TestIndexAsyncFailedCommitSpillsOnlyAnswered(t *testing.T) {
 	var lost atomic.Int64
 	opts := &outbox.Options{
 		Durability: outbox.Async, FlushInterval: 300 * time.Millisecond, MaxBatchRecords: 1000,
-		OnLost: func(n int) { lost.Add(int64(n)) },
+		OnLost: func(_ *outbox.Record, n int) { lost.Add(int64(n)) },
 	}
 	outbox.SetBeforeCommit(opts, func() error { return syscall.ENOSPC })
 	o := outboxtest.Open(t, opts)

@@ -196,15 +196,23 @@ type Options struct {
 	// Logger receives rare events (write errors, recovery). Nil discards.
 	Logger *slog.Logger
 
-	// OnLost, when set, is called with the count of records that were
-	// accepted and are now lost: in Async mode, records of a failed commit
-	// that the spill could not take (harden #2); at Close, records still in
-	// the spill that the file could not take back (harden #3). They are
-	// counted in Stats.Spill.Dropped and logged too. Records that Spill
-	// refuses are not reported here: Spill's caller gets ErrSpillFull. It
-	// is called from the writer goroutine and from Close, must be
-	// thread-safe and must not block or call back into the Outbox.
-	OnLost func(n int)
+	// OnLost, when set, is told of records that were accepted and are now
+	// lost: in Async mode, records of a failed commit that the spill could
+	// not take (harden #2); at Close, records still in the spill that the
+	// file could not take back (harden #3). Like OnAsyncFate it is called
+	// once per run of records of one route: n records of the route in r
+	// (Exchange, RoutingKey and Headers set, nothing else; all empty for a
+	// record whose route cannot be read; r and its Headers must not be
+	// modified or kept). One outbox holds several kinds of record (clicks,
+	// the postback role's actions, a peer's records taken over in a
+	// hand-off), told apart by exchange: the route lets the caller count
+	// each loss under its own kind. Each lost record is reported once; all
+	// are counted in Stats.Spill.Dropped and logged (with a count per
+	// exchange) too. Records that Spill refuses are not reported here:
+	// Spill's caller gets ErrSpillFull. It is called from the writer
+	// goroutine and from Close, must be thread-safe and must not block or
+	// call back into the Outbox.
+	OnLost func(r *Record, n int)
 
 	// OnAsyncFate, when set, is told what became of records whose Append
 	// returned before their commit (Async mode; never called in Sync
@@ -213,7 +221,10 @@ type Options struct {
 	// and its Headers must not be modified or kept) were committed
 	// (FateCommitted) or, after a failed commit, moved to the spill
 	// (FateSpilled). Those the spill cannot take go to OnLost. Together,
-	// each such record is reported once. Called from the writer
+	// each such record is reported once. Records of every kind that Append
+	// took pass through it (a peer's clicks and actions taken over in a
+	// hand-off too): a caller counting one kind filters by route. Called
+	// from the writer
 	// goroutine; must be thread-safe and must not block or call back into
 	// the Outbox.
 	OnAsyncFate func(r *Record, f Fate, n int)

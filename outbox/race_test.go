@@ -96,7 +96,7 @@ func TestAsyncCommitFailureSpillsOrCounts(t *testing.T) {
 	opts := &outbox.Options{
 		Durability: outbox.Async, FlushInterval: 200 * time.Millisecond, MaxBatchRecords: 1000,
 		SpillBytes: 8 * one, // room for 8 of the 20
-		OnLost:     func(n int) { lost.Add(int64(n)) },
+		OnLost:     func(_ *outbox.Record, n int) { lost.Add(int64(n)) },
 	}
 	outbox.SetBeforeCommit(opts, func() error {
 		if failing.Load() {
@@ -147,7 +147,12 @@ func TestAsyncFateReportedOnce(t *testing.T) {
 	opts := &outbox.Options{
 		Durability: outbox.Async, FlushInterval: time.Millisecond, MaxBatchRecords: 1000,
 		SpillBytes: 8 * one,
-		OnLost:     func(n int) { lost.Add(int64(n)) },
+		OnLost: func(r *outbox.Record, n int) {
+			if r.Exchange != "clicks" || r.Header("node") != "t1" {
+				t.Errorf("%d records lost of route %+v, want the clicks of t1", n, r)
+			}
+			lost.Add(int64(n))
+		},
 		OnAsyncFate: func(r *outbox.Record, f outbox.Fate, n int) {
 			if r.Exchange != "clicks" || r.Header("node") != "t1" {
 				t.Errorf("fate of %d records of route %+v, want the clicks of t1", n, r)

@@ -186,13 +186,18 @@ func (o *Outbox) releaseSpill() {
 	o.signal() // the writer may move them now
 }
 
-// clear empties the spill and returns how many records it held.
-func (s *spill) clear() int {
+// clear empties the spill and returns the records it held.
+func (s *spill) clear() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.count
+	var left [][]byte
+	for i := range s.recs {
+		if e := &s.recs[i]; !e.acked {
+			left = append(left, e.buf)
+		}
+	}
 	s.recs, s.count, s.bytes = nil, 0, 0
-	return n
+	return left
 }
 
 // remaining reports the records still in the spill.
@@ -226,39 +231,41 @@ func cmpUint64(a, b uint64) int {
 // rescue takes the records of an Async-mode batch whose commit failed
 // (harden #2). Their Appends returned nil, so the clicks were answered: each
 // goes to the spill, and one that does not fit is counted as dropped,
-// reported to Options.OnLost and logged. Nothing vanishes uncounted.
+// reported to Options.OnLost with its route and logged. Nothing vanishes
+// uncounted.
 func (o *Outbox) rescue(recs []*[]byte, cause error) {
-	lost := 0
-	var fates fateCounter
+	lost := routeCounter{lost: true}
+	fates := routeCounter{fate: FateSpilled}
 	for _, buf := range recs {
 		// The buffer changes hands: the spill keeps it.
 		if o.spill.put(*buf) {
 			o.ctr.rescued.Add(1)
-			fates.add(o, *buf, FateSpilled)
+			fates.add(o, *buf)
 		} else {
-			lost++
+			lost.add(o, *buf)
 		}
 	}
 	fates.flush(o)
-	if len(recs) > lost {
+	if fates.total > 0 {
 		o.notifyReader()
 	}
-	o.lost(lost, "async commit failed and the memory spill is full", cause)
+	o.lost(&lost, "async commit failed and the memory spill is full", cause)
 }
 
-// lost counts n answered records that are neither stored nor spilled.
-func (o *Outbox) lost(n int, why string, cause error) {
-	if n <= 0 {
+// lost counts the answered records added to c, which are neither stored
+// nor spilled: in Stats.Spill.Dropped, to Options.OnLost by route (each
+// kind of record has its own counter above the outbox: clicks, actions),
+// and in the log by exchange.
+func (o *Outbox) lost(c *routeCounter, why string, cause error) {
+	if c.total <= 0 {
 		return
 	}
-	o.spill.dropped.Add(uint64(n))
+	o.spill.dropped.Add(uint64(c.total))
+	c.flush(o)
 	if cause != nil {
-		o.log.Error("outbox: answered records LOST: "+why, "records", n, "err", cause)
+		o.log.Error("outbox: answered records LOST: "+why, "records", c.total, "exchanges", c.byExchange, "err", cause)
 	} else {
-		o.log.Error("outbox: answered records LOST: "+why, "records", n)
-	}
-	if f := o.opts.OnLost; f != nil {
-		f(n)
+		o.log.Error("outbox: answered records LOST: "+why, "records", c.total, "exchanges", c.byExchange)
 	}
 }
 

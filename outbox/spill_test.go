@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,7 +102,7 @@ func TestSpillMovesBackIntoFile(t *testing.T) {
 func TestCloseCountsSpillLeft(t *testing.T) {
 	var lost atomic.Int64
 	o, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), &outbox.Options{
-		MaxBytes: 32 << 10, Retention: -1, OnLost: func(n int) { lost.Add(int64(n)) },
+		MaxBytes: 32 << 10, Retention: -1, OnLost: func(_ *outbox.Record, n int) { lost.Add(int64(n)) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -163,5 +165,114 @@ func TestSpillInFlightStaysUntilSessionEnds(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("%s published %d times, want once", id, n)
 		}
+	}
+}
+
+// actionRecord is a record of the other kind an outbox carries: a
+// postback action, on its own exchange.
+func actionRecord(id string) *outbox.Record {
+	return &outbox.Record{
+		Exchange:   "actions",
+		RoutingKey: "action.test",
+		MessageID:  id,
+		Headers:    []outbox.Header{{Key: "region", Value: "test"}, {Key: "node", Value: "t1"}, {Key: "schema", Value: int64(1)}},
+		Body:       fmt.Appendf(nil, `{"v":1,"action_id":%q,"adv":"acme","order_id":"A-1","action":"sale","status":"pending"}`, id),
+	}
+}
+
+// Lost records are reported with their route, so each kind is counted
+// under its own metric above the outbox (edge/lost.go, postback.Handler
+// CountLost). Async mode on a disk that never takes a commit: clicks and
+// actions are appended (as a hand-off appends a peer's records), their
+// commit fails, the spill takes some and the rest are lost; at Close the
+// spill is lost too. Every record is reported once, under its own
+// exchange: per kind, spilled + lost at the commit = appended, lost at
+// the commit + lost at Close = appended, and OnLost's counts add up to
+// Stats.Spill.Dropped.
+func TestLostReportedByKind(t *testing.T) {
+	type kind struct{ spilled, lostAtCommit, lost int }
+	var (
+		mu      sync.Mutex
+		kinds   = map[string]*kind{"clicks": {}, "actions": {}}
+		closing bool
+	)
+	get := func(r *outbox.Record, what string) *kind {
+		k := kinds[r.Exchange]
+		if k == nil || r.Header("node") != "t1" || r.RoutingKey != map[string]string{"clicks": "click.test", "actions": "action.test"}[r.Exchange] {
+			t.Errorf("%s records of route %+v, want clicks or actions of t1", what, r)
+			return new(kind)
+		}
+		return k
+	}
+	one := len(outboxtest.Record("c-00").Body) + 100
+	opts := &outbox.Options{
+		Durability: outbox.Async, FlushInterval: 200 * time.Millisecond, MaxBatchRecords: 1000,
+		SpillBytes: 12 * one, // room for about 12 of the 30
+		OnLost: func(r *outbox.Record, n int) {
+			mu.Lock()
+			defer mu.Unlock()
+			k := get(r, "lost")
+			k.lost += n
+			if !closing {
+				k.lostAtCommit += n
+			}
+		},
+		OnAsyncFate: func(r *outbox.Record, f outbox.Fate, n int) {
+			mu.Lock()
+			defer mu.Unlock()
+			if f != outbox.FateSpilled {
+				t.Errorf("%d records %v on a disk that takes no commit", n, f)
+			}
+			get(r, "spilled").spilled += n
+		},
+	}
+	outbox.SetBeforeCommit(opts, func() error { return syscall.ENOSPC })
+	o, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Runs of each kind, long and short, so that reports come per run.
+	appended := map[string]int{}
+	for i := range 30 {
+		r := outboxtest.Record(fmt.Sprintf("c-%02d", i))
+		if i%5 >= 3 || i >= 24 {
+			r = actionRecord(fmt.Sprintf("a-%02d", i))
+		}
+		if err := o.Append(r); err != nil {
+			t.Fatalf("async Append(%s) = %v", r.MessageID, err)
+		}
+		appended[r.Exchange]++
+	}
+	if err := o.Sync(); !errors.Is(err, outbox.ErrWrite) {
+		t.Fatalf("Sync on a failing disk = %v, want ErrWrite", err)
+	}
+	mu.Lock()
+	closing = true
+	for ex, k := range kinds {
+		if k.spilled+k.lostAtCommit != appended[ex] || k.lost != k.lostAtCommit {
+			t.Errorf("%s after the failed commit: %d spilled + %d lost, want the %d appended", ex, k.spilled, k.lostAtCommit, appended[ex])
+		}
+	}
+	for ex, k := range kinds {
+		if k.spilled == 0 || k.lostAtCommit == 0 {
+			t.Errorf("%s: %d spilled, %d lost; want some of each (both kinds in the spill and in the loss)", ex, k.spilled, k.lostAtCommit)
+		}
+	}
+	mu.Unlock()
+	if err := o.Close(); err != nil {
+		t.Logf("Close: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for ex, k := range kinds {
+		if k.lost != appended[ex] || k.lost-k.lostAtCommit != k.spilled {
+			t.Errorf("%s: %d lost (%d at the commit, %d from the spill at Close), want the %d appended, the %d spilled lost at Close",
+				ex, k.lost, k.lostAtCommit, k.lost-k.lostAtCommit, appended[ex], k.spilled)
+		}
+		total += k.lost
+	}
+	if st := o.Stats(); st.Spill.Dropped != uint64(total) || total != 30 {
+		t.Errorf("OnLost reported %d, Stats.Spill.Dropped %d; want 30 each", total, st.Spill.Dropped)
 	}
 }

@@ -117,7 +117,11 @@ func (o *Outbox) writeLoop() {
 			if e := o.lastErr.Load(); e != nil {
 				cause = e.err
 			}
-			o.lost(o.spill.clear(), "still in the memory spill at close; the file could not take them", cause)
+			left := routeCounter{lost: true}
+			for _, buf := range o.spill.clear() {
+				left.add(o, buf)
+			}
+			o.lost(&left, "still in the memory spill at close; the file could not take them", cause)
 			return
 		}
 		// Each pass sets the timer again if it has to wait: a timer left

@@ -51,6 +51,12 @@ until they get a 200.
     committed (same transaction). Entries live for the longest window of
     the advertisers plus MaxClickFuture, renewed by each move: as long as
     any postback for the order could still be accepted.
+  - A lost action is counted as an action: a record of Config.Exchange
+    that the outbox loses after its answer (outbox.Options.OnLost; never
+    one registered here, which is committed first, but a peer's taken
+    over in a hand-off) is counted by CountLost in
+    clickedge_postbacks_dropped_total, not as a result and not as a
+    dropped click.
   - The advertisers set is swapped whole (SetAdvertisers); a request uses
     the set it started with. A bad file never replaces a good set: that is
     the caller's rule, and ParseAdvertisers refuses a file with any problem.

@@ -135,6 +135,18 @@ func (h *Handler) Advertisers() *Advertisers { return h.advs.Load() }
 // Collectors returns the handler's Prometheus collectors.
 func (h *Handler) Collectors() []prometheus.Collector { return h.m.collectors() }
 
+// CountLost counts n records of rec's route (the outbox's Options.OnLost)
+// that the outbox lost after they were answered: actions, that is records
+// of Config.Exchange, in clickedge_postbacks_dropped_total; a peer's
+// actions taken over in a hand-off too. Records of another exchange
+// (clicks, the links feed) are not actions and are ignored: the edge
+// counts its clicks (edge.Server.CountLost). Safe for concurrent use.
+func (h *Handler) CountLost(rec *outbox.Record, n int) {
+	if n > 0 && rec.Exchange == h.cfg.Exchange {
+		h.m.dropped.Add(float64(n))
+	}
+}
+
 // request is a postback, whichever server read it.
 type request struct {
 	method      string

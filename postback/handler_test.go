@@ -403,6 +403,29 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
+// The outbox reports lost records of every kind (outbox.Options.OnLost):
+// the handler counts its actions (its exchange, from this node or a peer)
+// in clickedge_postbacks_dropped_total, not clicks nor the links feed, and
+// not as a result of clickedge_postbacks_total.
+func TestCountLost(t *testing.T) {
+	e := newEnv(t, nil)
+	hdr := []outbox.Header{{Key: "region", Value: "eu"}, {Key: "node", Value: "pb-1"}}
+	peer := []outbox.Header{{Key: "region", Value: "eu"}, {Key: "node", Value: "pb-2"}}
+	e.h.CountLost(&outbox.Record{Exchange: "actions", RoutingKey: "action.eu", Headers: hdr}, 3)
+	e.h.CountLost(&outbox.Record{Exchange: "actions", RoutingKey: "action.eu", Headers: peer}, 2)
+	e.h.CountLost(&outbox.Record{Exchange: "clicks", RoutingKey: "click.eu", Headers: hdr}, 100)
+	e.h.CountLost(&outbox.Record{Exchange: "links", RoutingKey: "links", Headers: hdr}, 100)
+	e.h.CountLost(&outbox.Record{}, 100)
+	if got := testutil.ToFloat64(e.h.m.dropped); got != 5 {
+		t.Fatalf("clickedge_postbacks_dropped_total = %v, want the 5 actions", got)
+	}
+	for r := range numResults {
+		if got := testutil.ToFloat64(e.h.m.byResult[r]); got != 0 {
+			t.Fatalf("clickedge_postbacks_total{result=%q} = %v, want 0: a lost action is not a result", resultNames[r], got)
+		}
+	}
+}
+
 // racyStore changes the entry between the handler's read and its append,
 // once: the handler reads again and answers from the new state.
 type racyStore struct {

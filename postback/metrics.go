@@ -42,6 +42,7 @@ var durationBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 30)
 type metrics struct {
 	results  *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	dropped  prometheus.Counter
 	duration prometheus.Histogram
 
 	byResult [numResults]prometheus.Counter
@@ -58,6 +59,10 @@ func newMetrics() *metrics {
 			Name: "clickedge_postbacks_refused_total",
 			Help: "Postbacks refused, by reason: bad_request (400/405/413), unauthorized (401), forbidden (403), conflict (409), out_of_window (422), unavailable (503).",
 		}, []string{"reason"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickedge_postbacks_dropped_total",
+			Help: "Actions the outbox lost after they were answered, neither committed nor delivered: an async commit that failed with the memory spill full, or a spill left at shutdown. Actions registered here are committed before their answer; a peer's taken over in a hand-off can be lost. Not a result: not in clickedge_postbacks_total.",
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:                            "clickedge_postback_duration_seconds",
 			Help:                            "Time to answer a postback, commit included.",
@@ -77,5 +82,5 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.results, m.refused, m.duration}
+	return []prometheus.Collector{m.results, m.refused, m.dropped, m.duration}
 }

@@ -136,6 +136,7 @@ func (n *node) startPostback(advs *postback.Advertisers) error {
 		n.log.Warn("postback role without advertisers: every postback is refused 401 (set postback.advertisers)")
 	}
 	n.pb = &postbackState{h: h}
+	n.lostPb.Store(h)
 	return nil
 }
 

@@ -59,9 +59,11 @@ type node struct {
 	createdOutbox  string
 	createdCatalog string // the replicated catalog's directory
 	createdDirs    []string
-	// lostSrv is srv for the outbox's OnLost, which may run before srv is
-	// set and after stop began.
+	// lostSrv is srv, and lostPb the postback handler, for the outbox's
+	// OnLost and OnAsyncFate, which may run before they are set and after
+	// stop began.
 	lostSrv atomic.Pointer[edge.Server]
+	lostPb  atomic.Pointer[postback.Handler]
 
 	public              publicServer
 	admin               *http.Server
@@ -405,11 +407,19 @@ func (n *node) stop() int {
 	return code
 }
 
-// countLost is the outbox's OnLost: answered clicks lost after they were
-// answered count in clickedge_clicks_total{outcome="dropped"} too.
-func (n *node) countLost(k int) {
+// countLost is the outbox's OnLost: records lost after they were answered
+// are counted under their own kind, told by exchange. Clicks in
+// clickedge_clicks_total{outcome="dropped"}, actions in
+// clickedge_postbacks_dropped_total; each role ignores the other's. Records
+// of neither (the links feed, or actions on a node without the postback
+// role) are in clickedge_outbox_spill_dropped_records_total and the
+// outbox's log line, by exchange.
+func (n *node) countLost(r *outbox.Record, k int) {
 	if s := n.lostSrv.Load(); s != nil {
-		s.CountLost(k)
+		s.CountLost(r, k)
+	}
+	if h := n.lostPb.Load(); h != nil {
+		h.CountLost(r, k)
 	}
 }
 
