@@ -64,8 +64,10 @@ peer lacks: the peer pulls it in turn.
 
 HandOff streams a stopped node's pending records, in sequence order and in
 batches, to a live peer of the pool. The peer appends each record unchanged
-(message id, headers, body and time) to its own outbox and waits for the
-commit (Outbox.Sync) before it answers; only after that answer does the
+(message id, headers, body and time) to its own outbox and waits for its
+commit (Outbox.AppendDurable, whatever the node's durability; a record
+whose commit fails is refused, never left in the memory spill) before it
+answers; only after that answer does the
 sender Ack the batch. A crash or a failed answer leaves the batch pending
 here and possibly committed there: a duplicate with the same message id,
 never a loss. Spilled (memory-only) records are handed off the same way.

@@ -232,8 +232,8 @@ func seqsOf(recs []outbox.Record) []uint64 {
 	return s
 }
 
-// handoffParallel bounds the appends one batch runs at once: in sync mode
-// each waits for a commit, and concurrent ones share it.
+// handoffParallel bounds the appends one batch runs at once: each waits
+// for a commit, and concurrent ones share it.
 const handoffParallel = 64
 
 // serveHandoff is POST /cluster/v1/handoff: it appends every record of the
@@ -269,7 +269,10 @@ func (c *Cluster) serveHandoff(w http.ResponseWriter, r *http.Request, body []by
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.cfg.Outbox.Append(rec); err != nil {
+			// Committed before it returns, whatever the durability, and
+			// not spilled if the commit fails: the answer below tells the
+			// sender it may delete its copy.
+			if err := c.cfg.Outbox.AppendDurable(rec); err != nil {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = fmt.Errorf("record %s: %w", rec.MessageID, err)
@@ -279,9 +282,6 @@ func (c *Cluster) serveHandoff(w http.ResponseWriter, r *http.Request, body []by
 		}()
 	}
 	wg.Wait()
-	if firstErr == nil {
-		firstErr = c.cfg.Outbox.Sync() // async durability: commit before the ack
-	}
 	if firstErr != nil {
 		c.log.Error("hand-off batch not committed; the sender keeps it", "from", b.From, "records", len(recs), "err", firstErr)
 		httpError(w, http.StatusServiceUnavailable, "not committed: "+firstErr.Error())

@@ -23,3 +23,6 @@ func init() {
 // ClearWriteBackoff ends the write back-off after a failed commit, so a
 // test need not wait for it.
 func (o *Outbox) ClearWriteBackoff() { o.failedUntil.Store(0) }
+
+// SetBeforeLog makes f run before each write to the log only.
+func SetBeforeLog(o *Options, f func() error) { o.beforeLog = f }

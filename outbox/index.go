@@ -64,6 +64,9 @@ type IndexUpdate struct {
 // indexOp is an IndexUpdate riding in a batch with its record.
 type indexOp struct {
 	rec int // the record's position in batch.recs
+	// waitOnly: no index change, the append only waits for its commit and
+	// is not spilled if it fails (AppendDurable).
+	waitOnly bool
 	u   IndexUpdate
 	err error // set by the writer before the batch finishes: nil or ErrIndexChanged
 }
@@ -116,6 +119,9 @@ func (o *Outbox) applyIndex(w *writerState, tx *bolt.Tx, b *batch, now time.Time
 	idx, exp := tx.Bucket(bucketIndex), tx.Bucket(bucketIndexExpiry)
 	for _, op := range b.index {
 		op.err = nil // a commit tried before may have set it, and rolled back
+		if op.waitOnly {
+			continue
+		}
 		k := op.u.Key[:]
 		raw := idx.Get(k)
 		cur, ok := liveEntry(raw, now)

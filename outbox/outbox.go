@@ -700,6 +700,17 @@ func (o *Outbox) Path() string { return o.path }
 // fsync of the transaction), whose outcome it then waits for.
 func (o *Outbox) Append(r *Record) error { return o.append(r, nil) }
 
+// AppendDurable is Append that returns once r is committed to the file,
+// whatever Options.Durability: for a record the caller must not
+// acknowledge to anyone before it is on disk, such as a peer's record
+// taken over in a hand-off. A failed commit returns its error (ErrWrite,
+// ErrTimeout, ...) and r is not spilled, as with AppendIndexed: the caller
+// still holds it and keeps the responsibility. With the log before the
+// tree it is committed to the tree directly. Append followed by Sync is
+// not the same in Async mode: a record whose batch failed goes to the
+// memory spill, and the Sync can still succeed.
+func (o *Outbox) AppendDurable(r *Record) error { return o.append(r, &indexOp{waitOnly: true}) }
+
 // append is Append, with an index change committed with the record when op
 // is set (AppendIndexed); such an append waits for its commit in either
 // durability mode.

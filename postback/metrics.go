@@ -61,7 +61,7 @@ func newMetrics() *metrics {
 		}, []string{"reason"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clickedge_postbacks_dropped_total",
-			Help: "Actions the outbox lost after they were answered, neither committed nor delivered: an async commit that failed with the memory spill full, or a spill left at shutdown. Actions registered here are committed before their answer; a peer's taken over in a hand-off can be lost. Not a result: not in clickedge_postbacks_total.",
+			Help: "Actions the outbox lost after they were answered, neither committed nor delivered: an async commit that failed with the memory spill full, or a spill left at shutdown. Actions registered here are committed before their answer, a peer's taken over in a hand-off before the hand-off is acknowledged: it stays 0 unless that breaks. Not a result: not in clickedge_postbacks_total.",
 		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:                            "clickedge_postback_duration_seconds",
