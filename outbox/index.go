@@ -67,8 +67,8 @@ type indexOp struct {
 	// waitOnly: no index change, the append only waits for its commit and
 	// is not spilled if it fails (AppendDurable).
 	waitOnly bool
-	u   IndexUpdate
-	err error // set by the writer before the batch finishes: nil or ErrIndexChanged
+	u        IndexUpdate
+	err      error // set by the writer before the batch finishes: nil or ErrIndexChanged
 }
 
 // IndexGet returns key's live entry; ok is false when it has none or the
