@@ -31,7 +31,7 @@ gather (moveWait): while they hold fewer than 256 records it moves
 them Options.MoveDelay after the oldest was logged, not at once; never at
 Close, with acks or a prune step due, with a direct batch behind them,
 or once the log is half used or the logger waits for room. Batches
-that need the tree's answer (an AppendIndexed, Sync's and Prune's, the
+that need the tree's answer (an AppendIndexed or AppendDurable, Sync's and Prune's, the
 spill's way back) are not logged: the logger hands them to the writer, which commits them after every
 logged batch before them, and waits. Once everything logged is in bbolt
 and a quarter of the log is used (or the next frame does not fit), the
@@ -62,7 +62,9 @@ the record returned from fdatasync: the record survives kill -9 and power
 loss from then on. In Async mode Append returns once the record is queued;
 it is committed within Options.FlushInterval plus one commit (see the
 CommitLatency histogram), and that is the loss window on a crash. bbolt's
-NoSync is never used.
+NoSync is never used. AppendDurable returns nil only after the record's own
+commit, in either mode, and a failed commit spills nothing: the caller
+keeps the record (a hand-off is acknowledged on it).
 
 With Options.Log, a Sync-mode Append returns nil once the frame holding
 the record returned from fdatasync: from then on it survives kill -9 and
