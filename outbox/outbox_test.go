@@ -215,6 +215,28 @@ func TestAsyncCommitsWithinFlushInterval(t *testing.T) {
 	}
 }
 
+// The ack delay is real time, whatever Options.Now says: with a clock set
+// ahead, an ack must still be committed after the delay, without a Sync.
+func TestAckCommitsWithClockAhead(t *testing.T) {
+	ahead := time.Now().Add(24 * time.Hour)
+	// No prune step (PruneInterval) commits the ack instead.
+	o := outboxtest.Open(t, &outbox.Options{Now: func() time.Time { return ahead }, PruneInterval: time.Hour})
+	if err := o.Append(outboxtest.Record("a")); err != nil {
+		t.Fatal(err)
+	}
+	recs := outboxtest.ReadAll(t, o)
+	if err := o.Ack(recs[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for o.Stats().Acked != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("ack not committed within 5s without a Sync")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestRetentionPrunesDeliveredRecords(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
