@@ -883,7 +883,10 @@ func (o *Outbox) Ack(seqs ...uint64) error {
 		return ErrClosed
 	}
 	if len(o.acks) == 0 {
-		o.acksSince = o.opts.Now()
+		// The writer measures the ack delay against time.Now: an
+		// Options.Now clock behind it would commit every ack at once, one
+		// ahead of it would hold the acks back until the next Sync.
+		o.acksSince = time.Now()
 	}
 	o.acks = append(o.acks, seqs...)
 	o.ackQueued += uint64(len(seqs))

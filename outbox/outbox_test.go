@@ -215,11 +215,49 @@ func TestAsyncCommitsWithinFlushInterval(t *testing.T) {
 	}
 }
 
+// The ack delay is real time, whatever Options.Now says: with a clock set
+// ahead, an ack must still be committed after the delay, without a Sync.
+func TestAckCommitsWithClockAhead(t *testing.T) {
+	ahead := time.Now().Add(24 * time.Hour)
+	// No prune step (PruneInterval) commits the ack instead.
+	o := outboxtest.Open(t, &outbox.Options{Now: func() time.Time { return ahead }, PruneInterval: time.Hour})
+	if err := o.Append(outboxtest.Record("a")); err != nil {
+		t.Fatal(err)
+	}
+	recs := outboxtest.ReadAll(t, o)
+	if err := o.Ack(recs[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for o.Stats().Acked != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("ack not committed within 5s without a Sync")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestRetentionPrunesDeliveredRecords(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	o := outboxtest.Open(t, &outbox.Options{Retention: time.Hour, PruneInterval: time.Hour, PruneBatch: 3, Now: clock})
+	opts := &outbox.Options{Retention: time.Hour, PruneInterval: time.Hour, PruneBatch: 3, Now: clock}
+	// A step that deletes PruneBatch records has the writer run another
+	// at once, since more may have expired. To see one step's result, the
+	// hook holds the commit after the Prune's until it is read: once armed
+	// (1), it counts commits and holds the second.
+	var commits atomic.Int32
+	release := make(chan struct{})
+	outbox.SetBeforeCommit(opts, func() error {
+		if commits.Load() > 0 && commits.Add(1) == 3 {
+			<-release
+		}
+		return nil
+	})
+	var released sync.Once
+	unhold := func() { released.Do(func() { close(release) }) }
+	defer unhold()
+	o := outboxtest.Open(t, opts)
 	for i := range 10 {
 		if err := o.Append(outboxtest.Record(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
@@ -238,12 +276,14 @@ func TestRetentionPrunesDeliveredRecords(t *testing.T) {
 	o.Sync()
 
 	now.Add(int64(45 * time.Minute)) // 0..4 are 75 min old, 5..7 are 45
+	commits.Store(1)
 	if err := o.Prune(); err != nil {
 		t.Fatal(err)
 	}
 	if st := o.Stats(); st.Retained != 5 || st.Pruned != 3 {
 		t.Fatalf("after one prune step retained/pruned = %d/%d, want 5/3 (PruneBatch 3)", st.Retained, st.Pruned)
 	}
+	unhold()
 	o.Prune()
 	o.Prune()
 	st := o.Stats()
