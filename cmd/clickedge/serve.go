@@ -411,9 +411,10 @@ func (n *node) stop() int {
 // are counted under their own kind, told by exchange. Clicks in
 // clickedge_clicks_total{outcome="dropped"}, actions in
 // clickedge_postbacks_dropped_total; each role ignores the other's. Records
-// of neither (the links feed, or actions on a node without the postback
-// role) are in clickedge_outbox_spill_dropped_records_total and the
-// outbox's log line, by exchange.
+// of neither (the links feed) are in
+// clickedge_outbox_spill_dropped_records_total and the outbox's log line,
+// by exchange. A peer's records taken over in a hand-off are never among
+// them: they are committed before the hand-off is acknowledged.
 func (n *node) countLost(r *outbox.Record, k int) {
 	if s := n.lostSrv.Load(); s != nil {
 		s.CountLost(r, k)
