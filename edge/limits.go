@@ -160,6 +160,8 @@ type limitListener struct {
 
 	mu    sync.Mutex
 	conns map[*limitConn]struct{}
+
+	counts *readAheadCounts // set by tests right after Listen; nil otherwise
 }
 
 // evictSample is how many connections a full listener looks at to find a
@@ -176,7 +178,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		lc := &limitConn{Conn: c, l: l}
+		lc := &limitConn{Conn: c, l: l, counts: l.counts}
 		if sc, ok := c.(syscall.Conn); ok {
 			lc.raw, _ = sc.SyscallConn()
 		}
@@ -268,64 +270,11 @@ type limitConn struct {
 	// in. Only Read touches them: a connection is read by one goroutine.
 	ahead    []byte
 	aheadBuf *[]byte
-	raw      syscall.RawConn // nil when the connection has no descriptor to read
+	raw      syscall.RawConn  // nil when the connection has no descriptor to read
+	counts   *readAheadCounts // the listener's; nil but in tests
 }
 
 func (c *limitConn) touch() { c.active.Store(time.Now().UnixNano()) }
-
-// readAheadBelow and readAheadSize: a read asking for fewer than
-// readAheadBelow bytes reads up to readAheadSize from the socket into a
-// pooled chunk, and the next reads are answered from it. fasthttp
-// (ReduceMemoryUsage) waits for a connection's next request with a 1-byte
-// read and only then takes its read buffer from a pool, so each request
-// cost two read system calls: one for its first byte, one for the rest.
-// With this they cost one (a request line and headers of usual size fit in
-// a chunk). An idle connection still holds no buffer: the chunk is taken
-// only once the socket has bytes to give (readRaw), and goes back to the
-// pool as soon as the bytes beyond the small read are read, which fasthttp
-// does at once.
-const (
-	readAheadBelow = 16
-	readAheadSize  = 4 << 10
-)
-
-var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
-
-func (c *limitConn) Read(p []byte) (int, error) {
-	if len(c.ahead) > 0 {
-		n := copy(p, c.ahead)
-		c.ahead = c.ahead[n:]
-		if len(c.ahead) == 0 {
-			c.releaseAhead()
-		}
-		return n, nil
-	}
-	if len(p) == 0 || len(p) >= readAheadBelow || c.raw == nil {
-		n, err := c.Conn.Read(p)
-		c.moved(n)
-		return n, err
-	}
-	bp, n, err := c.readRaw()
-	c.moved(n)
-	if bp == nil {
-		return 0, err
-	}
-	k := copy(p, (*bp)[:n])
-	if k < n {
-		c.aheadBuf, c.ahead = bp, (*bp)[k:n]
-	} else {
-		putChunk(bp)
-	}
-	return k, nil
-}
-
-// releaseAhead gives the read-ahead chunk back to the pool.
-func (c *limitConn) releaseAhead() {
-	if c.aheadBuf != nil {
-		putChunk(c.aheadBuf)
-		c.aheadBuf, c.ahead = nil, nil
-	}
-}
 
 // moved notes n bytes read.
 func (c *limitConn) moved(n int) {

@@ -21,6 +21,8 @@ func TestIdleConnectionsHoldNoChunk(t *testing.T) {
 	}
 	ln := Listen(raw, ListenerOptions{Name: ListenerPublic})
 	defer ln.Close()
+	counts := &readAheadCounts{}
+	ln.(*limitListener).counts = counts
 
 	const n = 50
 	type result struct {
@@ -35,7 +37,6 @@ func TestIdleConnectionsHoldNoChunk(t *testing.T) {
 			c.Close()
 		}
 	}()
-	held, waits := chunksHeld.Load(), readWaits.Load()
 	for range n {
 		c, err := net.Dial("tcp", raw.Addr().String())
 		if err != nil {
@@ -54,13 +55,13 @@ func TestIdleConnectionsHoldNoChunk(t *testing.T) {
 		}()
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for readWaits.Load()-waits < n {
+	for counts.waits.Load() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d readers waiting", readWaits.Load()-waits, n)
+			t.Fatalf("%d of %d readers waiting", counts.waits.Load(), n)
 		}
 		time.Sleep(time.Millisecond) // polling, with a deadline
 	}
-	if got := chunksHeld.Load() - held; got != 0 {
+	if got := counts.held.Load(); got != 0 {
 		t.Fatalf("%d waiting connections hold %d read-ahead chunks, want none", n, got)
 	}
 
@@ -76,7 +77,7 @@ func TestIdleConnectionsHoldNoChunk(t *testing.T) {
 			t.Fatalf("first read: %q, %v", r.b, r.err)
 		}
 	}
-	if got := chunksHeld.Load() - held; got != n {
+	if got := counts.held.Load(); got != n {
 		t.Fatalf("after a 1-byte read of a %d-byte request, %d chunks held, want %d (one per connection, holding the rest)", len(req), got, n)
 	}
 	for _, s := range servers {
@@ -86,7 +87,7 @@ func TestIdleConnectionsHoldNoChunk(t *testing.T) {
 			t.Fatalf("second read: %d bytes, %v; want the request's other %d bytes", k, err, len(req)-1)
 		}
 	}
-	if got := chunksHeld.Load() - held; got != 0 {
+	if got := counts.held.Load(); got != 0 {
 		t.Fatalf("after the rest was read, %d chunks held, want none", got)
 	}
 
@@ -116,7 +117,7 @@ func TestIdleConnectionsHoldNoChunk(t *testing.T) {
 	if _, err := servers[2].Read(b[:]); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past its deadline: %v, want a deadline error", err)
 	}
-	if got := chunksHeld.Load() - held; got != 0 {
+	if got := counts.held.Load(); got != 0 {
 		t.Fatalf("%d chunks held after EOF and deadline, want none", got)
 	}
 }
