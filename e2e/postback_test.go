@@ -497,4 +497,13 @@ func TestPostback(t *testing.T) {
 	if unexpected != 0 {
 		t.Errorf("unexpected = %d deliveries of actions never answered 200, want 0", unexpected)
 	}
+	// Through the binary: lost actions have their own counter, at 0 here
+	// (every action answered 200 was committed first).
+	m, err := p.metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m["clickedge_postbacks_dropped_total"]; !ok || v != 0 {
+		t.Errorf("clickedge_postbacks_dropped_total = %v (exported %v), want 0", v, ok)
+	}
 }

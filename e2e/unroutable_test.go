@@ -64,6 +64,11 @@ func TestUnroutable(t *testing.T) {
 		if logged == 0 || moves == 0 || moves >= logged {
 			t.Errorf("clickedge_outbox_log_records_total = %v, clickedge_outbox_moves_total = %v; want both > 0 and fewer moves than records", logged, moves)
 		}
+		// The log's frames (each a write and an fdatasync) hold one
+		// record or more.
+		if frames := m["clickedge_outbox_log_write_duration_seconds_count"]; frames == 0 || frames > logged {
+			t.Errorf("clickedge_outbox_log_write_duration_seconds_count = %v frames for %v records logged, want 1 to %v", frames, logged, logged)
+		}
 		for _, name := range []string{"clickedge_outbox_log_waits_total", "clickedge_outbox_log_restarts_total", "clickedge_outbox_moving_records"} {
 			if _, ok := m[name]; !ok {
 				t.Errorf("%s is not exported", name)
