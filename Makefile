@@ -42,7 +42,7 @@ clean:
 # make e2e: the black-box reliability suite (docs/reliability.md): the built
 # binary against private RabbitMQ nodes behind a fault proxy, with the
 # postback, links, cluster and collector stages (a private PostgreSQL);
-# about 12 minutes on 2 cores. The long run: make e2e E2E_CYCLES=1000 E2E_TIMEOUT=3h.
+# about 11 minutes on 2 cores. The long run: make e2e E2E_CYCLES=1000 E2E_TIMEOUT=3h.
 E2E_TIMEOUT ?= 25m
 e2e: build broker postgres
 	E2E_BIN=$(CURDIR)/bin/clickedge $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/
