@@ -71,8 +71,10 @@ the record returned from fdatasync: from then on it survives kill -9 and
 power loss in the log, and Open moves it into bbolt before anything else
 (frames of the current generation, valid CRC, sequence at or above
 bbolt's next_seq; a frame torn by the crash was never answered and is
-ignored, and a damaged frame followed by valid ones makes Open fail with
-ErrCorrupt). Readers (ReadPending, Scan, the forwarder) see a record once
+ignored, and a damaged frame followed by valid frames holding records
+bbolt lacks makes Open fail with ErrCorrupt; valid frames whose records
+bbolt holds are left from before the log started over, and the next frame
+opens a new generation so that they never follow it). Readers (ReadPending, Scan, the forwarder) see a record once
 it is in bbolt: within Options.MoveDelay (10 ms by default) and one
 commit after the log (Stats MoveLatency); Sync waits for it, and moves
 at once. When the log is full the logger waits

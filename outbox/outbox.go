@@ -383,6 +383,7 @@ type Outbox struct {
 	logOff      atomic.Int64  // where the log's next frame goes, for the writer's moveWait
 	logWaiting  atomic.Bool   // the log goroutine waits for room (logBatch)
 	logDone     chan struct{} // closed when the log goroutine has ended
+	logRotate   bool          // the log's first frame opens a new generation (logState.rotate)
 	replayed    int           // records moved from the log by Open
 
 	wake    chan struct{} // cap 1: there is work for the writer
@@ -516,7 +517,7 @@ func Open(path string, opts *Options) (*Outbox, error) {
 		return nil, err
 	}
 	if !o.opts.ReadOnly && o.opts.Log && o.opts.Durability == Sync {
-		wal, _, err := openWAL(path, o.opts.LogBytes)
+		wal, scan, err := openWAL(path, o.opts.LogBytes)
 		switch {
 		case err != nil && diskFull(err):
 			// The tree alone still keeps every promise, one bbolt commit
@@ -527,6 +528,7 @@ func Open(path string, opts *Options) (*Outbox, error) {
 			return nil, err
 		default:
 			o.wal = wal
+			o.logRotate = len(scan.after) > 0
 			o.logSize = wal.size
 			o.logOff.Store(wal.off)
 			o.logWake = make(chan struct{}, 1)

@@ -89,7 +89,7 @@ func Verify(path string) (*VerifyReport, error) {
 	if rep == nil {
 		return rep, err
 	}
-	lrep, lerr := InspectLog(path)
+	lrep, lerr := inspectLog(path, rep.NextSeq)
 	if lerr != nil {
 		rep.Problems = append(rep.Problems, lerr.Error())
 		return rep, errors.Join(err, lerr)

@@ -43,9 +43,13 @@ import (
 // frame goes to logDataStart under a new generation, written to the other
 // header slot in the same fdatasync as that frame. Frames of older
 // generations left behind end the scan, whichever header write survived a
-// crash: their records were in bbolt already. On Open, records of the
-// current generation whose sequence is at or above bbolt's next_seq are
-// committed to bbolt before anything else.
+// crash: their records were in bbolt already. When the new generation's
+// first frame reached the disk and its header did not, the old frames past
+// it are of the current generation again; their records are in bbolt too,
+// which is how the scan tells them from damage (logScan.check), and the
+// next frame opens a new generation. Within a generation sequences only
+// grow. On Open, records of the current generation whose sequence is at or
+// above bbolt's next_seq are committed to bbolt before anything else.
 
 const (
 	logSuffix     = ".log"
@@ -101,6 +105,16 @@ type logScan struct {
 	frames  int
 	records []loggedRecord // of the current generation, in sequence order
 	end     int64          // offset after the last valid frame
+	// after holds the valid frames of the current generation past end
+	// (check says what they are).
+	after []frameInfo
+}
+
+// frameInfo describes a valid frame found past the end of a scan.
+type frameInfo struct {
+	off   int64
+	seq   uint64
+	count int
 }
 
 // createLog makes a zero-filled log of size bytes with generation 1 at
@@ -172,7 +186,8 @@ func readLogGen(f io.ReaderAt) (uint64, error) {
 	return best, nil
 }
 
-// scanLog reads every frame of the current generation.
+// scanLog reads every frame of the current generation, and notes the valid
+// ones past the end for check.
 func scanLog(f *os.File) (*logScan, error) {
 	st, err := f.Stat()
 	if err != nil {
@@ -185,26 +200,41 @@ func scanLog(f *os.File) (*logScan, error) {
 	s := &logScan{gen: gen, end: logDataStart}
 	head := make([]byte, frameHeadLen)
 	var payload []byte
-	for off := int64(logDataStart); off+frameHeadLen <= st.Size(); {
+	// frameAt reads the frame at off into head and payload: its length,
+	// and whether it is a whole, valid frame of the generation.
+	frameAt := func(off int64) (n int64, ok bool, err error) {
 		if _, err := f.ReadAt(head, off); err != nil {
-			return nil, err
+			return 0, false, err
 		}
 		if binary.BigEndian.Uint32(head) != frameMagic || binary.BigEndian.Uint64(head[8:]) != gen {
-			break
+			return 0, false, nil
 		}
-		n := int64(binary.BigEndian.Uint32(head[4:]))
+		n = int64(binary.BigEndian.Uint32(head[4:]))
 		if off+frameHeadLen+n > st.Size() {
-			break
+			return 0, false, nil
 		}
 		payload = append(payload[:0], make([]byte, n)...)
 		if _, err := f.ReadAt(payload, off+frameHeadLen); err != nil {
-			return nil, err
+			return 0, false, err
 		}
 		crc := crc32.Update(crc32.Checksum(head[:28], castagnoli), castagnoli, payload)
-		if crc != binary.BigEndian.Uint32(head[28:]) {
-			break // a torn tail: never answered
+		return n, crc == binary.BigEndian.Uint32(head[28:]), nil
+	}
+	for off := int64(logDataStart); off+frameHeadLen <= st.Size(); {
+		n, ok, err := frameAt(off)
+		if err != nil {
+			return nil, err
 		}
-		recs, ok := splitFrame(payload, binary.BigEndian.Uint64(head[16:]), int(binary.BigEndian.Uint32(head[24:])))
+		if !ok {
+			break // a torn tail, or the end of what the generation wrote
+		}
+		seq := binary.BigEndian.Uint64(head[16:])
+		if n := len(s.records); n > 0 && seq <= s.records[n-1].seq {
+			// Left from before the log started over (check).
+			s.after = append(s.after, frameInfo{off: off, seq: seq, count: int(binary.BigEndian.Uint32(head[24:]))})
+			break
+		}
+		recs, ok := splitFrame(payload, seq, int(binary.BigEndian.Uint32(head[24:])))
 		if !ok {
 			break
 		}
@@ -213,27 +243,33 @@ func scanLog(f *os.File) (*logScan, error) {
 		off = alignPage(off + frameHeadLen + n)
 		s.end = off
 	}
-	// A torn tail is the last frame ever written in its generation. A
-	// valid frame of the generation after the end means a frame in the
-	// middle is damaged: its records, and those after it, were answered.
 	for off := s.end + logPage; off+frameHeadLen <= st.Size(); off += logPage {
-		if _, err := f.ReadAt(head, off); err != nil {
+		if _, ok, err := frameAt(off); err != nil {
 			return nil, err
-		}
-		if binary.BigEndian.Uint32(head) != frameMagic || binary.BigEndian.Uint64(head[8:]) != gen {
-			continue
-		}
-		if n := int64(binary.BigEndian.Uint32(head[4:])); off+frameHeadLen+n <= st.Size() {
-			payload = append(payload[:0], make([]byte, n)...)
-			if _, err := f.ReadAt(payload, off+frameHeadLen); err != nil {
-				return nil, err
-			}
-			if crc32.Update(crc32.Checksum(head[:28], castagnoli), castagnoli, payload) == binary.BigEndian.Uint32(head[28:]) {
-				return s, fmt.Errorf("the frame at offset %d is damaged and a valid frame follows at offset %d", s.end, off)
-			}
+		} else if ok {
+			s.after = append(s.after, frameInfo{off: off, seq: binary.BigEndian.Uint64(head[16:]), count: int(binary.BigEndian.Uint32(head[24:]))})
 		}
 	}
 	return s, nil
+}
+
+// check reports damage: answered records past the end of the scan, given
+// next, the file's next_seq (0 when not known: then no record counts as
+// in the file). A torn tail is the last frame ever written in its
+// generation, and a frame's appenders are answered only after it is
+// synced, so a valid frame past the end holding records the file lacks
+// means a frame in the middle is damaged: its records, and those after
+// it, were answered. A valid frame past the end whose records are all in
+// the file is harmless: it is left from before the log started over, when
+// the new generation's first frame reached the disk and its header did
+// not (a crash between the two writes of one fdatasync).
+func (s *logScan) check(next uint64) error {
+	for _, fi := range s.after {
+		if fi.seq+uint64(fi.count) > next {
+			return fmt.Errorf("the frame at offset %d is damaged and a valid frame follows at offset %d", s.end, fi.off)
+		}
+	}
+	return nil
 }
 
 // splitFrame cuts a frame's payload into its records, copied.
@@ -278,8 +314,13 @@ type LogReport struct {
 }
 
 // InspectLog reads the log next to the outbox file at path. It returns nil
-// and no error when there is no log.
-func InspectLog(path string) (*LogReport, error) {
+// and no error when there is no log. Not knowing the file's next sequence,
+// it takes every valid frame past the end of the log for damage; Verify,
+// which knows it, tells damage from frames whose records are in the file.
+func InspectLog(path string) (*LogReport, error) { return inspectLog(path, 0) }
+
+// inspectLog is InspectLog, given the file's next sequence (logScan.check).
+func inspectLog(path string, next uint64) (*LogReport, error) {
 	f, err := os.Open(logPath(path))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -289,6 +330,9 @@ func InspectLog(path string) (*LogReport, error) {
 	}
 	defer f.Close()
 	s, err := scanLog(f)
+	if err == nil {
+		err = s.check(next)
+	}
 	if err != nil {
 		return nil, corruptError(logPath(path), err)
 	}
@@ -489,6 +533,10 @@ type logState struct {
 	gather   int       // records in flight then: the next frame's goal
 	failedAt time.Time // the last write error of the log, for a back-off
 	retry    time.Duration
+	// rotate makes the next frame open a new generation: Open found
+	// valid frames past the log's end (logScan.check), and a frame
+	// written where the log ends would make them the log's again.
+	rotate bool
 }
 
 // logLoop takes queued batches in order: a sync batch is logged and
@@ -499,7 +547,7 @@ type logState struct {
 func (o *Outbox) logLoop() {
 	defer close(o.logDone)
 	defer o.wal.f.Close()
-	ls := logState{next: o.nextSeq.Load()}
+	ls := logState{next: o.nextSeq.Load(), rotate: o.logRotate}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -650,10 +698,10 @@ func (o *Outbox) logBatch(ls *logState, b *batch) error {
 		allMoved := o.nextSeq.Load() >= ls.next
 		// Reuse the log from its start whenever it is all moved and a
 		// quarter used, so that a busy node rarely finds it full.
-		if allMoved && l.off > logDataStart && (l.off > l.size/4 || !l.fits(b.recs)) {
+		if allMoved && (ls.rotate || l.off > logDataStart && (l.off > l.size/4 || !l.fits(b.recs))) {
 			return o.logWrite(ls, b, true)
 		}
-		if l.fits(b.recs) {
+		if !ls.rotate && l.fits(b.recs) {
 			return o.logWrite(ls, b, false)
 		}
 		if time.Now().UnixNano() < o.failedUntil.Load() {
@@ -706,6 +754,7 @@ func (o *Outbox) logWrite(ls *logState, b *batch, newGen bool) error {
 	o.logOff.Store(o.wal.off)
 	if newGen {
 		o.ctr.logRestarts.Add(1)
+		ls.rotate = false
 	}
 	if newGen || ls.defined == nil {
 		ls.defined = map[uint32]bool{}
@@ -777,6 +826,9 @@ func (o *Outbox) replayLog() error {
 		m := tx.Bucket(bucketMeta)
 		p := tx.Bucket(bucketPending)
 		next := getUint64(m, metaNextSeq)
+		if err := s.check(next); err != nil {
+			return corruptError(lp, err)
+		}
 		recs := s.unmoved(next)
 		if len(recs) == 0 {
 			return nil
@@ -844,7 +896,7 @@ func (o *Outbox) replayLog() error {
 // checkLogMoved fails a read-only Open when the log holds records the file
 // does not: a reader of the file alone would miss them.
 func (o *Outbox) checkLogMoved() error {
-	rep, err := InspectLog(o.path)
+	rep, err := inspectLog(o.path, o.nextSeq.Load())
 	if err != nil || rep == nil || rep.Records == 0 {
 		return err
 	}
@@ -870,6 +922,9 @@ func salvageLog(src, dst string) (int, error) {
 	}
 	s, serr := scanLog(f)
 	f.Close()
+	if serr == nil {
+		serr = s.check(0)
+	}
 	if s == nil || len(s.records) == 0 {
 		return 0, serr
 	}

@@ -331,3 +331,126 @@ func TestLogToolsSeeLoggedRecords(t *testing.T) {
 		t.Fatalf("the salvaged outbox holds %s, want [x y z]", got)
 	}
 }
+
+// A crash while the log starts over: the new generation's first frame and
+// its header slot go out in one fdatasync, and the frame may reach the disk
+// without the header. The scan then reads the old generation, which ends at
+// that frame, and the old frames past it are valid frames of the current
+// generation again. Their records are all in the file (the log starts over
+// only once everything is moved), so Open takes them for what they are,
+// not for damage, whether the new frame is whole or torn; Verify agrees.
+// A frame past the end holding records the file lacks is still damage.
+func TestLogStartOverTornHeader(t *testing.T) {
+	for _, torn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("torn=%v", torn), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "outbox.db")
+			o, err := Open(path, &Options{Log: true, LogBytes: minLogBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			appendIDs(t, o, "a", "b", "c", "d") // one frame each
+			if err := o.Close(); err != nil {   // moved into the file
+				t.Fatal(err)
+			}
+			l, s, err := openWAL(path, minLogBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.frames != 4 || len(s.after) != 0 {
+				t.Fatalf("log of %d frames, %d past the end; want 4 and 0", s.frames, len(s.after))
+			}
+			slot := make([]byte, logSlotSize)
+			if _, err := l.f.ReadAt(slot, headerSlot(l.gen+1)); err != nil {
+				t.Fatal(err)
+			}
+			rec := []byte("a record the crash lost")
+			if err := l.write([]*[]byte{&rec}, 5, true); err != nil {
+				t.Fatal(err)
+			}
+			// The header did not reach the disk.
+			if _, err := l.f.WriteAt(slot, headerSlot(l.gen)); err != nil {
+				t.Fatal(err)
+			}
+			l.f.Close()
+			if torn {
+				damageLog(t, path, logDataStart+frameHeadLen+3)
+			}
+			if rep, err := Verify(path); err != nil || len(rep.Problems) != 0 || rep.LogUnmoved != 0 {
+				t.Fatalf("Verify = %+v, %v; want no problem and nothing unmoved", rep, err)
+			}
+			if got := fmt.Sprint(pendingIDs(t, path)); got != "[a b c d]" {
+				t.Fatalf("after the crash the file holds %s, want [a b c d]", got)
+			}
+			// Appends go on in a new generation: a frame written where
+			// the scan ended would make the old frames past it the log's
+			// again. A crash while e is in the log only: Open moves e,
+			// and nothing else.
+			var hold atomic.Bool
+			release := make(chan struct{})
+			opts := &Options{Log: true, LogBytes: minLogBytes}
+			opts.beforeCommit = func() error {
+				if hold.Load() {
+					<-release
+				}
+				return nil
+			}
+			o, err = Open(path, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hold.Store(true)
+			appendIDs(t, o, "e")
+			path2 := crashCopy(t, o)
+			hold.Store(false)
+			close(release)
+			if st := o.Stats(); st.LogRestarts != 1 {
+				t.Errorf("the log started over %d times, want 1 (its first frame after the crash)", st.LogRestarts)
+			}
+			o.Close()
+			if got := fmt.Sprint(pendingIDs(t, path2)); got != "[a b c d e]" {
+				t.Fatalf("after appends and a crash the file holds %s, want [a b c d e]", got)
+			}
+			o, err = Open(path2, &Options{Log: true, LogBytes: minLogBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			if st := o.Stats(); st.Pending != 5 || st.LogReplayed != 0 {
+				t.Fatalf("reopened: pending %d, replayed %d; want 5 and 0", st.Pending, st.LogReplayed)
+			}
+		})
+	}
+}
+
+// Within a generation sequences only grow: a frame whose first record is
+// not above the last one read is left from before the log started over,
+// and ends the scan; check takes it for damage only when its records are
+// not in the file.
+func TestLogScanEndsAtOlderSequence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	l, _, err := openWAL(path, minLogBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.f.Close()
+	rec := []byte("r")
+	for _, seq := range []uint64{10, 11, 3} {
+		if err := l.write([]*[]byte{&rec}, seq, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := scanLog(l.f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.records) != 2 || s.records[1].seq != 11 || len(s.after) != 1 || s.after[0].seq != 3 {
+		t.Fatalf("scan read %d records (last %+v), %d frames past the end; want 2 (up to seq 11) and the frame of seq 3",
+			len(s.records), s.records[len(s.records)-1], len(s.after))
+	}
+	if err := s.check(12); err != nil {
+		t.Errorf("check with the frame's record in the file = %v, want nil", err)
+	}
+	if err := s.check(3); err == nil {
+		t.Error("check with the frame's record not in the file = nil, want damage")
+	}
+}
