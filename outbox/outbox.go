@@ -247,6 +247,11 @@ type Options struct {
 	beforeCommit func() error
 	// beforeLog is the same for each write to the log.
 	beforeLog func() error
+	// afterCommit runs in the writer after each commit of its batches,
+	// moves and acks, before the rest of the outbox sees the commit.
+	afterCommit func()
+	// logTrace sees every write to the log and every fdatasync of it.
+	logTrace logTracer
 }
 
 // testLog makes Options.Log the default, for running the package's tests
@@ -528,6 +533,7 @@ func Open(path string, opts *Options) (*Outbox, error) {
 			return nil, err
 		default:
 			o.wal = wal
+			wal.trace = o.opts.logTrace
 			o.logRotate = len(scan.after) > 0
 			o.logSize = wal.size
 			o.logOff.Store(wal.off)

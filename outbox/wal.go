@@ -86,11 +86,19 @@ func LogPath(path string) string { return logPath(path) }
 // walWriter is the open log. It is owned by the log goroutine (after Open's
 // replay).
 type walWriter struct {
-	f    *os.File
-	size int64
-	gen  uint64
-	off  int64 // where the next frame goes
-	buf  []byte
+	f     *os.File
+	size  int64
+	gen   uint64
+	off   int64 // where the next frame goes
+	buf   []byte
+	trace logTracer // nil but in tests
+}
+
+// logTracer sees the log's writes and fdatasyncs, in the order made (tests
+// build power-loss images of the log from them).
+type logTracer interface {
+	wrote(off int64, p []byte)
+	synced()
 }
 
 // loggedRecord is one record found in the log.
@@ -368,20 +376,6 @@ func openWAL(path string, size int64) (*walWriter, *logScan, error) {
 	return &walWriter{f: f, size: st.Size(), gen: s.gen, off: s.end}, s, nil
 }
 
-// rotate starts a new generation, durably, once every record logged so far
-// is committed to bbolt. The old frames stay on disk and end the scan.
-func (l *walWriter) rotate() error {
-	l.gen++
-	if _, err := l.f.WriteAt(logHeader(l.gen), headerSlot(l.gen)); err != nil {
-		return err
-	}
-	if err := l.f.Sync(); err != nil {
-		return err
-	}
-	l.off = logDataStart
-	return nil
-}
-
 // fits reports whether a frame of the records fits at the current offset.
 func (l *walWriter) fits(recs []*[]byte) bool {
 	n := int64(frameHeadLen)
@@ -424,15 +418,25 @@ func (l *walWriter) write(recs []*[]byte, seq uint64, newGen bool) error {
 	binary.BigEndian.PutUint32(b[28:], crc)
 	l.buf = b
 	if newGen {
-		if _, err := l.f.WriteAt(logHeader(gen), headerSlot(gen)); err != nil {
+		h := logHeader(gen)
+		if _, err := l.f.WriteAt(h, headerSlot(gen)); err != nil {
 			return err
+		}
+		if l.trace != nil {
+			l.trace.wrote(headerSlot(gen), h)
 		}
 	}
 	if _, err := l.f.WriteAt(b, off); err != nil {
 		return err
 	}
+	if l.trace != nil {
+		l.trace.wrote(off, b)
+	}
 	if err := fdatasync(l.f); err != nil {
 		return err
+	}
+	if l.trace != nil {
+		l.trace.synced()
 	}
 	l.gen = gen
 	l.off = alignPage(off + int64(len(b)))

@@ -655,6 +655,9 @@ func (o *Outbox) tryCommit(w *writerState, b *batch, prune bool) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("outbox: commit: %w", err)
 	}
+	if hook := o.opts.afterCommit; hook != nil {
+		hook()
+	}
 	w.spans = newSpans
 	for _, d := range defined {
 		w.defineAt[d.id] = d.at
