@@ -27,9 +27,12 @@ import (
 //	          byte (1 entries, 2 a seed state) and its data
 //
 // An entry is its code, HLC (8 bytes), node and link (uvarint length + 1,
-// 0 for a tombstone); strings are uvarint-length-prefixed. A torn record at
-// the end of the log (a crash during an append, never answered) is cut off;
-// a bad CRC anywhere else, or a bad snapshot, refuses to open.
+// 0 for a tombstone); strings are uvarint-length-prefixed. Appends are
+// one at a time, each fsynced before the next, so a crash can tear only
+// the last one: whatever a power loss left of it (a header of zeros, some
+// sectors of it and zeros, a file size ahead of its data) is cut off. A
+// bad record followed by a valid one is damage, not a torn append (the
+// one after it was answered), and refuses to open, as does a bad snapshot.
 const (
 	snapshotFile    = "snapshot"
 	logFile         = "log"
@@ -370,21 +373,17 @@ func readSnapshot(data []byte, log *slog.Logger) (*snapshot, error) {
 }
 
 // replayLog applies the log's records and returns the length of its intact
-// prefix. Only the last record may be torn.
+// prefix. Only the last record may be torn: a bad record with a valid one
+// anywhere after it is damage.
 func replayLog(data []byte, s *Store) (int64, error) {
 	off := 0
 	for off < len(data) {
-		if len(data)-off < 8 {
-			return int64(off), nil // torn header
-		}
-		n := int(binary.BigEndian.Uint32(data[off:]))
-		sum := binary.BigEndian.Uint32(data[off+4:])
-		end := off + 8 + n
-		if n < 1 || end > len(data) || crc32.Checksum(data[off+8:end], castagnoli) != sum {
-			if end >= len(data) {
-				return int64(off), nil // the last record, torn
+		end, ok := recordAt(data, off)
+		if !ok {
+			if at := validRecordAfter(data, off+1); at >= 0 {
+				return 0, fmt.Errorf("bad record at offset %d, and a valid one follows at offset %d", off, at)
 			}
-			return 0, fmt.Errorf("bad record at offset %d", off)
+			return int64(off), nil // the last append, torn
 		}
 		r := &reader{b: data[off+9 : end]}
 		switch data[off+8] {
@@ -407,6 +406,32 @@ func replayLog(data []byte, s *Store) (int64, error) {
 		off = end
 	}
 	return int64(off), nil
+}
+
+// recordAt reads the record at off: where it ends, and whether it is whole
+// with a matching CRC.
+func recordAt(data []byte, off int) (end int, ok bool) {
+	if len(data)-off < 8 {
+		return 0, false
+	}
+	n := int(binary.BigEndian.Uint32(data[off:]))
+	end = off + 8 + n
+	if n < 1 || end > len(data) {
+		return 0, false
+	}
+	return end, crc32.Checksum(data[off+8:end], castagnoli) == binary.BigEndian.Uint32(data[off+4:])
+}
+
+// validRecordAfter returns the first offset at or after from where a whole
+// record with a matching CRC starts, or -1. After a torn append there is
+// none: the torn append was the last thing written.
+func validRecordAfter(data []byte, from int) int {
+	for at := from; at+8 < len(data); at++ {
+		if _, ok := recordAt(data, at); ok {
+			return at
+		}
+	}
+	return -1
 }
 
 // image returns a snapshot of every entry, less tombstones past the TTL,

@@ -125,7 +125,9 @@
 //   - Entries pages through every entry in bytewise code order for
 //     anti-entropy; Merge takes such pages.
 //   - Changes are persisted (appended to a log and fsynced) before Apply,
-//     Merge or Seed return; see disk.go for the files. The served *Catalog
+//     Merge or Seed return; see disk.go for the files. Appends are one at
+//     a time, so a crash or a power loss can tear only the last: Open cuts
+//     whatever it left and refuses a bad record with a valid one after it. The served *Catalog
 //     is replaced atomically: small changes are laid over the base (an
 //     overlay map that Lookup reads first); once the overlay passes 1/8 of
 //     the catalog (at least 1024 changes) the store compacts and serves

@@ -803,3 +803,115 @@ func TestReopenSnapshotPlusLog(t *testing.T) {
 		t.Fatalf("Links yields %d, want %d", n, live)
 	}
 }
+
+// A power loss can leave more of the last append than kill -9 does: a
+// header of zeros, a file size ahead of its data (zeros to the end), or
+// the append's later sectors without its first. Appends are fsynced one at
+// a time, so only the last can be torn: whatever it left is cut, and the
+// store opens with every answered change. A bad record followed by a
+// valid one is damage and refuses to open, even when its length field
+// says it runs to the end of the file (before, that cut the answered
+// changes after it without a word).
+func TestStoreLogAfterPowerLoss(t *testing.T) {
+	// build returns a store directory whose log holds the changes a, b, c,
+	// one record each, and the records' offsets.
+	build := func(t *testing.T) (string, []int) {
+		dir := t.TempDir()
+		s, err := Open(dir, &Options{Node: "n1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, code := range []string{"a", "b", "c"} {
+			if _, err := s.Put(code, linkJSON(code, "https://"+code+".example/")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		data, err := os.ReadFile(filepath.Join(dir, logFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var offs []int
+		for off := 0; off < len(data); {
+			end, ok := recordAt(data, off)
+			if !ok {
+				t.Fatalf("the log does not parse at offset %d", off)
+			}
+			offs = append(offs, off)
+			off = end
+		}
+		if len(offs) != 3 {
+			t.Fatalf("the log holds %d records, want 3", len(offs))
+		}
+		return dir, offs
+	}
+	edit := func(t *testing.T, dir string, f func([]byte) []byte) {
+		p := filepath.Join(dir, logFile)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, f(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opens := func(t *testing.T, dir string, want ...string) {
+		s, err := Open(dir, &Options{Node: "n1"})
+		if err != nil {
+			t.Fatalf("Open = %v", err)
+		}
+		for _, code := range []string{"a", "b", "c"} {
+			if got, w := s.Catalog().Lookup(code) != nil, slices.Contains(want, code); got != w {
+				t.Errorf("link %s served: %v, want %v", code, got, w)
+			}
+		}
+		// Appends go on after the cut, and are read back.
+		if _, err := s.Put("d", linkJSON("d", "https://d.example/")); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s, err = Open(dir, &Options{Node: "n1"})
+		if err != nil || s.Catalog().Lookup("d") == nil {
+			t.Fatalf("the append after the cut: Open = %v, or d is not served", err)
+		}
+		s.Close()
+	}
+
+	t.Run("size ahead of the data", func(t *testing.T) {
+		dir, _ := build(t)
+		edit(t, dir, func(b []byte) []byte { return append(b, make([]byte, 300)...) })
+		opens(t, dir, "a", "b", "c")
+	})
+	t.Run("the last append without its first sector", func(t *testing.T) {
+		dir, offs := build(t)
+		edit(t, dir, func(b []byte) []byte {
+			clear(b[offs[2] : offs[2]+12]) // its header and a little more, as zeros
+			return b
+		})
+		opens(t, dir, "a", "b")
+	})
+	t.Run("the last append, its length field torn", func(t *testing.T) {
+		dir, offs := build(t)
+		edit(t, dir, func(b []byte) []byte {
+			b[offs[2]] = 0x7f
+			return b
+		})
+		opens(t, dir, "a", "b")
+	})
+	for _, c := range []struct {
+		name string
+		f    func(b []byte, offs []int)
+	}{
+		{"a middle record's length runs past the end", func(b []byte, offs []int) { b[offs[1]] = 0x7f }},
+		{"a middle record's header zeroed", func(b []byte, offs []int) { clear(b[offs[1] : offs[1]+8]) }},
+		{"a middle record's payload damaged", func(b []byte, offs []int) { b[offs[1]+10] ^= 0x40 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, offs := build(t)
+			edit(t, dir, func(b []byte) []byte { c.f(b, offs); return b })
+			if _, err := Open(dir, &Options{Node: "n1"}); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
