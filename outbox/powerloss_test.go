@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -145,23 +146,31 @@ func logImage(initial []byte, events []traceEvent, c int, rng *rand.Rand) (img [
 	return img, torn
 }
 
-// Issue 17, the log under power loss. A run appends from 8 goroutines to
-// an outbox with a small log (it starts over every few frames) while the
-// writer moves logged records into the tree; every write to the log, every
-// fdatasync and every commit of the tree is recorded. Then, for crash
-// points along the run, a disk image is built: the log with its unsynced
-// writes torn sector by sector at random, the tree as of its last commit
-// before that point. Open must accept every image (no ErrCorrupt: a node
-// that will not start loses service) and hold every record answered
-// before the crash point, once.
-func TestLogPowerLoss(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "outbox.db")
+// powerRun is a traced run: the outbox's files as Open left them (the log,
+// and the tree as the first of trees), the log's writes and fdatasyncs,
+// the tree after each commit, and the appends answered with the trace's
+// length at the answer.
+type powerRun struct {
+	initialLog []byte
+	trees      []treeImage
+	events     []traceEvent
+	answers    []answer
+	restarts   uint64 // of the log in the run (Stats.LogRestarts)
+}
+
+type answer struct {
+	id string
+	at int
+}
+
+// tracedRun opens the outbox at path (its files may be a crash image) with
+// a small log, appends each records from 8 goroutines with ids prefixed by
+// prefix, and closes it, tracing all of it.
+func tracedRun(t *testing.T, path, prefix string, each int) *powerRun {
+	t.Helper()
 	trace := &powerTrace{}
-	var (
-		mu    sync.Mutex
-		trees []treeImage
-	)
+	run := &powerRun{}
+	var mu sync.Mutex
 	opts := &Options{Log: true, LogBytes: minLogBytes}
 	opts.logTrace = trace
 	opts.afterCommit = func() {
@@ -171,30 +180,25 @@ func TestLogPowerLoss(t *testing.T) {
 		}
 		img.at = trace.len()
 		mu.Lock()
-		trees = append(trees, img)
+		run.trees = append(run.trees, img)
 		mu.Unlock()
 	}
 	o, err := Open(path, opts)
 	if err != nil {
+		t.Fatalf("Open(%s) = %v", path, err)
+	}
+	if run.initialLog, err = os.ReadFile(logPath(path)); err != nil {
 		t.Fatal(err)
 	}
-	initialLog, err := os.ReadFile(logPath(path))
+	first, err := readImage(path) // as Open left it: no commit since, or the same state
 	if err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	first, err := readImage(path) // at 0: no commit since Open yet, or the same state
-	if err != nil {
-		t.Fatal(err)
-	}
-	trees = append([]treeImage{first}, trees...)
+	run.trees = append([]treeImage{first}, run.trees...)
 	mu.Unlock()
 
-	const writers, each = 8, 120
-	type answer struct {
-		id string
-		at int // trace length when Append returned
-	}
+	const writers = 8
 	answers := make([][]answer, writers)
 	var wg sync.WaitGroup
 	for g := range writers {
@@ -202,7 +206,7 @@ func TestLogPowerLoss(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				id := fmt.Sprintf("w%d-%d", g, i)
+				id := fmt.Sprintf("%s-w%d-%d", prefix, g, i)
 				r := &Record{Exchange: "clicks", RoutingKey: "click.test", MessageID: id, Body: []byte(`{"v":1}`)}
 				if err := o.Append(r); err != nil {
 					t.Errorf("Append(%s) = %v", id, err)
@@ -216,88 +220,191 @@ func TestLogPowerLoss(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	restarts := o.Stats().LogRestarts
+	run.restarts = o.Stats().LogRestarts
 	if err := o.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if restarts < 3 {
-		t.Fatalf("the log started over %d times in the run; the test needs a few", restarts)
+	run.events = trace.events
+	for _, as := range answers {
+		run.answers = append(run.answers, as...)
 	}
-	events := trace.events
+	return run
+}
 
-	points := 200
-	if testing.Short() {
-		points = 40
+// crashPoints returns n trace positions at random and, for each start-over
+// of the log in the run (its header and first frame written, not yet
+// synced), two inside it.
+func (run *powerRun) crashPoints(n int, rng *rand.Rand) []int {
+	var cs []int
+	for range n {
+		cs = append(cs, 1+rng.IntN(len(run.events)))
 	}
+	for i := 1; i < len(run.events); i++ {
+		if h := run.events[i-1]; h.data != nil && h.off < logDataStart && run.events[i].data != nil {
+			cs = append(cs, i+1, i+1)
+		}
+	}
+	return cs
+}
+
+// image writes the disk a power loss at trace position c leaves into a new
+// directory under dir, and returns the outbox's path there and the sectors
+// of unsynced writes lost.
+func (run *powerRun) image(t *testing.T, dir string, c int, rng *rand.Rand) (string, int) {
+	t.Helper()
+	tree := run.trees[0]
+	for _, ti := range run.trees {
+		if ti.at <= c {
+			tree = ti
+		}
+	}
+	img, torn := logImage(run.initialLog, run.events, c, rng)
+	cdir, err := os.MkdirTemp(dir, "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpath := filepath.Join(cdir, "outbox.db")
+	tree.write(t, cpath)
+	if err := os.WriteFile(logPath(cpath), img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cpath, torn
+}
+
+// answeredBy returns the records answered at or before trace position c.
+func (run *powerRun) answeredBy(c int) []string {
+	var ids []string
+	for _, a := range run.answers {
+		if a.at <= c {
+			ids = append(ids, a.id)
+		}
+	}
+	return ids
+}
+
+// checkImage opens the crash image at path and checks that it holds every
+// record in want once, no record twice, and counts that agree with it
+// (nothing is acknowledged in these runs: every record is pending); and
+// that the file verifies once closed. It returns the records Open moved
+// from the log.
+func checkImage(t *testing.T, path, what string, want []string) int {
+	t.Helper()
+	r, err := Open(path, &Options{Log: true, LogBytes: minLogBytes})
+	if err != nil {
+		t.Fatalf("%s: Open = %v", what, err)
+	}
+	defer func() {
+		r.Close()
+		if rep, err := Verify(path); err != nil || len(rep.Problems) > 0 {
+			t.Fatalf("%s: Verify after Open = %v, %v", what, err, rep.Problems)
+		}
+	}()
+	seen := map[string]int{}
+	if err := r.Scan(nil, func(rec *Record) error { seen[rec.MessageID]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range want {
+		if seen[id] != 1 {
+			t.Fatalf("%s: %s, answered before the crash, is in the file %d times, want once", what, id, seen[id])
+		}
+	}
+	for id, n := range seen {
+		if n > 1 {
+			t.Fatalf("%s: %s is in the file %d times", what, id, n)
+		}
+	}
+	st := r.Stats()
+	if st.Pending != int64(len(seen)) {
+		t.Fatalf("%s: %d records pending by the file's count, %d in it", what, st.Pending, len(seen))
+	}
+	return st.LogReplayed
+}
+
+func powerSeed(t *testing.T) *rand.Rand {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("OUTBOX_POWERLOSS_SEED"); s != "" {
 		fmt.Sscan(s, &seed)
 	}
-	rng := rand.New(rand.NewPCG(seed, 17))
-	t.Logf("trace: %d log writes and fdatasyncs, %d tree commits, the log started over %d times; image seed %d (OUTBOX_POWERLOSS_SEED)",
-		len(events), len(trees)-1, restarts, seed)
-	// Crash points: at random, and twice inside each start-over of the
-	// log (its header and first frame written, not yet synced).
-	var crashes []int
-	for range points {
-		crashes = append(crashes, 1+rng.IntN(len(events)))
+	t.Logf("image seed %d (OUTBOX_POWERLOSS_SEED repeats the images)", seed)
+	return rand.New(rand.NewPCG(seed, 17))
+}
+
+// Issue 17, the log under power loss. A run appends from 8 goroutines to
+// an outbox with a small log (it starts over every few frames) while the
+// writer moves logged records into the tree; every write to the log, every
+// fdatasync and every commit of the tree is recorded. Then, for crash
+// points along the run, a disk image is built: the log with its unsynced
+// writes torn sector by sector at random, the tree as of its last commit
+// before that point. Open must accept every image (no ErrCorrupt: a node
+// that will not start loses service) and hold every record answered
+// before the crash point, once.
+func TestLogPowerLoss(t *testing.T) {
+	dir := t.TempDir()
+	run := tracedRun(t, filepath.Join(dir, "outbox.db"), "r1", 120)
+	if run.restarts < 3 {
+		t.Fatalf("the log started over %d times in the run; the test needs a few", run.restarts)
 	}
-	for i := 1; i < len(events); i++ {
-		if h := events[i-1]; h.data != nil && h.off < logDataStart && events[i].data != nil {
-			crashes = append(crashes, i+1, i+1)
-		}
+	points := 200
+	if testing.Short() {
+		points = 40
 	}
+	rng := powerSeed(t)
+	crashes := run.crashPoints(points, rng)
+	t.Logf("trace: %d log writes and fdatasyncs, %d tree commits, the log started over %d times",
+		len(run.events), len(run.trees)-1, run.restarts)
 	replayedAny, tornAny := 0, 0
-	for p, c := range crashes {
-		tree := trees[0]
-		for _, ti := range trees {
-			if ti.at <= c {
-				tree = ti
-			}
-		}
-		img, torn := logImage(initialLog, events, c, rng)
+	for _, c := range crashes {
+		path, torn := run.image(t, dir, c, rng)
 		if torn > 0 {
 			tornAny++
 		}
-		cdir := filepath.Join(dir, fmt.Sprintf("crash%d", p))
-		if err := os.Mkdir(cdir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		cpath := filepath.Join(cdir, "outbox.db")
-		tree.write(t, cpath)
-		if err := os.WriteFile(logPath(cpath), img, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		r, err := Open(cpath, &Options{Log: true, LogBytes: minLogBytes})
-		if err != nil {
-			t.Fatalf("crash at trace position %d of %d (tree as of position %d, %d sectors torn): Open = %v", c, len(events), tree.at, torn, err)
-		}
-		if r.Stats().LogReplayed > 0 {
+		what := fmt.Sprintf("crash at trace position %d of %d, %d sectors torn", c, len(run.events), torn)
+		if checkImage(t, path, what, run.answeredBy(c)) > 0 {
 			replayedAny++
 		}
-		seen := map[string]int{}
-		if err := r.Scan(nil, func(rec *Record) error { seen[rec.MessageID]++; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		r.Close()
-		for _, as := range answers {
-			for _, a := range as {
-				if a.at <= c && seen[a.id] != 1 {
-					t.Fatalf("crash at trace position %d (tree as of %d, %d sectors torn): %s, answered at %d, is in the file %d times, want once",
-						c, tree.at, torn, a.id, a.at, seen[a.id])
-				}
-			}
-		}
-		for id, n := range seen {
-			if n > 1 {
-				t.Fatalf("crash at trace position %d: %s is in the file %d times", c, id, n)
-			}
-		}
-		os.RemoveAll(cdir)
+		os.RemoveAll(filepath.Dir(path))
 	}
 	t.Logf("%d crash images (%d inside a start-over of the log): %d with torn writes, %d with records moved from the log by Open",
 		len(crashes), len(crashes)-points, tornAny, replayedAny)
 	if replayedAny == 0 || tornAny == 0 {
 		t.Fatal("no image had records in the log only, or none had a torn write: the test proved nothing about them")
 	}
+}
+
+// The same, twice: a node restarted on a crash image works on, and loses
+// power again. The second run starts from an image of the first taken
+// inside a start-over of the log, where the frames of the old generation
+// past the new one may be valid again; frames the restarted node writes
+// must never be read together with them. Every record answered before
+// either crash is in the second image's file, once.
+func TestLogPowerLossTwice(t *testing.T) {
+	dir := t.TempDir()
+	run := tracedRun(t, filepath.Join(dir, "outbox.db"), "r1", 80)
+	rng := powerSeed(t)
+	firsts := run.crashPoints(0, rng) // inside start-overs only
+	if len(firsts) == 0 {
+		t.Fatal("the first run never started the log over")
+	}
+	if testing.Short() {
+		firsts = firsts[:min(len(firsts), 4)]
+	}
+	images := 0
+	for _, c1 := range firsts {
+		path, torn1 := run.image(t, dir, c1, rng)
+		before := run.answeredBy(c1)
+		// The node restarts on the image (Open moves what the log holds)
+		// and works on.
+		run2 := tracedRun(t, path, "r2", 40)
+		for range 8 {
+			c2 := 1 + rng.IntN(len(run2.events))
+			path2, torn2 := run2.image(t, dir, c2, rng)
+			what := fmt.Sprintf("crash at %d of the first run (%d sectors torn), then at %d of %d of the second (%d torn)",
+				c1, torn1, c2, len(run2.events), torn2)
+			checkImage(t, path2, what, append(slices.Clone(before), run2.answeredBy(c2)...))
+			os.RemoveAll(filepath.Dir(path2))
+			images++
+		}
+		os.RemoveAll(filepath.Dir(path))
+	}
+	t.Logf("%d second-crash images after %d first crashes inside a start-over of the log", images, len(firsts))
 }
