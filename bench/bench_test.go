@@ -507,3 +507,23 @@ func TestTargetsWithLog(t *testing.T) {
 		t.Errorf("the broker CPU row appears %d times, want once", n)
 	}
 }
+
+// The disk probe reports its CPU per write and fdatasync: some, and never
+// more than the wall time the pairs took (one thread).
+func TestProbeDiskCPU(t *testing.T) {
+	const n = 300
+	start := time.Now()
+	p, cpu, err := probeDisk(t.TempDir(), n)
+	wall := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Count != n || p.P50 <= 0 {
+		t.Fatalf("latency %+v, want %d samples", p, n)
+	}
+	perPair := float64(wall.Microseconds()) / n
+	if cpu <= 0 || cpu > perPair*1.05 {
+		t.Fatalf("CPU %.1f µs per pair, want above 0 and at most the %.1f µs each took", cpu, perPair)
+	}
+	t.Logf("p50 %.0f µs, CPU %.1f µs per write and fdatasync", p.P50, cpu)
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,16 +21,22 @@ type DiskRun struct {
 	Rep   int         `json:"rep"`
 	N     int         `json:"n"`
 	Sync  Percentiles `json:"fdatasync"`
+	// CPU is the CPU time (user and system, of the probing thread) per
+	// write+fdatasync, in µs. On a virtual disk an fdatasync can cost the
+	// guest CPU, not only time: each frame of the log then takes CPU from
+	// the redirects, and more, smaller frames cost more of it.
+	CPU float64 `json:"cpu_per_sync_us,omitempty"`
 }
 
 // diskSyncs is how many fdatasyncs one probe makes: about 0.5 s here.
 const diskSyncs = 1500
 
-// probeDisk measures n write+fdatasync pairs in dir.
-func probeDisk(dir string, n int) (Percentiles, error) {
+// probeDisk measures n write+fdatasync pairs in dir: their latency, and
+// the CPU time they take per pair, in µs (the probing thread's own).
+func probeDisk(dir string, n int) (Percentiles, float64, error) {
 	f, err := os.CreateTemp(dir, "fsync-probe-")
 	if err != nil {
-		return Percentiles{}, err
+		return Percentiles{}, 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
@@ -38,30 +45,47 @@ func probeDisk(dir string, n int) (Percentiles, error) {
 		buf[i] = byte(i)
 	}
 	h := newHist()
+	// One thread for the whole probe, so that its CPU time is the probe's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0, cerr := threadCPU()
 	for i := range n {
 		// Wrap within 4 MiB, as a file whose pages are rewritten.
 		off := int64(i%1024) * 4096
 		start := time.Now()
 		if _, err := f.WriteAt(buf, off); err != nil {
-			return Percentiles{}, err
+			return Percentiles{}, 0, err
 		}
 		if err := fdatasync(f); err != nil {
-			return Percentiles{}, fmt.Errorf("fdatasync %s: %w", filepath.Base(f.Name()), err)
+			return Percentiles{}, 0, fmt.Errorf("fdatasync %s: %w", filepath.Base(f.Name()), err)
 		}
 		record(h, time.Since(start))
 	}
-	return percentiles(h), nil
+	cpu1, cerr1 := threadCPU()
+	if cerr != nil || cerr1 != nil {
+		return percentiles(h), 0, nil // no CPU figure: not fatal
+	}
+	return percentiles(h), float64(cpu1-cpu0) / float64(time.Microsecond) / float64(n), nil
+}
+
+// threadCPU is the calling thread's CPU time, user and system.
+func threadCPU() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // diskProbe runs one probe before a phase's repetition and keeps it.
 func (b *bencher) diskProbe(phase string, rep int) {
-	p, err := probeDisk(b.tmp, diskSyncs)
+	p, cpu, err := probeDisk(b.tmp, diskSyncs)
 	if err != nil {
 		b.problem("disk probe: %v", err)
 		return
 	}
-	b.res.Disk = append(b.res.Disk, DiskRun{At: time.Now(), Phase: phase, Rep: rep, N: diskSyncs, Sync: p})
-	b.logf("  disk: 4 KiB write + fdatasync p50 %.3f p99 %.3f p99.9 %.3f ms", p.P50/1e3, p.P99/1e3, p.P999/1e3)
+	b.res.Disk = append(b.res.Disk, DiskRun{At: time.Now(), Phase: phase, Rep: rep, N: diskSyncs, Sync: p, CPU: cpu})
+	b.logf("  disk: 4 KiB write + fdatasync p50 %.3f p99 %.3f p99.9 %.3f ms, %.0f µs CPU each", p.P50/1e3, p.P99/1e3, p.P999/1e3, cpu)
 }
 
 // diskSummary is the median of the probes' p50 and p99, in µs.
