@@ -1,9 +1,12 @@
 package catalog
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -149,4 +152,56 @@ func FuzzRoute(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzReplayLog replays arbitrary bytes as the store's change log: it must
+// never panic; the intact prefix it reports must lie within the data and
+// replay again to itself, whole; and a log it accepts must keep what it
+// accepted when more bytes are appended after it (a torn next append).
+func FuzzReplayLog(f *testing.F) {
+	dir := f.TempDir()
+	s, err := Open(dir, &Options{Node: "n1"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, code := range []string{"a", "b"} {
+		if _, err := s.Put(code, linkJSON(code, "https://"+code+".example/")); err != nil {
+			f.Fatal(err)
+		}
+	}
+	s.Delete("a")
+	s.Close()
+	log, err := os.ReadFile(filepath.Join(dir, logFile))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(log)
+	f.Add(log[:len(log)-3])
+	f.Add(append(bytes.Clone(log), make([]byte, 40)...))
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 9})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		good, err := replayLog(data, mustMem(t))
+		if err != nil {
+			return
+		}
+		if good < 0 || good > int64(len(data)) {
+			t.Fatalf("intact prefix %d of %d bytes", good, len(data))
+		}
+		again, err := replayLog(data[:good], mustMem(t))
+		if err != nil || again != good {
+			t.Fatalf("the intact prefix replays to %d, %v; want %d, nil", again, err, good)
+		}
+		torn := append(bytes.Clone(data[:good]), 0, 0, 0, 9, 1, 2)
+		if got, err := replayLog(torn, mustMem(t)); err != nil || got != good {
+			t.Fatalf("with a torn append after it: %d, %v; want %d, nil", got, err, good)
+		}
+	})
+}
+
+func mustMem(t *testing.T) *Store {
+	s, err := Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -201,6 +201,11 @@ func scanLog(f *os.File) (*logScan, error) {
 	if err != nil {
 		return nil, err
 	}
+	return scanLogAt(f, st.Size())
+}
+
+// scanLogAt is scanLog of a log of size bytes read from f.
+func scanLogAt(f io.ReaderAt, size int64) (*logScan, error) {
 	gen, err := readLogGen(f)
 	if err != nil {
 		return nil, err
@@ -218,17 +223,17 @@ func scanLog(f *os.File) (*logScan, error) {
 			return 0, false, nil
 		}
 		n = int64(binary.BigEndian.Uint32(head[4:]))
-		if off+frameHeadLen+n > st.Size() {
+		if off+frameHeadLen+n > size {
 			return 0, false, nil
 		}
 		payload = append(payload[:0], make([]byte, n)...)
-		if _, err := f.ReadAt(payload, off+frameHeadLen); err != nil {
+		if _, err := f.ReadAt(payload, off+frameHeadLen); err != nil && n > 0 {
 			return 0, false, err
 		}
 		crc := crc32.Update(crc32.Checksum(head[:28], castagnoli), castagnoli, payload)
 		return n, crc == binary.BigEndian.Uint32(head[28:]), nil
 	}
-	for off := int64(logDataStart); off+frameHeadLen <= st.Size(); {
+	for off := int64(logDataStart); off+frameHeadLen <= size; {
 		n, ok, err := frameAt(off)
 		if err != nil {
 			return nil, err
@@ -251,7 +256,7 @@ func scanLog(f *os.File) (*logScan, error) {
 		off = alignPage(off + frameHeadLen + n)
 		s.end = off
 	}
-	for off := s.end + logPage; off+frameHeadLen <= st.Size(); off += logPage {
+	for off := s.end + logPage; off+frameHeadLen <= size; off += logPage {
 		if _, ok, err := frameAt(off); err != nil {
 			return nil, err
 		} else if ok {
@@ -282,7 +287,8 @@ func (s *logScan) check(next uint64) error {
 
 // splitFrame cuts a frame's payload into its records, copied.
 func splitFrame(p []byte, seq uint64, count int) ([]loggedRecord, bool) {
-	recs := make([]loggedRecord, 0, count)
+	// count is the header's word: each record takes at least its length.
+	recs := make([]loggedRecord, 0, min(count, len(p)/recLenLen))
 	for len(p) > 0 {
 		if len(p) < recLenLen {
 			return nil, false
