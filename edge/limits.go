@@ -180,7 +180,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		lc := &limitConn{Conn: c, l: l, counts: l.counts}
 		if sc, ok := c.(syscall.Conn); ok {
-			lc.raw, _ = sc.SyscallConn()
+			if lc.raw, _ = sc.SyscallConn(); lc.raw != nil {
+				lc.readFD = lc.readOnce // made once: a closure per read would allocate
+			}
 		}
 		lc.touch()
 		l.mu.Lock()
@@ -270,7 +272,9 @@ type limitConn struct {
 	// in. Only Read touches them: a connection is read by one goroutine.
 	ahead    []byte
 	aheadBuf *[]byte
-	raw      syscall.RawConn  // nil when the connection has no descriptor to read
+	raw      syscall.RawConn // nil when the connection has no descriptor to read
+	readFD   func(fd uintptr) bool
+	rd       rawRead          // what readFD read, for readRaw
 	counts   *readAheadCounts // the listener's; nil but in tests
 }
 

@@ -69,29 +69,9 @@ func (c *limitConn) releaseAhead() {
 // for its next request holds none. It returns the chunk and the count
 // read, or a nil chunk and the error (io.EOF when the peer closed).
 func (c *limitConn) readRaw() (*[]byte, int, error) {
-	var (
-		bp   *[]byte
-		n    int
-		rerr error
-	)
-	err := c.raw.Read(func(fd uintptr) bool {
-		bp = c.getChunk()
-		for {
-			n, rerr = syscall.Read(int(fd), *bp)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			c.putChunk(bp)
-			bp = nil
-			if c.counts != nil {
-				c.counts.waits.Add(1)
-			}
-			return false // wait until the socket is readable
-		}
-		return true
-	})
+	err := c.raw.Read(c.readFD)
+	bp, n, rerr := c.rd.bp, c.rd.n, c.rd.err
+	c.rd = rawRead{}
 	switch {
 	case err != nil: // a deadline, or the connection was closed
 		return nil, 0, c.opError(err)
@@ -103,6 +83,36 @@ func (c *limitConn) readRaw() (*[]byte, int, error) {
 		return nil, 0, io.EOF
 	}
 	return bp, n, nil
+}
+
+// rawRead is what one readOnce took from the socket.
+type rawRead struct {
+	bp  *[]byte
+	n   int
+	err error
+}
+
+// readOnce is the connection's readFD, called by the poller with the
+// descriptor: one read into a chunk, kept in c.rd. It reports false (wait
+// until the socket is readable) when the socket is empty, and gives the
+// chunk back then.
+func (c *limitConn) readOnce(fd uintptr) bool {
+	c.rd.bp = c.getChunk()
+	for {
+		c.rd.n, c.rd.err = syscall.Read(int(fd), *c.rd.bp)
+		if c.rd.err != syscall.EINTR {
+			break
+		}
+	}
+	if c.rd.err == syscall.EAGAIN {
+		c.putChunk(c.rd.bp)
+		c.rd = rawRead{}
+		if c.counts != nil {
+			c.counts.waits.Add(1)
+		}
+		return false
+	}
+	return true
 }
 
 // opError wraps err as the net package's own reads do.

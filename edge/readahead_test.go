@@ -121,3 +121,47 @@ func TestIdleConnectionsHoldNoChunk(t *testing.T) {
 		t.Fatalf("%d chunks held after EOF and deadline, want none", got)
 	}
 }
+
+// A small read that reads ahead allocates nothing: the chunk comes from a
+// pool and the poller's callback is made once per connection (a closure
+// per read, capturing its results, cost four allocations per request).
+func TestReadAheadAllocatesNothing(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := Listen(raw, ListenerOptions{Name: ListenerPublic})
+	defer ln.Close()
+	c, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	req := []byte("GET /r/x HTTP/1.1\r\nHost: a\r\n\r\n")
+	p := make([]byte, 64)
+	read := func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		// fasthttp's first read: one byte; then the rest, from the chunk.
+		if n, err := s.Read(p[:1]); n != 1 || err != nil {
+			t.Fatalf("first read = %d, %v", n, err)
+		}
+		for got := 1; got < len(req); {
+			n, err := s.Read(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+		}
+	}
+	read() // the pool's first chunk
+	if allocs := testing.AllocsPerRun(200, read); allocs > 0 {
+		t.Fatalf("%.1f allocations per request read ahead, want 0", allocs)
+	}
+}
