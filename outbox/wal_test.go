@@ -14,6 +14,13 @@ import (
 // while hold is set: answered records stay in the log only.
 func heldMoves(t *testing.T, logBytes int64) (*Outbox, *atomic.Bool, chan struct{}) {
 	t.Helper()
+	return heldMovesAt(t, filepath.Join(t.TempDir(), "outbox.db"), logBytes)
+}
+
+// heldMovesAt is heldMoves for the outbox at path. Closing release lets
+// the moves go on for good (the cleanup does it when the test has not).
+func heldMovesAt(t *testing.T, path string, logBytes int64) (*Outbox, *atomic.Bool, chan struct{}) {
+	t.Helper()
 	var hold atomic.Bool
 	release := make(chan struct{})
 	opts := &Options{Log: true, LogBytes: logBytes}
@@ -23,7 +30,7 @@ func heldMoves(t *testing.T, logBytes int64) (*Outbox, *atomic.Bool, chan struct
 		}
 		return nil
 	}
-	o, err := Open(filepath.Join(t.TempDir(), "outbox.db"), opts)
+	o, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,20 +392,7 @@ func TestLogStartOverTornHeader(t *testing.T) {
 			// the scan ended would make the old frames past it the log's
 			// again. A crash while e is in the log only: Open moves e,
 			// and nothing else.
-			var hold atomic.Bool
-			release := make(chan struct{})
-			opts := &Options{Log: true, LogBytes: minLogBytes}
-			opts.beforeCommit = func() error {
-				if hold.Load() {
-					<-release
-				}
-				return nil
-			}
-			o, err = Open(path, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hold.Store(true)
+			o, hold, release := heldMovesAt(t, path, minLogBytes)
 			appendIDs(t, o, "e")
 			path2 := crashCopy(t, o)
 			hold.Store(false)
@@ -410,12 +404,12 @@ func TestLogStartOverTornHeader(t *testing.T) {
 			if got := fmt.Sprint(pendingIDs(t, path2)); got != "[a b c d e]" {
 				t.Fatalf("after appends and a crash the file holds %s, want [a b c d e]", got)
 			}
-			o, err = Open(path2, &Options{Log: true, LogBytes: minLogBytes})
+			r, err := Open(path2, &Options{Log: true, LogBytes: minLogBytes})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer o.Close()
-			if st := o.Stats(); st.Pending != 5 || st.LogReplayed != 0 {
+			defer r.Close()
+			if st := r.Stats(); st.Pending != 5 || st.LogReplayed != 0 {
 				t.Fatalf("reopened: pending %d, replayed %d; want 5 and 0", st.Pending, st.LogReplayed)
 			}
 		})
