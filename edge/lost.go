@@ -45,8 +45,9 @@ func (s *Server) CountFate(rec *outbox.Record, f outbox.Fate, n int) {
 // clicks, that is records of this Server's exchange, in
 // clickedge_clicks_total{outcome="dropped"}, so that the dropped count
 // covers every answered click that was neither committed nor delivered.
-// A peer's clicks taken over in a hand-off are clicks too, and counted.
-// Records of another exchange (the postback role's actions, the links
+// (A peer's clicks taken over in a hand-off are committed before the
+// hand-off is acknowledged, so they are never lost this way.) Records of
+// another exchange (the postback role's actions, the links
 // feed) are not clicks and are ignored: each kind is counted by its own
 // role (postback.Handler.CountLost). With CountOnFate, a click lost by its
 // failed commit was in no outcome before: it is counted once. Safe for

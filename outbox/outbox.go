@@ -216,17 +216,15 @@ type Options struct {
 
 	// OnAsyncFate, when set, is told what became of records whose Append
 	// returned before their commit (Async mode; never called in Sync
-	// mode, nor for AppendIndexed, whose callers wait): n records of the
-	// route in r (Exchange, RoutingKey and Headers set, nothing else; r
-	// and its Headers must not be modified or kept) were committed
-	// (FateCommitted) or, after a failed commit, moved to the spill
-	// (FateSpilled). Those the spill cannot take go to OnLost. Together,
-	// each such record is reported once. Records of every kind that Append
-	// took pass through it (a peer's clicks and actions taken over in a
-	// hand-off too): a caller counting one kind filters by route. Called
-	// from the writer
-	// goroutine; must be thread-safe and must not block or call back into
-	// the Outbox.
+	// mode, nor for AppendIndexed and AppendDurable, whose callers wait):
+	// n records of the route in r (Exchange, RoutingKey and Headers set,
+	// nothing else; r and its Headers must not be modified or kept) were
+	// committed (FateCommitted) or, after a failed commit, moved to the
+	// spill (FateSpilled). Those the spill cannot take go to OnLost.
+	// Together, each such record is reported once. Records of every kind
+	// that Append took pass through it: a caller counting one kind filters
+	// by route. Called from the writer goroutine; must be thread-safe and
+	// must not block or call back into the Outbox.
 	OnAsyncFate func(r *Record, f Fate, n int)
 
 	// Now returns the current time. Nil means time.Now. Tests use it to

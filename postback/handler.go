@@ -137,8 +137,10 @@ func (h *Handler) Collectors() []prometheus.Collector { return h.m.collectors() 
 
 // CountLost counts n records of rec's route (the outbox's Options.OnLost)
 // that the outbox lost after they were answered: actions, that is records
-// of Config.Exchange, in clickedge_postbacks_dropped_total; a peer's
-// actions taken over in a hand-off too. Records of another exchange
+// of Config.Exchange, in clickedge_postbacks_dropped_total. Actions are
+// committed before their answer (and a peer's, taken over in a hand-off,
+// before the hand-off is acknowledged), so it stays 0 unless that breaks.
+// Records of another exchange
 // (clicks, the links feed) are not actions and are ignored: the edge
 // counts its clicks (edge.Server.CountLost). Safe for concurrent use.
 func (h *Handler) CountLost(rec *outbox.Record, n int) {

@@ -59,9 +59,9 @@ type node struct {
 	createdOutbox  string
 	createdCatalog string // the replicated catalog's directory
 	createdDirs    []string
-	// lostSrv is srv, and lostPb the postback handler, for the outbox's
-	// OnLost and OnAsyncFate, which may run before they are set and after
-	// stop began.
+	// lostSrv is srv, for the outbox's OnLost and OnAsyncFate, and lostPb
+	// the postback handler, for OnLost: they may run before these are set
+	// and after stop began.
 	lostSrv atomic.Pointer[edge.Server]
 	lostPb  atomic.Pointer[postback.Handler]
 
